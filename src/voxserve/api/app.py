@@ -1,0 +1,142 @@
+"""The FastAPI application factory and its lifespan.
+
+``create_app()`` builds the app and starts nothing; the lifespan starts the preloaded engines' worker
+processes (and the others in the background) and stops them all on shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from voxserve import __version__
+from voxserve.api import dev, speech, system
+from voxserve.api.errors import install_error_handlers
+from voxserve.api.observability import LoopLagProbe, Metrics
+from voxserve.api.state import AppState
+from voxserve.config import Settings
+from voxserve.errors import TextTooLong
+from voxserve.runtime.registry import EngineRegistry
+
+__all__ = ["create_app"]
+
+_log = logging.getLogger("voxserve")
+
+
+class BodyLimitMiddleware:
+    """413 for bodies over ``max_body_bytes`` before they are read; X-Request-ID on every response."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = uuid.uuid4().hex
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            await self._reject(send, request_id)
+            return
+        seen = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = list(message.get("headers", []))
+                if not any(k.lower() == b"x-request-id" for k, _ in headers):
+                    headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_with_id)
+        except _BodyTooLarge:
+            if not started:
+                await self._reject(send, request_id)
+
+    async def _reject(self, send: Send, request_id: str) -> None:
+        import json
+
+        err = TextTooLong(f"request body is over {self.max_body_bytes} bytes", code="body_too_large")
+        body = json.dumps(err.to_dict()).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": err.status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"x-request-id", request_id.encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the voxserve ASGI app (no process or model starts until the lifespan runs)."""
+    settings = settings or Settings()
+    metrics = Metrics()
+
+    def on_restart(engine: str) -> None:
+        metrics.restarts.labels(engine).inc()
+
+    def on_done(engine: str, done: object) -> None:
+        audio_s = getattr(done, "audio_s", 0.0)
+        metrics.audio_seconds.labels(engine).inc(audio_s)
+        if getattr(done, "cancelled", False):
+            metrics.cancelled.labels(engine).inc()
+        elif audio_s > 0:
+            metrics.rtf.labels(engine).observe(getattr(done, "compute_s", 0.0) / audio_s)
+
+    registry = EngineRegistry(settings, on_restart=on_restart, on_done=on_done)
+    probe = LoopLagProbe(metrics.loop_lag.observe)
+    state = AppState(settings=settings, registry=registry, metrics=metrics, probe=probe)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        probe.start()
+        try:
+            await registry.start()
+            _log.info("voxserve %s ready on %s:%d", __version__, settings.host, settings.port)
+            yield
+        finally:
+            await registry.stop()
+            await probe.stop()
+
+    app = FastAPI(
+        title="voxserve",
+        version=__version__,
+        summary="Streaming text-to-speech and speech-to-text, offline.",
+        lifespan=lifespan,
+    )
+    app.state.vox = state
+    install_error_handlers(app)
+    app.include_router(speech.router)
+    app.include_router(dev.router)
+    app.include_router(system.router)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    return app

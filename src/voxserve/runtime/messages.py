@@ -1,0 +1,138 @@
+"""Typed messages that cross the pipe between the server and a worker process.
+
+Parent → worker: :class:`SynthJob`, :class:`Call`, :class:`Cancel`, :class:`Ping`, :class:`Shutdown`.
+Worker → parent: :class:`Ready`, :class:`StartFailed`, :class:`Chunk`, :class:`Done`, :class:`Result`,
+:class:`JobError`, :class:`Pong`. All are small picklable dataclasses; audio travels already encoded,
+so the event loop only moves bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from voxserve.engines.base import VoiceInfo, WordTiming
+from voxserve.errors import VoxserveError
+
+__all__ = [
+    "Call",
+    "Cancel",
+    "Chunk",
+    "Done",
+    "EngineSpec",
+    "JobError",
+    "Ping",
+    "Pong",
+    "Ready",
+    "Result",
+    "Shutdown",
+    "StartFailed",
+    "SynthJob",
+    "Terminal",
+]
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """What a worker builds: an engine family and its constructor options."""
+
+    engine: str
+    options: dict[str, Any] = field(default_factory=dict)
+    threads: int = 1
+    factory: str | None = None
+    """``module:Class`` to build instead of a built-in engine (tests use this for fake engines)."""
+
+
+@dataclass(frozen=True)
+class SynthJob:
+    """Speak ``fragments`` (or ``phonemes``) with ``voice`` and stream encoded audio back."""
+
+    job_id: int
+    voice: str
+    speed: float
+    fmt: str
+    """One of :data:`voxserve.audio.encode.FORMATS`."""
+    sample_rate: int
+    """Output rate; the worker resamples the engine's native rate to it."""
+    fragments: tuple[str, ...] = ()
+    phonemes: str | None = None
+    streaming: bool = True
+    """False buffers container metadata (exact WAV sizes) until the end."""
+    volume: float = 1.0
+
+
+@dataclass(frozen=True)
+class Call:
+    """A short synchronous request to the engine: ``method(*args)``."""
+
+    job_id: int
+    method: str
+    args: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class Cancel:
+    job_id: int
+
+
+@dataclass(frozen=True)
+class Ping:
+    nonce: int
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    pass
+
+
+@dataclass(frozen=True)
+class Ready:
+    pid: int
+    voices: list[VoiceInfo]
+
+
+@dataclass(frozen=True)
+class StartFailed:
+    message: str
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Encoded audio for one job; ``text``/``words`` describe the fragment it starts, if any."""
+
+    job_id: int
+    data: bytes
+    fragment: int = -1
+    text: str = ""
+    start_s: float = 0.0
+    """Where this fragment starts in the output audio, in seconds."""
+    words: tuple[WordTiming, ...] = ()
+    """Word timings relative to the start of the output audio."""
+
+
+@dataclass(frozen=True)
+class Done:
+    job_id: int
+    audio_s: float
+    compute_s: float
+    cancelled: bool = False
+
+
+@dataclass(frozen=True)
+class Result:
+    job_id: int
+    value: Any
+
+
+@dataclass(frozen=True)
+class JobError:
+    job_id: int
+    error: VoxserveError
+
+
+@dataclass(frozen=True)
+class Pong:
+    nonce: int
+
+
+Terminal = Done | Result | JobError

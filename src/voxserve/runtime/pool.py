@@ -1,0 +1,387 @@
+"""The async side of the worker runtime: worker handles and a pool per engine.
+
+A :class:`WorkerHandle` owns one spawned process and its pipe. A pump task reads the pipe through the
+bridge (:func:`voxserve.runtime.bridge.iterate_in_thread`) into a small bounded inbox, so a slow client
+slows its worker instead of filling memory. An :class:`EnginePool` leases idle workers to requests
+(bounded wait, then 503), cancels abandoned jobs, kills workers that ignore a cancel, and replaces
+workers that die, reporting a clean error to the request they were serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import multiprocessing
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from multiprocessing.connection import Connection
+from typing import Any
+
+from voxserve.engines.base import VoiceInfo
+from voxserve.errors import EngineFailure, Unavailable, VoxserveError
+from voxserve.runtime import messages as m
+from voxserve.runtime.bridge import iterate_in_thread
+from voxserve.runtime.worker import worker_main
+
+__all__ = ["EnginePool", "SynthStream", "WorkerHandle"]
+
+_log = logging.getLogger("voxserve.pool")
+
+_DEAD = object()
+"""Put in a handle's inbox when its process is gone."""
+
+_job_ids = itertools.count(1)
+
+
+class WorkerHandle:
+    """One worker process, seen from the event loop."""
+
+    def __init__(self, spec: m.EngineSpec, index: int) -> None:
+        self.spec = spec
+        self.name = f"{spec.engine}-{index}"
+        self.process: Any = None
+        self.pid: int | None = None
+        self.voices: list[VoiceInfo] = []
+        self.alive = False
+        self._conn: Connection | None = None
+        self._inbox: asyncio.Queue[Any] = asyncio.Queue(maxsize=8)
+        self._pump: asyncio.Task[None] | None = None
+
+    async def start(self, timeout_s: float) -> None:
+        """Spawn the process and wait for its ready handshake."""
+        ctx = multiprocessing.get_context("spawn")
+        parent, child = ctx.Pipe(duplex=True)
+        self.process = ctx.Process(
+            target=worker_main, args=(self.spec, child), name=f"voxserve-{self.name}", daemon=True
+        )
+        # Spawning imports the interpreter: keep it off the loop.
+        await asyncio.to_thread(self.process.start)
+        child.close()
+        self._conn = parent
+        self._pump = asyncio.create_task(self._pump_messages(), name=f"pump-{self.name}")
+        try:
+            msg = await asyncio.wait_for(self._inbox.get(), timeout_s)
+        except TimeoutError:
+            self.kill()
+            raise EngineFailure(
+                f"{self.spec.engine} worker did not become ready in {timeout_s:g} s"
+            ) from None
+        if isinstance(msg, m.Ready):
+            self.pid, self.voices, self.alive = msg.pid, msg.voices, True
+            return
+        self.kill()
+        detail = msg.message if isinstance(msg, m.StartFailed) else "the worker exited during start-up"
+        raise EngineFailure(detail, code="engine_start_failed")
+
+    def _recv_forever(self) -> Iterator[Any]:
+        conn = self._conn
+        assert conn is not None
+        while True:
+            try:
+                yield conn.recv()
+            except (EOFError, OSError):
+                return
+
+    async def _pump_messages(self) -> None:
+        try:
+            async for msg in iterate_in_thread(self._recv_forever, maxsize=4, name=f"recv-{self.name}"):
+                await self._inbox.put(msg)
+        finally:
+            self.alive = False
+            # Never block here: the consumer may be gone; drop stale audio to make room.
+            while self._inbox.full():
+                self._inbox.get_nowait()
+            self._inbox.put_nowait(_DEAD)
+
+    def send(self, msg: Any) -> None:
+        """Send a small control message (never audio: those flow the other way)."""
+        if self._conn is None or not self.alive:
+            raise EngineFailure("the worker is not running", code="worker_unavailable")
+        try:
+            self._conn.send(msg)
+        except (OSError, ValueError):
+            raise EngineFailure("the worker is not running", code="worker_unavailable") from None
+
+    async def recv(self) -> Any:
+        """The next message from the worker, or ``_DEAD``."""
+        return await self._inbox.get()
+
+    def kill(self) -> None:
+        """Stop the process now (SIGKILL) and close the pipe."""
+        self.alive = False
+        if self.process is not None and self.process.is_alive():
+            self.process.kill()
+        if self._conn is not None:
+            self._conn.close()
+
+    async def stop(self, timeout_s: float = 3.0) -> None:
+        """Ask the worker to exit; kill it if it does not within ``timeout_s``."""
+        if self.alive:
+            with contextlib.suppress(EngineFailure):
+                self.send(m.Shutdown())
+        if self.process is not None:
+            await asyncio.to_thread(self.process.join, timeout_s)
+        self.kill()
+        if self.process is not None:
+            await asyncio.to_thread(self.process.join, timeout_s)
+        if self._pump is not None:
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(self._pump, timeout_s)
+
+
+class SynthStream:
+    """A running synthesis: iterate it for :class:`Chunk`; ``abort()`` if you stop early."""
+
+    def __init__(self, pool: EnginePool, worker: WorkerHandle, job_id: int) -> None:
+        self._pool = pool
+        self._worker = worker
+        self.job_id = job_id
+        self.finished = False
+        self.done: m.Done | None = None
+
+    def __aiter__(self) -> SynthStream:
+        return self
+
+    async def __anext__(self) -> m.Chunk:
+        if self.finished:
+            raise StopAsyncIteration
+        while True:
+            msg = await self._worker.recv()
+            if msg is _DEAD:
+                self._finish(dead=True)
+                raise EngineFailure("the worker serving this request stopped", code="worker_crashed")
+            if getattr(msg, "job_id", None) != self.job_id:
+                continue  # a late message from a cancelled job
+            if isinstance(msg, m.Chunk):
+                return msg
+            if isinstance(msg, m.Done):
+                self.done = msg
+                self._pool._job_done(msg)
+                self._finish()
+                raise StopAsyncIteration
+            if isinstance(msg, m.JobError):
+                self._finish()
+                raise msg.error
+
+    def _finish(self, *, dead: bool = False) -> None:
+        self.finished = True
+        self._pool._release(self._worker, dead=dead)
+
+    def abort(self) -> None:
+        """Cancel the job (the client went away). Safe to call from ``finally`` and more than once."""
+        if self.finished:
+            return
+        self.finished = True
+        self._pool._spawn(self._pool._cancel_and_release(self._worker, self.job_id))
+
+
+class EnginePool:
+    """Worker processes for one engine, with admission control."""
+
+    def __init__(
+        self,
+        spec: m.EngineSpec,
+        size: int,
+        *,
+        start_timeout_s: float = 120.0,
+        cancel_grace_s: float = 1.0,
+        queue_timeout_s: float = 10.0,
+        max_queued: int = 32,
+        on_restart: Callable[[str], None] | None = None,
+        on_done: Callable[[str, m.Done], None] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.size = size
+        self.start_timeout_s = start_timeout_s
+        self.cancel_grace_s = cancel_grace_s
+        self.queue_timeout_s = queue_timeout_s
+        self.max_queued = max_queued
+        self.on_restart = on_restart
+        self.on_done = on_done
+        self.voices: list[VoiceInfo] = []
+        self.workers: list[WorkerHandle] = []
+        self.waiting = 0
+        self.busy = 0
+        self.restarts = 0
+        self._idle: asyncio.Queue[WorkerHandle] = asyncio.Queue(maxsize=size)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._counter = itertools.count()
+        self._started: asyncio.Task[None] | None = None
+        self._closing = False
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.workers) and any(w.alive for w in self.workers)
+
+    async def start(self) -> None:
+        """Start every worker (concurrently); idempotent and safe to await from many requests."""
+        if self._started is None:
+            self._started = asyncio.create_task(self._start_all(), name=f"start-{self.spec.engine}")
+        await asyncio.shield(self._started)
+
+    async def _start_all(self) -> None:
+        handles = [WorkerHandle(self.spec, next(self._counter)) for _ in range(self.size)]
+        results = await asyncio.gather(
+            *(h.start(self.start_timeout_s) for h in handles), return_exceptions=True
+        )
+        for handle, result in zip(handles, results, strict=True):
+            if isinstance(result, BaseException):
+                _log.error("worker %s failed to start: %s", handle.name, result)
+                continue
+            self.workers.append(handle)
+            self._idle.put_nowait(handle)
+        if not self.workers:
+            self._started = None  # let a later request try again
+            first = results[0]
+            raise first if isinstance(first, VoxserveError) else EngineFailure("no worker could start")
+        self.voices = self.workers[0].voices
+        _log.info(
+            "%s: %d worker(s) ready (pids %s)",
+            self.spec.engine,
+            len(self.workers),
+            [w.pid for w in self.workers],
+        )
+
+    async def stop(self) -> None:
+        self._closing = True
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*(w.stop() for w in self.workers), return_exceptions=True)
+        self.workers.clear()
+
+    def _job_done(self, done: m.Done) -> None:
+        if self.on_done is not None:
+            self.on_done(self.spec.engine, done)
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _acquire(self) -> WorkerHandle:
+        await self.start()
+        if self.waiting >= self.max_queued and self._idle.empty():
+            raise Unavailable(f"the {self.spec.engine} engine is at capacity; retry shortly")
+        self.waiting += 1
+        try:
+            worker = await asyncio.wait_for(self._idle.get(), self.queue_timeout_s)
+        except TimeoutError:
+            raise Unavailable(
+                f"no {self.spec.engine} worker became free within {self.queue_timeout_s:g} s"
+            ) from None
+        finally:
+            self.waiting -= 1
+        self.busy += 1
+        return worker
+
+    def _release(self, worker: WorkerHandle, *, dead: bool = False) -> None:
+        self.busy -= 1
+        if dead or not worker.alive:
+            self._spawn(self._replace(worker))
+        else:
+            self._idle.put_nowait(worker)
+
+    async def _replace(self, old: WorkerHandle) -> None:
+        old.kill()
+        if self._closing:
+            return
+        self.restarts += 1
+        if self.on_restart is not None:
+            self.on_restart(self.spec.engine)
+        with contextlib.suppress(ValueError):
+            self.workers.remove(old)
+        await old.stop(timeout_s=1.0)
+        new = WorkerHandle(self.spec, next(self._counter))
+        for attempt in range(3):
+            try:
+                await new.start(self.start_timeout_s)
+                break
+            except VoxserveError as exc:
+                _log.error("restart of %s failed (attempt %d): %s", new.name, attempt + 1, exc)
+                new = WorkerHandle(self.spec, next(self._counter))
+        else:
+            return
+        self.workers.append(new)
+        self._idle.put_nowait(new)
+        _log.info("replaced worker %s with %s (pid %s)", old.name, new.name, new.pid)
+
+    async def _cancel_and_release(self, worker: WorkerHandle, job_id: int) -> None:
+        """Cancel ``job_id`` and wait for the worker to confirm; kill it if it does not in time."""
+        try:
+            worker.send(m.Cancel(job_id))
+        except EngineFailure:
+            self._release(worker, dead=True)
+            return
+        deadline = time.monotonic() + self.cancel_grace_s
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                msg = await asyncio.wait_for(worker.recv(), max(remaining, 0.001))
+            except TimeoutError:
+                _log.warning(
+                    "worker %s ignored cancel for %.1f s: killing it", worker.name, self.cancel_grace_s
+                )
+                self._release(worker, dead=True)
+                return
+            if msg is _DEAD:
+                self._release(worker, dead=True)
+                return
+            if getattr(msg, "job_id", None) == job_id and isinstance(msg, m.Done | m.JobError | m.Result):
+                if isinstance(msg, m.Done):
+                    self._job_done(msg)
+                self._release(worker)
+                return
+
+    async def call(self, method: str, *args: Any) -> Any:
+        """Run a short engine method (``phonemize``, ``check_voice``) on a free worker."""
+        worker = await self._acquire()
+        job_id = next(_job_ids)
+        try:
+            worker.send(m.Call(job_id, method, args))
+        except EngineFailure:
+            self._release(worker, dead=True)
+            raise
+        while True:
+            try:
+                msg = await worker.recv()
+            except asyncio.CancelledError:
+                self._spawn(self._cancel_and_release(worker, job_id))
+                raise
+            if msg is _DEAD:
+                self._release(worker, dead=True)
+                raise EngineFailure("the worker serving this request stopped", code="worker_crashed")
+            if getattr(msg, "job_id", None) != job_id:
+                continue
+            self._release(worker)
+            if isinstance(msg, m.JobError):
+                raise msg.error
+            return msg.value
+
+    async def synth(self, job_fields: dict[str, Any]) -> SynthStream:
+        """Start a :class:`SynthJob` on a free worker and return its stream."""
+        worker = await self._acquire()
+        job = m.SynthJob(job_id=next(_job_ids), **job_fields)
+        try:
+            worker.send(job)
+        except EngineFailure:
+            self._release(worker, dead=True)
+            raise
+        return SynthStream(self, worker, job.job_id)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "workers": len(self.workers),
+            "alive": sum(w.alive for w in self.workers),
+            "busy": self.busy,
+            "queued": self.waiting,
+            "restarts": self.restarts,
+            "pids": [w.pid for w in self.workers],
+        }
+
+
+async def collect(stream: AsyncIterator[m.Chunk]) -> bytes:
+    """All the audio of a stream (for buffered responses and the CLI)."""
+    parts = [chunk.data async for chunk in stream]
+    return b"".join(parts)

@@ -1,0 +1,56 @@
+"""A deterministic fake TTS engine for fast runtime tests (never used for a feature called done).
+
+Each fragment yields a 440 Hz sine of ``0.05 s × words`` in ``steps`` pieces, sleeping ``step_s`` of
+"compute" per piece. Magic texts: ``CRASH`` exits the process, ``HANG`` sleeps 30 s in one piece
+(ignoring cancels), ``FAIL`` raises an unexpected exception.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+import numpy as np
+
+from voxserve.engines.base import AudioPiece, PhonemeResult, VoiceInfo, WordTiming
+from voxserve.errors import InvalidValue, UnknownVoice
+
+RATE = 16000
+
+
+class FakeEngine:
+    name = "fake"
+
+    def __init__(self, step_s: float = 0.02, steps: int = 2) -> None:
+        self.step_s = step_s
+        self.steps = steps
+
+    def voices(self) -> list[VoiceInfo]:
+        return [VoiceInfo(id="fake/a", name="a", engine="fake", language="en", sample_rate=RATE)]
+
+    def check_voice(self, voice: str) -> None:
+        if voice != "a":
+            raise UnknownVoice(f"unknown voice {voice!r}", param="voice")
+
+    def synthesize(self, text: str, voice: str, speed: float) -> Iterator[AudioPiece]:
+        if text == "CRASH":
+            os._exit(3)
+        if text == "FAIL":
+            raise RuntimeError("boom /secret/path")
+        if text == "HANG":
+            time.sleep(30)
+        n = int(RATE * 0.05 * max(1, len(text.split())) / speed)
+        t = np.arange(n, dtype=np.float32) / RATE
+        audio = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+        for part in np.array_split(audio, self.steps):
+            time.sleep(self.step_s)
+            yield AudioPiece(audio=part, sample_rate=RATE, text=text, words=[WordTiming(text, 0.0, 0.01)])
+
+    def phonemize(self, text: str, voice: str) -> PhonemeResult:
+        return PhonemeResult(phonemes=text.lower(), tokens=[ord(c) for c in text])
+
+    def synthesize_phonemes(self, phonemes: str, voice: str, speed: float) -> Iterator[AudioPiece]:
+        if "!" in phonemes:
+            raise InvalidValue("bad phonemes", code="invalid_phonemes")
+        yield from self.synthesize(phonemes, voice, speed)

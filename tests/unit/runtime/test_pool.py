@@ -1,0 +1,170 @@
+"""EnginePool and WorkerHandle with real spawned worker processes and a fake engine."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from voxserve.errors import EngineFailure, Unavailable, UnknownVoice, VoxserveError
+from voxserve.runtime.messages import Chunk, Done, EngineSpec
+from voxserve.runtime.pool import EnginePool, collect
+
+SPEC = EngineSpec(engine="fake", factory="tests.fakes:FakeEngine", options={"step_s": 0.05, "steps": 4})
+
+
+def job(*fragments: str, voice: str = "a", fmt: str = "pcm") -> dict[str, object]:
+    return {"voice": voice, "speed": 1.0, "fmt": fmt, "sample_rate": 16000, "fragments": fragments}
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[EnginePool]:
+    done: list[Done] = []
+    p = EnginePool(
+        SPEC,
+        1,
+        start_timeout_s=60,
+        cancel_grace_s=0.5,
+        queue_timeout_s=5,
+        on_done=lambda e, d: done.append(d),
+    )
+    p.done_log = done  # type: ignore[attr-defined]
+    await p.start()
+    try:
+        yield p
+    finally:
+        await p.stop()
+
+
+async def wait_for(predicate: object, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+async def test_stream_returns_all_audio(pool: EnginePool) -> None:
+    stream = await pool.synth(job("one two", "three four five"))
+    data = await collect(stream)
+    # 0.05 s per word at 16 kHz, s16: 5 words → 4000 samples → 8000 bytes.
+    assert len(data) == pytest.approx(8000, abs=64)
+    assert stream.done is not None and not stream.done.cancelled
+    assert pool.busy == 0
+
+
+async def test_first_chunk_of_each_fragment_carries_its_text(pool: EnginePool) -> None:
+    chunks: list[Chunk] = [c async for c in await pool.synth(job("one two", "three"))]
+    assert [c.text for c in chunks if c.fragment >= 0] == ["one two", "three"]
+    starts = [c.start_s for c in chunks if c.fragment >= 0]
+    assert starts[0] == 0.0 and starts[1] == pytest.approx(0.1, abs=0.002)
+
+
+async def test_unknown_voice_fails_before_any_chunk(pool: EnginePool) -> None:
+    stream = await pool.synth(job("hello", voice="nope"))
+    with pytest.raises(UnknownVoice):
+        await anext(stream)
+    assert pool.busy == 0
+    assert len(await collect(await pool.synth(job("still works")))) > 0
+
+
+async def test_unexpected_engine_error_is_generic(pool: EnginePool) -> None:
+    stream = await pool.synth(job("FAIL"))
+    with pytest.raises(EngineFailure) as info:
+        await anext(stream)
+    assert "secret" not in info.value.message and info.value.code == "synthesis_failed"
+
+
+async def test_abort_cancels_between_pieces(pool: EnginePool) -> None:
+    stream = await pool.synth(job(*["a b c d e f g h"] * 20))
+    await anext(stream)
+    stream.abort()
+    await wait_for(lambda: pool.done_log)  # type: ignore[attr-defined]
+    done = pool.done_log[-1]  # type: ignore[attr-defined]
+    assert done.cancelled
+    assert done.audio_s < 1.0  # far less than the 8 s the whole job would make
+    await wait_for(lambda: pool.busy == 0 and pool._idle.qsize() == 1)
+    assert pool.restarts == 0
+
+
+async def test_crash_reports_clean_error_and_worker_is_replaced(pool: EnginePool) -> None:
+    old_pid = pool.workers[0].pid
+    stream = await pool.synth(job("CRASH"))
+    t0 = time.monotonic()
+    with pytest.raises(EngineFailure) as info:
+        await anext(stream)
+    assert info.value.code == "worker_crashed"
+    assert time.monotonic() - t0 < 1.0
+    data = await collect(await pool.synth(job("after the crash")))
+    assert len(data) > 0
+    assert pool.restarts == 1
+    assert pool.workers[0].pid != old_pid
+
+
+async def test_hung_worker_is_killed_after_cancel_grace(pool: EnginePool) -> None:
+    old_pid = pool.workers[0].pid
+    assert old_pid is not None
+    stream = await pool.synth(job("HANG"))
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(anext(stream), 0.2)
+    stream.abort()
+    await wait_for(lambda: pool.restarts == 1 and pool.ready and pool.workers[0].pid != old_pid, 30)
+    with pytest.raises(ProcessLookupError):
+        for _ in range(100):
+            os.kill(old_pid, 0)
+            await asyncio.sleep(0.05)
+    assert len(await collect(await pool.synth(job("alive")))) > 0
+
+
+async def test_full_queue_answers_unavailable() -> None:
+    p = EnginePool(SPEC, 1, start_timeout_s=60, queue_timeout_s=0.3, max_queued=0)
+    await p.start()
+    try:
+        first = await p.synth(job(*["a b c d"] * 10))
+        with pytest.raises(Unavailable):
+            await p.synth(job("x"))
+        first.abort()
+    finally:
+        await p.stop()
+
+
+async def test_queue_timeout_answers_unavailable() -> None:
+    p = EnginePool(SPEC, 1, start_timeout_s=60, queue_timeout_s=0.2, max_queued=4)
+    await p.start()
+    try:
+        first = await p.synth(job(*["a b c d"] * 10))
+        t0 = time.monotonic()
+        with pytest.raises(Unavailable):
+            await p.synth(job("x"))
+        assert time.monotonic() - t0 < 1.0
+        first.abort()
+    finally:
+        await p.stop()
+
+
+async def test_call_runs_engine_method(pool: EnginePool) -> None:
+    result = await pool.call("phonemize", "AB", "a")
+    assert result.tokens == [65, 66]
+    with pytest.raises(VoxserveError):
+        await pool.call("__init__")
+
+
+async def test_start_failure_is_reported() -> None:
+    bad = EngineSpec(engine="fake", factory="tests.fakes:NoSuchEngine")
+    p = EnginePool(bad, 1, start_timeout_s=60)
+    with pytest.raises(EngineFailure) as info:
+        await p.start()
+    assert info.value.code == "engine_start_failed"
+    await p.stop()
+
+
+async def test_stop_leaves_no_processes(pool: EnginePool) -> None:
+    pids = [w.pid for w in pool.workers]
+    await pool.stop()
+    for pid in pids:
+        assert pid is not None
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
