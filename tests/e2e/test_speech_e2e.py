@@ -215,11 +215,14 @@ def test_messy_text_is_spoken(client: httpx.Client) -> None:
 
 
 def test_pathological_input_does_not_stall_others(client: httpx.Client, server: Server) -> None:
-    with httpx.Client(base_url=server.url, timeout=60) as other, client.stream(
-        "POST",
-        "/v1/audio/speech",
-        json={"model": "tts-1", "voice": "alloy", "input": "a." * 2048, "response_format": "pcm"},
-    ) as r:
+    with (
+        httpx.Client(base_url=server.url, timeout=60) as other,
+        client.stream(
+            "POST",
+            "/v1/audio/speech",
+            json={"model": "tts-1", "voice": "alloy", "input": "a." * 2048, "response_format": "pcm"},
+        ) as r,
+    ):
         assert r.status_code == 200
         t0 = time.perf_counter()
         assert other.get("/health").status_code == 200
@@ -234,11 +237,14 @@ def test_disconnect_cancels_the_work(client: httpx.Client, server: Server) -> No
 
     before = cancelled()
     long_text = " ".join(f"This is sentence number {i} of a very long story." for i in range(60))
-    with httpx.Client(base_url=server.url, timeout=60) as c, c.stream(
-        "POST",
-        "/v1/audio/speech",
-        json={"model": "tts-1", "voice": "alloy", "input": long_text, "response_format": "pcm"},
-    ) as r:
+    with (
+        httpx.Client(base_url=server.url, timeout=60) as c,
+        c.stream(
+            "POST",
+            "/v1/audio/speech",
+            json={"model": "tts-1", "voice": "alloy", "input": long_text, "response_format": "pcm"},
+        ) as r,
+    ):
         assert r.status_code == 200
         next(r.iter_bytes())
         # leaving the block closes the connection mid-stream

@@ -34,7 +34,9 @@ def break_long_tokens(text: str) -> str:
             token = token.replace(".", ". ").rstrip()
         if any(len(t) > MAX_TOKEN_CHARS for t in token.split(" ")):
             token = " ".join(
-                t[i : i + MAX_TOKEN_CHARS] for t in token.split(" ") for i in range(0, len(t), MAX_TOKEN_CHARS)
+                t[i : i + MAX_TOKEN_CHARS]
+                for t in token.split(" ")
+                for i in range(0, len(t), MAX_TOKEN_CHARS)
             )
         out.append(token)
     return " ".join(out)

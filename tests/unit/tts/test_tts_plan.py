@@ -11,7 +11,9 @@ from voxserve.tts.plan import MAX_TOKEN_CHARS, break_long_tokens, plan_speech
 
 
 def plan(text: str, limit: int = 4096) -> tuple[str, ...]:
-    return plan_speech(text, max_input_chars=limit, first_fragment_max_chars=60, max_fragment_chars=300).fragments
+    return plan_speech(
+        text, max_input_chars=limit, first_fragment_max_chars=60, max_fragment_chars=300
+    ).fragments
 
 
 def test_limit_at_n_and_n_plus_one() -> None:
@@ -43,7 +45,9 @@ def test_break_long_tokens_bounds_every_token(token: str) -> None:
     assert out.replace(" ", "").replace(".", "") == f"Hello{token}world.".replace(".", "")
 
 
-@pytest.mark.parametrize("text", ["e.g. this", "U.S.A. and 3.14", "example dot com", "antidisestablishmentarianism"])
+@pytest.mark.parametrize(
+    "text", ["e.g. this", "U.S.A. and 3.14", "example dot com", "antidisestablishmentarianism"]
+)
 def test_break_long_tokens_leaves_ordinary_text(text: str) -> None:
     assert break_long_tokens(text) == text
 

@@ -1,0 +1,60 @@
+"""Settings: defaults, environment variables and validation."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from voxserve.config import DEFAULT_VOICE_ALIASES, Settings
+
+OPENAI_VOICES = {
+    "alloy",
+    "ash",
+    "ballad",
+    "coral",
+    "echo",
+    "fable",
+    "nova",
+    "onyx",
+    "sage",
+    "shimmer",
+    "verse",
+    "marin",
+    "cedar",
+}
+
+
+def test_defaults_are_safe() -> None:
+    s = Settings()
+    assert s.host == "127.0.0.1"
+    assert s.max_input_chars == 4096
+    assert s.threads_per_worker * min(s.workers_per_engine, 2) <= 2
+
+
+def test_every_openai_voice_is_mapped() -> None:
+    assert set(DEFAULT_VOICE_ALIASES) == OPENAI_VOICES
+    for target in DEFAULT_VOICE_ALIASES.values():
+        assert target.split("/")[0] in ("piper", "kokoro", "espeak")
+
+
+def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOXSERVE_PORT", "9001")
+    monkeypatch.setenv("VOXSERVE_ENGINES", '["piper", "piper", "espeak"]')
+    s = Settings()
+    assert s.port == 9001
+    assert s.engines == ["piper", "espeak"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"max_input_chars": 0},
+        {"engines": ["nope"]},
+        {"output_sample_rate": 12345},
+        {"workers_per_engine": 0},
+        {"typo": 1},
+    ],
+)
+def test_invalid_values_are_rejected(bad: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        Settings(**bad)  # type: ignore[arg-type]
