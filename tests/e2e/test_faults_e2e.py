@@ -1,0 +1,109 @@
+"""A worker killed with SIGKILL mid-request: a clean error, then a replacement serves new requests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from tests.e2e.conftest import Server, start_server, stop_server
+
+pytestmark = pytest.mark.e2e
+
+LONG = " ".join(f"Sentence {i} keeps the worker busy for a while longer." for i in range(60))
+
+
+@pytest.fixture(scope="module")
+def one_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = start_server(
+        tmp_path_factory.mktemp("faults"),
+        env={"VOXSERVE_ENGINES": '["piper"]', "VOXSERVE_WORKERS_PER_ENGINE": "1"},
+    )
+    try:
+        yield srv
+    finally:
+        stop_server(srv)
+
+
+def worker_pid(url: str) -> int:
+    pids = httpx.get(f"{url}/ready").json()["engines"]["piper"]["pids"]
+    assert len(pids) == 1
+    return int(pids[0])
+
+
+def wait_replaced(url: str, old: int, timeout_s: float = 30) -> int:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        r = httpx.get(f"{url}/ready")
+        if r.status_code == 200:
+            pids = r.json()["engines"]["piper"]["pids"]
+            if pids and pids[0] != old and r.json()["engines"]["piper"]["alive"] == 1:
+                return int(pids[0])
+        time.sleep(0.1)
+    raise AssertionError("worker not replaced")
+
+
+def test_kill_during_audio_stream_aborts_the_body(one_worker: Server) -> None:
+    url = one_worker.url
+    pid = worker_pid(url)
+    body = {"model": "tts-1", "voice": "alloy", "input": LONG, "response_format": "pcm"}
+    with httpx.Client(timeout=30) as c, c.stream("POST", f"{url}/v1/audio/speech", json=body) as r:
+        assert r.status_code == 200
+        chunks = r.iter_raw()
+        next(chunks)
+        os.kill(pid, signal.SIGKILL)
+        t0 = time.monotonic()
+        # The body must end with a transfer error (never look like complete, shorter audio).
+        with pytest.raises(httpx.RemoteProtocolError):
+            for _ in chunks:
+                pass
+        assert time.monotonic() - t0 < 1.0
+    new = wait_replaced(url, pid)
+    assert new != pid
+    r = httpx.post(f"{url}/v1/audio/speech", json=body | {"input": "Back again."}, timeout=30)
+    assert r.status_code == 200 and len(r.content) > 10000
+    metrics = httpx.get(f"{url}/metrics").text
+    assert 'voxserve_worker_restarts_total{engine="piper"} 1.0' in metrics
+
+
+def test_kill_during_sse_ends_with_error_event(one_worker: Server) -> None:
+    url = one_worker.url
+    pid = worker_pid(url)
+    body = {
+        "model": "tts-1",
+        "voice": "alloy",
+        "input": LONG,
+        "response_format": "pcm",
+        "stream_format": "sse",
+    }
+    events = []
+    with httpx.Client(timeout=30) as c, c.stream("POST", f"{url}/v1/audio/speech", json=body) as r:
+        assert r.status_code == 200
+        killed = False
+        for line in r.iter_lines():
+            if not line.startswith("data: "):
+                continue
+            events.append(json.loads(line[6:]))
+            if not killed:
+                os.kill(pid, signal.SIGKILL)
+                killed = True
+    assert events[0]["type"] == "speech.audio.delta"
+    assert events[-1]["type"] == "speech.audio.error"
+    assert events[-1]["error"]["code"] == "worker_crashed"
+    wait_replaced(url, pid)
+
+
+def test_killed_workers_leave_no_processes(one_worker: Server) -> None:
+    current = worker_pid(one_worker.url)
+    pid = one_worker.process.pid
+    # Children are listed per thread: workers are spawned from a helper thread, off the event loop.
+    children = [
+        c for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()
+    ]
+    workers = [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    assert workers == [current]

@@ -1,0 +1,70 @@
+"""The Piper engine with the bundled en_US-joe-medium voice."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from voxserve.engines.base import TTSEngine
+from voxserve.engines.piper import PiperEngine
+from voxserve.errors import InvalidValue, UnknownVoice
+
+pytestmark = pytest.mark.engine
+
+VOICE = "en_US-joe-medium"
+
+
+@pytest.fixture(scope="module")
+def engine() -> PiperEngine:
+    return PiperEngine(threads=1)
+
+
+def test_satisfies_the_protocol(engine: PiperEngine) -> None:
+    assert isinstance(engine, TTSEngine)
+    (voice,) = engine.voices()
+    assert (voice.id, voice.sample_rate, voice.language) == (f"piper/{VOICE}", 22050, "en-US")
+
+
+def test_synthesize_one_fragment(engine: PiperEngine) -> None:
+    pieces = list(engine.synthesize("Hello world, this is a test.", VOICE, 1.0))
+    assert len(pieces) == 1
+    audio = pieces[0].audio
+    assert audio.dtype == np.float32 and np.isfinite(audio).all()
+    assert 1.0 < len(audio) / 22050 < 4.0
+    assert float(np.abs(audio).max()) > 0.3
+
+
+def test_word_timings_cover_the_audio(engine: PiperEngine) -> None:
+    (piece,) = engine.synthesize("The quick brown fox.", VOICE, 1.0)
+    words = piece.words
+    assert [w.word for w in words] == ["The", "quick", "brown", "fox"]
+    assert words[0].start_s == 0.0
+    assert all(a.end_s == pytest.approx(b.start_s, abs=0.002) for a, b in zip(words, words[1:], strict=False))
+    assert words[-1].end_s == pytest.approx(len(piece.audio) / 22050, abs=0.01)
+
+
+def test_speed_changes_duration(engine: PiperEngine) -> None:
+    text = "Speed changes how long this takes."
+    slow = sum(len(p.audio) for p in engine.synthesize(text, VOICE, 0.5))
+    fast = sum(len(p.audio) for p in engine.synthesize(text, VOICE, 2.0))
+    assert slow > 2.5 * fast
+
+
+def test_unknown_voice(engine: PiperEngine) -> None:
+    with pytest.raises(UnknownVoice):
+        engine.check_voice("en_US-nobody")
+
+
+def test_phonemize_and_speak_phonemes(engine: PiperEngine) -> None:
+    result = engine.phonemize("Hello world. How are you?", VOICE)
+    assert result.phonemes.startswith("həlˈoʊ") and result.phonemes.endswith("?")
+    assert len(result.tokens) > len(result.phonemes)  # ids include pads between phonemes
+    (piece,) = engine.synthesize_phonemes(result.phonemes, VOICE, 1.0)
+    assert len(piece.audio) / 22050 > 0.8
+
+
+@pytest.mark.parametrize("phonemes", ["həlˈoʊ ☃", "", "   "])
+def test_invalid_phonemes(engine: PiperEngine, phonemes: str) -> None:
+    with pytest.raises(InvalidValue) as info:
+        list(engine.synthesize_phonemes(phonemes, VOICE, 1.0))
+    assert info.value.code == "invalid_phonemes"
