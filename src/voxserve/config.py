@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["DEFAULT_VOICE_ALIASES", "EngineName", "Settings"]
@@ -83,9 +83,6 @@ class Settings(BaseSettings):
     max_fragment_chars: int = Field(300, ge=20, description="Longest text fragment per synthesis call.")
     voice_aliases: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_VOICE_ALIASES))
     output_sample_rate: int = Field(24000, description="Rate of every encoded response (OpenAI uses 24 kHz).")
-    lenient_unknown_fields: bool = Field(
-        False, description="Accept unknown request fields (reported in X-Voxserve-Ignored) instead of 422."
-    )
 
     # --- observability -----------------------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -94,6 +91,18 @@ class Settings(BaseSettings):
     @classmethod
     def _no_duplicates(cls, v: list[EngineName]) -> list[EngineName]:
         return list(dict.fromkeys(v))
+
+    @model_validator(mode="after")
+    def _aliases_follow_engines(self) -> Settings:
+        """Point aliases whose engine is disabled at the default voice, so every OpenAI name still speaks."""
+        engine = self.default_voice.partition("/")[0]
+        if engine not in self.engines:
+            raise ValueError(f"default_voice {self.default_voice!r} needs the {engine!r} engine, which is not enabled")
+        self.voice_aliases = {
+            name: target if target.partition("/")[0] in self.engines else self.default_voice
+            for name, target in self.voice_aliases.items()
+        }
+        return self
 
     @field_validator("output_sample_rate")
     @classmethod

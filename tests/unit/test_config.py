@@ -58,3 +58,14 @@ def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_invalid_values_are_rejected(bad: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         Settings(**bad)  # type: ignore[arg-type]
+
+
+def test_aliases_of_disabled_engines_fall_back_to_the_default_voice() -> None:
+    s = Settings(engines=["piper"])
+    assert set(s.voice_aliases.values()) == {"piper/en_US-joe-medium"}
+    assert Settings().voice_aliases["cedar"] == "kokoro/jm_kumo"
+
+
+def test_default_voice_needs_its_engine() -> None:
+    with pytest.raises(ValidationError, match="default_voice"):
+        Settings(engines=["espeak"])
