@@ -97,7 +97,9 @@ class Settings(BaseSettings):
         """Point aliases whose engine is disabled at the default voice, so every OpenAI name still speaks."""
         engine = self.default_voice.partition("/")[0]
         if engine not in self.engines:
-            raise ValueError(f"default_voice {self.default_voice!r} needs the {engine!r} engine, which is not enabled")
+            raise ValueError(
+                f"default_voice {self.default_voice!r} needs the {engine!r} engine, which is not enabled"
+            )
         self.voice_aliases = {
             name: target if target.partition("/")[0] in self.engines else self.default_voice
             for name, target in self.voice_aliases.items()
