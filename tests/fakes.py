@@ -13,7 +13,15 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from voxserve.engines.base import AudioPiece, PhonemeResult, VoiceInfo, WordTiming
+from voxserve.engines.base import (
+    AudioPiece,
+    PhonemeResult,
+    Segment,
+    TranscribeOptions,
+    TranscriptInfo,
+    VoiceInfo,
+    WordTiming,
+)
 from voxserve.errors import InvalidValue, UnknownVoice
 
 RATE = 16000
@@ -46,6 +54,21 @@ class FakeEngine:
         for part in np.array_split(audio, self.steps):
             time.sleep(self.step_s)
             yield AudioPiece(audio=part, sample_rate=RATE, text=text, words=[WordTiming(text, 0.0, 0.01)])
+
+    def transcribe(
+        self, audio: np.ndarray, options: TranscribeOptions
+    ) -> tuple[TranscriptInfo, Iterator[Segment]]:
+        """One segment "word<i>" per 0.5 s of audio; ``options.prompt == "CRASH"`` exits."""
+        if options.prompt == "CRASH":
+            os._exit(3)
+        duration = len(audio) / 16000
+
+        def segments() -> Iterator[Segment]:
+            for i in range(int(duration / 0.5)):
+                time.sleep(self.step_s)
+                yield Segment(id=i, start_s=i * 0.5, end_s=(i + 1) * 0.5, text=f" word{i}")
+
+        return TranscriptInfo(language="en", language_probability=1.0, duration_s=duration), segments()
 
     def phonemize(self, text: str, voice: str) -> PhonemeResult:
         return PhonemeResult(phonemes=text.lower(), tokens=[ord(c) for c in text])

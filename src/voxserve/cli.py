@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 from pathlib import Path
@@ -51,6 +52,9 @@ def _serve(args: argparse.Namespace) -> int:
         port=settings.port,
         log_level=settings.log_level,
         timeout_graceful_shutdown=10,
+        ws_max_size=settings.ws_max_message_bytes,
+        ws_ping_interval=settings.ws_ping_interval_s,
+        ws_ping_timeout=settings.ws_ping_timeout_s,
     )
     return 0
 
@@ -87,6 +91,65 @@ def _voices(args: argparse.Namespace) -> int:
     return 0
 
 
+def _transcribe(args: argparse.Namespace) -> int:
+    import httpx
+
+    path = Path(args.file)
+    if not path.is_file():
+        sys.exit(f"voxserve transcribe: no such file: {path}")
+    url = args.server.rstrip("/") + "/v1/audio/transcriptions"
+    fields = {"model": args.model, "response_format": "json", "stream": "true" if args.stream else "false"}
+    if args.language:
+        fields["language"] = args.language
+    try:
+        with httpx.Client(timeout=600) as client, path.open("rb") as f:
+            files = {"file": (path.name, f)}
+            if not args.stream:
+                r = client.post(url, data=fields, files=files)
+                if r.status_code != 200:
+                    sys.exit(f"voxserve transcribe: {_error_text(r)}")
+                print(r.json()["text"])
+                return 0
+            with client.stream("POST", url, data=fields, files=files) as r:
+                if r.status_code != 200:
+                    r.read()
+                    sys.exit(f"voxserve transcribe: {_error_text(r)}")
+                for line in r.iter_lines():
+                    if not line.startswith("data: "):
+                        continue
+                    event = json.loads(line[6:])
+                    if event["type"] == "transcript.text.delta":
+                        print(event["delta"], end="", flush=True)
+                    elif event["type"] == "transcript.text.done":
+                        print()
+                    elif event["type"] == "error":
+                        sys.exit(f"\nvoxserve transcribe: {event['error'].get('message')}")
+    except httpx.TransportError as exc:
+        sys.exit(f"voxserve transcribe: cannot reach {args.server}: {exc}")
+    return 0
+
+
+def _error_text(response: Any) -> str:
+    try:
+        err = response.json()["error"]
+        return f"{err['message']} ({err['code']})"
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP {response.status_code}"
+
+
+def _listen(args: argparse.Namespace) -> int:
+    from voxserve.listen import listen
+
+    path = Path(args.file)
+    if not path.is_file():
+        sys.exit(f"voxserve listen: no such file: {path}")
+    try:
+        asyncio.run(listen(path, args.server, pace=args.pace, show_partials=not args.finals_only))
+    except OSError as exc:
+        sys.exit(f"voxserve listen: cannot reach {args.server}: {exc}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voxserve", description="Offline streaming speech server.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -106,6 +169,23 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument("--format", help="mp3, opus, aac, flac, wav or pcm")
     say.add_argument("--speed", type=float, default=1.0, help="0.25 to 4.0")
     say.set_defaults(func=_say)
+
+    tr = sub.add_parser("transcribe", help="transcribe an audio file with a running server")
+    tr.add_argument("file")
+    tr.add_argument("--stream", action="store_true", help="print the text as it is recognised")
+    tr.add_argument("--server", default="http://127.0.0.1:8000")
+    tr.add_argument("--model", default="whisper-1")
+    tr.add_argument("--language")
+    tr.set_defaults(func=_transcribe)
+
+    li = sub.add_parser(
+        "listen", help="stream a file at real-time pace to a server; show partials and finals"
+    )
+    li.add_argument("file")
+    li.add_argument("--server", default="http://127.0.0.1:8000")
+    li.add_argument("--pace", type=float, default=1.0, help="1.0 is real time; 0 sends as fast as possible")
+    li.add_argument("--finals-only", action="store_true")
+    li.set_defaults(func=_listen)
 
     voices = sub.add_parser("voices", help="list the installed voices")
     voices.set_defaults(func=_voices)

@@ -84,6 +84,34 @@ class Settings(BaseSettings):
     voice_aliases: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_VOICE_ALIASES))
     output_sample_rate: int = Field(24000, description="Rate of every encoded response (OpenAI uses 24 kHz).")
 
+    # --- speech-to-text ----------------------------------------------------------------------------
+    stt_models: list[str] = Field(
+        default_factory=lambda: ["tiny.en", "base"], description="Built-in Whisper models offered."
+    )
+    stt_model_paths: dict[str, Path] = Field(
+        default_factory=dict, description="More models: id → CTranslate2 Whisper folder."
+    )
+    stt_default_model: str = Field("tiny.en", description="Model behind whisper-1 and the streaming routes.")
+    stt_workers: int = Field(2, ge=1, le=64, description="Worker processes per STT model.")
+    stt_threads_per_worker: int = Field(1, ge=1, le=64, description="Inference threads per STT worker.")
+    stt_beam_size: int = Field(1, ge=1, le=10, description="Beam size (1 is greedy: fastest).")
+    max_upload_bytes: int = Field(26_214_400, ge=1024, description="Largest upload (413 above).")
+    max_audio_seconds: float = Field(1800.0, gt=0, description="Longest decoded upload (413 above).")
+
+    # --- streaming sessions (WebSocket) --------------------------------------------------------------
+    ws_max_message_bytes: int = Field(262_144, ge=1024, description="Largest WebSocket message (close 1009).")
+    ws_ping_interval_s: float = Field(10.0, gt=0, description="Keepalive ping interval.")
+    ws_ping_timeout_s: float = Field(10.0, gt=0, description="Close a peer that does not answer a ping.")
+    session_idle_timeout_s: float = Field(60.0, gt=0, description="Close a stream with no audio this long.")
+    max_session_s: float = Field(3600.0, gt=0, description="Longest streaming session.")
+    max_stt_sessions: int = Field(
+        8, ge=1, description="Concurrent streaming STT sessions (more: close 1013)."
+    )
+    vad_threshold: float = Field(0.5, gt=0, lt=1, description="Default speech probability threshold.")
+    vad_min_silence_ms: int = Field(500, ge=50, description="Silence that ends an utterance.")
+    vad_prefix_padding_ms: int = Field(300, ge=0, description="Audio kept before speech starts.")
+    partial_interval_ms: int = Field(500, ge=0, description="Re-decode cadence for partials (0: none).")
+
     # --- observability -----------------------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -104,6 +132,17 @@ class Settings(BaseSettings):
             name: target if target.partition("/")[0] in self.engines else self.default_voice
             for name, target in self.voice_aliases.items()
         }
+        return self
+
+    def stt_model_ids(self) -> list[str]:
+        return [*self.stt_models, *self.stt_model_paths]
+
+    @model_validator(mode="after")
+    def _stt_default_exists(self) -> Settings:
+        if self.stt_default_model not in self.stt_model_ids():
+            raise ValueError(
+                f"stt_default_model {self.stt_default_model!r} is not in stt_models or stt_model_paths"
+            )
         return self
 
     @field_validator("output_sample_rate")

@@ -4,14 +4,15 @@ Every error a client can see is a :class:`VoxserveError`. Each subclass carries 
 WebSocket close code, the OpenAI error ``type`` and a stable machine-readable ``code``::
 
     VoxserveError                       500 server_error
-    ├── InvalidRequest                  400 invalid_request_error   (malformed body: bad JSON, ...)
+    ├── InvalidRequest                  400 invalid_request_error   (bad JSON, empty_audio, ...)
     │   ├── UnknownVoice                404 unknown_voice
     │   ├── UnknownModel                404 model_not_found
-    │   ├── TextTooLong                 413 text_too_long
+    │   ├── TextTooLong                 413 text_too_long           (also audio_too_long)
+    │   ├── UnsupportedMediaType        415 unsupported_media_type  (an upload that is not audio)
     │   └── InvalidValue                422 (no_speakable_text, invalid_speed, unsupported_format,
-    │                                        invalid_phonemes, validation_error, ...)
+    │                                        invalid_phonemes, unsupported_language, validation_error, ...)
     ├── Unavailable                     503 (at_capacity, worker_unavailable) — sends Retry-After
-    └── EngineFailure                   500 (worker_crashed, synthesis_failed)
+    └── EngineFailure                   500 (worker_crashed, synthesis_failed, model_corrupt, ...)
 
 Messages never contain stack traces or file-system paths: they are written for the client.
 """
@@ -28,6 +29,7 @@ __all__ = [
     "Unavailable",
     "UnknownModel",
     "UnknownVoice",
+    "UnsupportedMediaType",
     "VoxserveError",
 ]
 
@@ -95,6 +97,14 @@ class TextTooLong(InvalidRequest):
     status = 413
     close_code = 1009
     default_code = "text_too_long"
+
+
+class UnsupportedMediaType(InvalidRequest):
+    """The upload is not audio that can be decoded: text, an image, an archive, video only (415)."""
+
+    status = 415
+    close_code = 1003  # WebSocket "unsupported data"
+    default_code = "unsupported_media_type"
 
 
 class InvalidValue(InvalidRequest):

@@ -6,6 +6,7 @@ processes (and the others in the background) and stops them all on shutdown.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -15,10 +16,11 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from voxserve import __version__
-from voxserve.api import dev, speech, system
+from voxserve.api import dev, realtime, speech, stream_ws, system, transcriptions
 from voxserve.api.errors import install_error_handlers
 from voxserve.api.observability import LoopLagProbe, Metrics
 from voxserve.api.state import AppState
+from voxserve.api.stt_common import StreamAdmission
 from voxserve.config import Settings
 from voxserve.errors import TextTooLong
 from voxserve.runtime.registry import EngineRegistry
@@ -31,18 +33,21 @@ _log = logging.getLogger("voxserve")
 class BodyLimitMiddleware:
     """413 for bodies over ``max_body_bytes`` before they are read; X-Request-ID on every response."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, max_upload_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.max_upload_bytes = max_upload_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         request_id = uuid.uuid4().hex
+        upload = scope["path"] in _UPLOAD_PATHS
+        limit = self.max_upload_bytes if upload else self.max_body_bytes
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            await self._reject(send, request_id)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._reject(send, request_id, limit, upload)
             return
         seen = 0
         started = False
@@ -52,7 +57,7 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_body_bytes:
+                if seen > limit:
                     raise _BodyTooLarge
             return message
 
@@ -70,12 +75,13 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, send_with_id)
         except _BodyTooLarge:
             if not started:
-                await self._reject(send, request_id)
+                await self._reject(send, request_id, limit, upload)
 
-    async def _reject(self, send: Send, request_id: str) -> None:
+    async def _reject(self, send: Send, request_id: str, limit: int, upload: bool) -> None:
         import json
 
-        err = TextTooLong(f"request body is over {self.max_body_bytes} bytes", code="body_too_large")
+        code = "file_too_large" if upload else "body_too_large"
+        err = TextTooLong(f"request body is over {limit} bytes", code=code)
         body = json.dumps(err.to_dict()).encode()
         await send(
             {
@@ -90,6 +96,9 @@ class BodyLimitMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+_UPLOAD_PATHS = frozenset({"/v1/audio/transcriptions", "/v1/audio/translations"})
 
 
 class _BodyTooLarge(Exception):
@@ -134,9 +143,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.vox = state
+    app.state.stt_admission = StreamAdmission(settings.max_stt_sessions)
+    app.state.vad_model = None
+    app.state.vad_lock = asyncio.Lock()
     install_error_handlers(app)
     app.include_router(speech.router)
     app.include_router(dev.router)
+    app.include_router(transcriptions.router)
+    app.include_router(stream_ws.router)
+    app.include_router(realtime.router)
     app.include_router(system.router)
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+    )
     return app

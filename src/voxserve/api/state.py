@@ -8,7 +8,7 @@ from fastapi import Request
 
 from voxserve.api.observability import LoopLagProbe, Metrics
 from voxserve.config import Settings
-from voxserve.runtime.registry import EngineRegistry
+from voxserve.runtime.registry import OPENAI_STT_MODELS, EngineRegistry
 
 __all__ = ["AppState", "get_state"]
 
@@ -25,6 +25,10 @@ class AppState:
     def model_ids(self) -> list[str]:
         """Every model id the speech route accepts (OpenAI's names and the engine families)."""
         return [*OPENAI_TTS_MODELS, "voxserve", *self.registry.pools]
+
+    def stt_model_ids(self) -> list[str]:
+        """Every model id the transcription routes accept."""
+        return [*OPENAI_STT_MODELS, *self.registry.stt_pools]
 
 
 def get_state(request: Request) -> AppState:

@@ -52,13 +52,14 @@ def _model(model_id: str) -> dict[str, object]:
 @router.get("/v1/models", tags=["models"])
 async def list_models(request: Request) -> JSONResponse:
     state = get_state(request)
-    return JSONResponse({"object": "list", "data": [_model(m) for m in state.model_ids()]})
+    ids = [*state.model_ids(), *state.stt_model_ids()]
+    return JSONResponse({"object": "list", "data": [_model(m) for m in ids]})
 
 
 @router.get("/v1/models/{model_id}", tags=["models"])
 async def get_model(model_id: str, request: Request) -> JSONResponse:
     state = get_state(request)
-    if model_id not in state.model_ids():
+    if model_id not in (*state.model_ids(), *state.stt_model_ids()):
         raise UnknownModel(f"model {model_id!r} is not served here", param="model")
     return JSONResponse(_model(model_id))
 
@@ -76,8 +77,9 @@ async def ready(request: Request) -> JSONResponse:
     engines = state.registry.stats()
     for engine, pool in state.registry.pools.items():
         engines[engine]["ready"] = pool.ready
-    needed = [e for e in state.settings.preload_engines if e in state.registry.pools]
-    is_ready = all(state.registry.pools[e].ready for e in needed)
+    needed = [state.registry.pools[e] for e in state.settings.preload_engines if e in state.registry.pools]
+    needed.append(state.registry.stt_pools[state.settings.stt_default_model])
+    is_ready = all(pool.ready for pool in needed)
     body = {
         "status": "ready" if is_ready else "starting",
         "engines": engines,

@@ -104,3 +104,73 @@ class TTSEngine(Protocol):
     def synthesize_phonemes(self, phonemes: str, voice: str, speed: float) -> Iterator[AudioPiece]:
         """Speak IPA phonemes directly. Raise ``InvalidValue(code="invalid_phonemes")`` on bad input."""
         ...
+
+
+# --- speech-to-text -------------------------------------------------------------------------------
+
+STT_SAMPLE_RATE = 16000
+"""Every STT engine takes float32 mono audio at 16 kHz."""
+
+
+@dataclass(frozen=True)
+class Word:
+    """A recognised word with its times in seconds from the start of the audio given to the engine."""
+
+    word: str
+    start_s: float
+    end_s: float
+    probability: float = 1.0
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A recognised stretch of speech."""
+
+    id: int
+    start_s: float
+    end_s: float
+    text: str
+    words: tuple[Word, ...] = ()
+    avg_logprob: float = 0.0
+    no_speech_prob: float = 0.0
+    temperature: float = 0.0
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """How to transcribe (a subset of faster-whisper's options)."""
+
+    language: str | None = None
+    """ISO 639-1 code; None detects it (multilingual models only)."""
+    task: str = "transcribe"
+    """``transcribe`` or ``translate`` (to English)."""
+    prompt: str | None = None
+    temperature: float = 0.0
+    word_timestamps: bool = False
+    beam_size: int = 1
+    without_timestamps: bool = False
+
+
+@dataclass(frozen=True)
+class TranscriptInfo:
+    """What the engine learned about the audio before the first segment."""
+
+    language: str
+    language_probability: float
+    duration_s: float
+
+
+@runtime_checkable
+class STTEngine(Protocol):
+    """A speech-to-text model family (one model per instance)."""
+
+    name: str
+    model: str
+    """The model id this instance serves (``tiny.en``, ``base``, or a folder name)."""
+    multilingual: bool
+
+    def transcribe(
+        self, audio: FloatAudio, options: TranscribeOptions
+    ) -> tuple[TranscriptInfo, Iterator[Segment]]:
+        """Transcribe 16 kHz mono float32 audio; segments are produced lazily."""
+        ...

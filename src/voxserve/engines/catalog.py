@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from voxserve.engines.base import TTSEngine
+from voxserve.engines.base import STTEngine, TTSEngine
 from voxserve.runtime.messages import EngineSpec
 
 __all__ = ["ENGINE_NAMES", "build_engine", "split_voice_id"]
@@ -16,14 +16,14 @@ __all__ = ["ENGINE_NAMES", "build_engine", "split_voice_id"]
 ENGINE_NAMES = ("piper", "espeak", "kokoro")
 
 
-def build_engine(spec: EngineSpec) -> TTSEngine:
+def build_engine(spec: EngineSpec) -> TTSEngine | STTEngine:
     """Construct the engine ``spec`` names (in the calling process)."""
     opts = spec.options
     if spec.factory is not None:
         import importlib
 
         module, _, attr = spec.factory.partition(":")
-        engine: TTSEngine = getattr(importlib.import_module(module), attr)(**opts)
+        engine: TTSEngine | STTEngine = getattr(importlib.import_module(module), attr)(**opts)
         return engine
     if spec.engine == "piper":
         from voxserve.engines.piper import PiperEngine, default_voice_paths
@@ -42,6 +42,12 @@ def build_engine(spec: EngineSpec) -> TTSEngine:
             opts.get("voices_path"),
             threads=spec.threads,
             cache_dir=opts.get("cache_dir"),
+        )
+    if spec.engine == "whisper":
+        from voxserve.engines.whisper import WhisperEngine
+
+        return WhisperEngine(
+            opts.get("model", "tiny.en"), threads=spec.threads, cache_dir=opts.get("cache_dir")
         )
     raise ValueError(f"unknown engine {spec.engine!r}")
 

@@ -1,7 +1,8 @@
 """Typed messages that cross the pipe between the server and a worker process.
 
-Parent → worker: :class:`SynthJob`, :class:`Call`, :class:`Cancel`, :class:`Ping`, :class:`Shutdown`.
-Worker → parent: :class:`Ready`, :class:`StartFailed`, :class:`Chunk`, :class:`Done`, :class:`Result`,
+Parent → worker: :class:`SynthJob`, :class:`Call`, :class:`StreamCall`, :class:`Cancel`, :class:`Ping`,
+:class:`Shutdown`. Worker → parent: :class:`Ready`, :class:`StartFailed`, :class:`Chunk`, :class:`Item`,
+:class:`Done`, :class:`Result`,
 :class:`JobError`, :class:`Pong`. All are small picklable dataclasses; audio travels already encoded,
 so the event loop only moves bytes.
 """
@@ -20,6 +21,7 @@ __all__ = [
     "Chunk",
     "Done",
     "EngineSpec",
+    "Item",
     "JobError",
     "Ping",
     "Pong",
@@ -27,6 +29,7 @@ __all__ = [
     "Result",
     "Shutdown",
     "StartFailed",
+    "StreamCall",
     "SynthJob",
     "Terminal",
 ]
@@ -71,6 +74,19 @@ class Call:
 
 
 @dataclass(frozen=True)
+class StreamCall:
+    """An engine method whose results stream back as :class:`Item` messages, then :class:`Done`.
+
+    ``transcribe`` is the one such method: the first item is the ``TranscriptInfo``, then each
+    ``Segment`` as the engine produces it (the worker checks for a cancel between segments).
+    """
+
+    job_id: int
+    method: str
+    args: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
 class Cancel:
     job_id: int
 
@@ -108,6 +124,14 @@ class Chunk:
     """Where this fragment starts in the output audio, in seconds."""
     words: tuple[WordTiming, ...] = ()
     """Word timings relative to the start of the output audio."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One result of a :class:`StreamCall`."""
+
+    job_id: int
+    value: Any
 
 
 @dataclass(frozen=True)

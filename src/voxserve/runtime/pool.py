@@ -25,7 +25,7 @@ from voxserve.runtime import messages as m
 from voxserve.runtime.bridge import iterate_in_thread
 from voxserve.runtime.worker import worker_main
 
-__all__ = ["EnginePool", "SynthStream", "WorkerHandle"]
+__all__ = ["EnginePool", "ItemStream", "JobStream", "SynthStream", "WorkerHandle", "collect"]
 
 _log = logging.getLogger("voxserve.pool")
 
@@ -131,8 +131,9 @@ class WorkerHandle:
                 await asyncio.wait_for(self._pump, timeout_s)
 
 
-class SynthStream:
-    """A running synthesis: iterate it for :class:`Chunk`; ``abort()`` if you stop early."""
+class JobStream:
+    """A running job: iterate it for its :class:`Chunk` or :class:`Item` messages; ``abort()`` if you
+    stop early. Errors from the worker are raised; a worker that dies raises ``worker_crashed``."""
 
     def __init__(self, pool: EnginePool, worker: WorkerHandle, job_id: int) -> None:
         self._pool = pool
@@ -141,10 +142,10 @@ class SynthStream:
         self.finished = False
         self.done: m.Done | None = None
 
-    def __aiter__(self) -> SynthStream:
+    def __aiter__(self) -> JobStream:
         return self
 
-    async def __anext__(self) -> m.Chunk:
+    async def __anext__(self) -> Any:
         if self.finished:
             raise StopAsyncIteration
         while True:
@@ -154,7 +155,7 @@ class SynthStream:
                 raise EngineFailure("the worker serving this request stopped", code="worker_crashed")
             if getattr(msg, "job_id", None) != self.job_id:
                 continue  # a late message from a cancelled job
-            if isinstance(msg, m.Chunk):
+            if isinstance(msg, m.Chunk | m.Item):
                 return msg
             if isinstance(msg, m.Done):
                 self.done = msg
@@ -177,6 +178,22 @@ class SynthStream:
         self._pool._spawn(self._pool._cancel_and_release(self._worker, self.job_id))
 
 
+class SynthStream(JobStream):
+    """A running synthesis: its messages are :class:`Chunk` s of encoded audio."""
+
+    async def __anext__(self) -> m.Chunk:
+        chunk: m.Chunk = await super().__anext__()
+        return chunk
+
+
+class ItemStream(JobStream):
+    """A running :class:`StreamCall`: its values (the ``Item`` payloads)."""
+
+    async def __anext__(self) -> Any:
+        item: m.Item = await super().__anext__()
+        return item.value
+
+
 class EnginePool:
     """Worker processes for one engine, with admission control."""
 
@@ -191,8 +208,10 @@ class EnginePool:
         max_queued: int = 32,
         on_restart: Callable[[str], None] | None = None,
         on_done: Callable[[str, m.Done], None] | None = None,
+        name: str | None = None,
     ) -> None:
         self.spec = spec
+        self.name = name or spec.engine
         self.size = size
         self.start_timeout_s = start_timeout_s
         self.cancel_grace_s = cancel_grace_s
@@ -218,7 +237,7 @@ class EnginePool:
     async def start(self) -> None:
         """Start every worker (concurrently); idempotent and safe to await from many requests."""
         if self._started is None:
-            self._started = asyncio.create_task(self._start_all(), name=f"start-{self.spec.engine}")
+            self._started = asyncio.create_task(self._start_all(), name=f"start-{self.name}")
         await asyncio.shield(self._started)
 
     async def _start_all(self) -> None:
@@ -239,7 +258,7 @@ class EnginePool:
         self.voices = self.workers[0].voices
         _log.info(
             "%s: %d worker(s) ready (pids %s)",
-            self.spec.engine,
+            self.name,
             len(self.workers),
             [w.pid for w in self.workers],
         )
@@ -253,7 +272,7 @@ class EnginePool:
 
     def _job_done(self, done: m.Done) -> None:
         if self.on_done is not None:
-            self.on_done(self.spec.engine, done)
+            self.on_done(self.name, done)
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -263,13 +282,13 @@ class EnginePool:
     async def _acquire(self) -> WorkerHandle:
         await self.start()
         if self.waiting >= self.max_queued and self._idle.empty():
-            raise Unavailable(f"the {self.spec.engine} engine is at capacity; retry shortly")
+            raise Unavailable(f"the {self.name} engine is at capacity; retry shortly")
         self.waiting += 1
         try:
             worker = await asyncio.wait_for(self._idle.get(), self.queue_timeout_s)
         except TimeoutError:
             raise Unavailable(
-                f"no {self.spec.engine} worker became free within {self.queue_timeout_s:g} s"
+                f"no {self.name} worker became free within {self.queue_timeout_s:g} s"
             ) from None
         finally:
             self.waiting -= 1
@@ -289,7 +308,7 @@ class EnginePool:
             return
         self.restarts += 1
         if self.on_restart is not None:
-            self.on_restart(self.spec.engine)
+            self.on_restart(self.name)
         with contextlib.suppress(ValueError):
             self.workers.remove(old)
         await old.stop(timeout_s=1.0)
@@ -369,6 +388,17 @@ class EnginePool:
             self._release(worker, dead=True)
             raise
         return SynthStream(self, worker, job.job_id)
+
+    async def stream_call(self, method: str, *args: Any) -> ItemStream:
+        """Start a streaming engine method (``transcribe``) on a free worker and return its values."""
+        worker = await self._acquire()
+        job_id = next(_job_ids)
+        try:
+            worker.send(m.StreamCall(job_id, method, args))
+        except EngineFailure:
+            self._release(worker, dead=True)
+            raise
+        return ItemStream(self, worker, job_id)
 
     def stats(self) -> dict[str, Any]:
         return {

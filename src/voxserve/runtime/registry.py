@@ -13,16 +13,19 @@ import contextlib
 import logging
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from voxserve.config import Settings
 from voxserve.engines.base import VoiceInfo
 from voxserve.engines.catalog import split_voice_id
-from voxserve.errors import UnknownVoice
+from voxserve.errors import UnknownModel, UnknownVoice
 from voxserve.runtime.messages import Done, EngineSpec
 from voxserve.runtime.pool import EnginePool
 
-__all__ = ["EngineRegistry", "ResolvedVoice"]
+__all__ = ["OPENAI_STT_MODELS", "EngineRegistry", "ResolvedVoice"]
+
+OPENAI_STT_MODELS = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe")
 
 _log = logging.getLogger("voxserve.registry")
 
@@ -74,12 +77,34 @@ class EngineRegistry:
                 on_restart=on_restart,
                 on_done=on_done,
             )
+        self.stt_pools: dict[str, EnginePool] = {}
+        for model_id in settings.stt_model_ids():
+            source: str | Path = settings.stt_model_paths.get(model_id, model_id)
+            spec = EngineSpec(
+                engine="whisper",
+                options={"model": str(source), "cache_dir": settings.cache_dir},
+                threads=settings.stt_threads_per_worker,
+            )
+            self.stt_pools[model_id] = EnginePool(
+                spec,
+                settings.stt_workers,
+                start_timeout_s=settings.worker_start_timeout_s,
+                cancel_grace_s=settings.worker_cancel_grace_s,
+                queue_timeout_s=settings.queue_timeout_s,
+                max_queued=settings.max_queued_requests,
+                on_restart=on_restart,
+                on_done=on_done,
+                name=f"whisper-{model_id}",
+            )
         self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         """Start the preloaded engines (awaited) and the others in the background."""
         preload = [e for e in self.settings.preload_engines if e in self.pools]
-        await asyncio.gather(*(self.pools[e].start() for e in preload))
+        # The default STT model starts with the server; other models start on first use.
+        await asyncio.gather(
+            *(self.pools[e].start() for e in preload), self.stt_pools[self.settings.stt_default_model].start()
+        )
         for engine, pool in self.pools.items():
             if engine not in preload:
                 task = asyncio.create_task(self._start_quietly(pool), name=f"start-{engine}")
@@ -96,7 +121,8 @@ class EngineRegistry:
     async def stop(self) -> None:
         for task in list(self._background):
             task.cancel()
-        await asyncio.gather(*(p.stop() for p in self.pools.values()), return_exceptions=True)
+        pools = [*self.pools.values(), *self.stt_pools.values()]
+        await asyncio.gather(*(p.stop() for p in pools), return_exceptions=True)
 
     async def voices(self) -> list[VoiceInfo]:
         """Every voice of every engine that could start."""
@@ -139,5 +165,17 @@ class EngineRegistry:
             f"unknown voice {requested!r}; GET /v1/audio/voices lists the voices", param="voice"
         )
 
+    def stt_pool(self, model: str) -> EnginePool:
+        """The pool of an STT model id; OpenAI's names map to the default model (404 otherwise)."""
+        model_id = self.settings.stt_default_model if model in OPENAI_STT_MODELS else model
+        try:
+            return self.stt_pools[model_id]
+        except KeyError:
+            raise UnknownModel(
+                f"model {model!r} is not served here; GET /v1/models lists the models", param="model"
+            ) from None
+
     def stats(self) -> dict[str, Any]:
-        return {engine: pool.stats() for engine, pool in self.pools.items()}
+        out = {engine: pool.stats() for engine, pool in self.pools.items()}
+        out |= {f"whisper/{m}": pool.stats() for m, pool in self.stt_pools.items() if pool.workers}
+        return out

@@ -25,6 +25,7 @@ __all__ = ["worker_main"]
 _log = logging.getLogger("voxserve.worker")
 
 _ALLOWED_CALLS = frozenset({"check_voice", "phonemize", "voices"})
+_STREAM_CALLS = frozenset({"transcribe"})
 
 
 def _prepare_environment(threads: int) -> None:
@@ -40,12 +41,13 @@ def worker_main(spec: Any, conn: Connection) -> None:
     """Entry point of a worker process (``spec`` is an :class:`EngineSpec`)."""
     _prepare_environment(spec.threads)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker[{os.getpid()}] %(message)s")
+    logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # one line per decode is noise
     from voxserve.engines.catalog import build_engine
     from voxserve.runtime import messages as m
 
     try:
         engine = build_engine(spec)
-        voices = engine.voices()
+        voices = engine.voices() if hasattr(engine, "voices") else []
     except Exception as exc:  # report any start-up failure through the handshake
         _log.error("engine %s failed to start:\n%s", spec.engine, traceback.format_exc())
         conn.send(m.StartFailed(f"{spec.engine} engine failed to start: {type(exc).__name__}"))
@@ -86,6 +88,8 @@ class Serve:
                 self._guard(msg.job_id, self._synth, msg)
             elif isinstance(msg, m.Call):
                 self._guard(msg.job_id, self._call, msg)
+            elif isinstance(msg, m.StreamCall):
+                self._guard(msg.job_id, self._stream_call, msg)
             # A Cancel for a job that already finished is harmless: ignore it.
 
     def _guard(self, job_id: int, fn: Any, msg: Any) -> None:
@@ -106,6 +110,22 @@ class Serve:
             raise EngineFailure(f"unknown worker call {msg.method}")
         value = getattr(self.engine, msg.method)(*msg.args)
         self.conn.send(m.Result(msg.job_id, value))
+
+    def _stream_call(self, msg: Any) -> None:
+        from voxserve.runtime import messages as m
+
+        if msg.method not in _STREAM_CALLS:
+            raise EngineFailure(f"unknown worker call {msg.method}")
+        t0 = time.perf_counter()
+        info, items = getattr(self.engine, msg.method)(*msg.args)
+        self.conn.send(m.Item(msg.job_id, info))
+        for item in items:
+            if self._cancelled(msg.job_id):
+                self.conn.send(m.Done(msg.job_id, 0.0, time.perf_counter() - t0, cancelled=True))
+                return
+            self.conn.send(m.Item(msg.job_id, item))
+        audio_s = float(getattr(info, "duration_s", 0.0))
+        self.conn.send(m.Done(msg.job_id, audio_s, time.perf_counter() - t0))
 
     def _cancelled(self, job_id: int) -> bool:
         """Drain pending messages; True if one of them cancels ``job_id``."""

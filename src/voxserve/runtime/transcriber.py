@@ -1,0 +1,134 @@
+"""The async driver of a streaming transcription session.
+
+:class:`voxserve.stt.session.StreamingSession` is sans-I/O: it asks for decodes with ``DecodeRequest``
+events and is told their results. This driver runs the session's VAD work in a thread, sends each decode
+to a Whisper worker, feeds the result back, and hands every other event to the adapter's ``emit``
+callback (WebSocket protocols, the CLI, the UI). One driver per client; drivers share no state but the
+worker pool and the (thread-safe) VAD model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from voxserve.engines.base import Segment, TranscribeOptions
+from voxserve.runtime.pool import EnginePool
+from voxserve.stt.session import DecodeRequest, SessionConfig, StreamingSession
+
+__all__ = ["Transcriber", "VadFactory"]
+
+_log = logging.getLogger("voxserve.stt")
+
+VadFactory = Callable[[], Any]
+"""Returns a fresh per-stream VAD (``frame_samples`` and ``process(frame) -> float``)."""
+
+
+class Transcriber:
+    """Drive one :class:`StreamingSession` against a Whisper pool."""
+
+    def __init__(
+        self,
+        pool: EnginePool,
+        config: SessionConfig,
+        vad: Any,
+        emit: Callable[[Any], Awaitable[None]],
+        *,
+        options: TranscribeOptions,
+    ) -> None:
+        self.pool = pool
+        self.session = StreamingSession(config, vad)
+        self.emit = emit
+        self.options = options
+        self._lock = asyncio.Lock()
+        self._decode: asyncio.Task[None] | None = None
+        self._closed = False
+        self.samples_in = 0
+
+    async def feed(self, pcm: npt.NDArray[np.float32]) -> None:
+        """Feed 16 kHz float32 audio (VAD runs in a thread; the loop only moves bytes)."""
+        self.samples_in += len(pcm)
+        async with self._lock:
+            events = await asyncio.to_thread(self.session.feed, pcm)
+        await self._handle(events)
+
+    async def commit(self) -> None:
+        """End the current utterance now (OpenAI ``input_audio_buffer.commit``)."""
+        async with self._lock:
+            events = self.session.commit()
+        await self._handle(events)
+
+    async def clear(self) -> None:
+        """Drop the current utterance's audio; results of its pending decodes are ignored."""
+        async with self._lock:
+            events = self.session.clear()
+        await self._handle(events)
+
+    async def finish(self, timeout_s: float = 30.0) -> None:
+        """End the stream and wait until every final has been emitted (or ``timeout_s``)."""
+        async with self._lock:
+            events = self.session.finish()
+        await self._handle(events)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while not self.session.idle and loop.time() < deadline:
+            task = self._decode
+            if task is None:
+                break
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), max(0.01, deadline - loop.time()))
+
+    async def close(self) -> None:
+        """Stop: cancel the decode in flight (its worker is told to stop)."""
+        self._closed = True
+        if self._decode is not None and not self._decode.done():
+            self._decode.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._decode
+
+    @property
+    def lag_s(self) -> float:
+        lag: float = self.session.lag_s
+        return lag
+
+    async def _handle(self, events: list[Any]) -> None:
+        for event in events:
+            if isinstance(event, DecodeRequest):
+                self._start_decode(event)
+            else:
+                await self.emit(event)
+
+    def _start_decode(self, request: DecodeRequest) -> None:
+        # The session guarantees at most one decode in flight.
+        if self._closed:
+            return
+        self._decode = asyncio.create_task(self._run_decode(request), name=f"decode-{request.request_id}")
+
+    async def _run_decode(self, request: DecodeRequest) -> None:
+        options = self.options
+        if request.prompt:
+            options = TranscribeOptions(**{**options.__dict__, "prompt": request.prompt})
+        stream = None
+        try:
+            stream = await self.pool.stream_call("transcribe", request.audio, options)
+            values = [v async for v in stream]
+            segments: list[Segment] = values[1:]
+        except asyncio.CancelledError:
+            if stream is not None:
+                stream.abort()
+            raise
+        except Exception as exc:
+            _log.warning("decode %d failed: %s", request.request_id, exc)
+            async with self._lock:
+                events = self.session.on_decode_failed(request.request_id)
+            await self._handle(events)
+            return
+        async with self._lock:
+            events = self.session.on_decode_result(request.request_id, segments)
+        await self._handle(events)

