@@ -20,7 +20,9 @@ Decoding
     Options are passed through to faster-whisper with two fixed choices: ``vad_filter=False`` because
     voxserve runs its own VAD before the engine, and ``condition_on_previous_text=False`` because
     conditioning on the previous window is what lets one hallucination repeat for the rest of a long
-    file. ``temperature`` is a single value, so there is no fallback to higher temperatures.
+    file. ``temperature=0`` means OpenAI's (and faster-whisper's) default: decode greedily and fall back
+    to higher temperatures (0.2 … 1.0) when the output looks like a failure (compression ratio or log
+    probability thresholds); any other value is used alone, with no fallback.
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ from voxserve.engines.base import (
     Word,
 )
 from voxserve.errors import EngineFailure, InvalidValue, VoxserveError
+
+_FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+"""faster-whisper's default schedule, used when a request asks for temperature 0."""
 
 __all__ = [
     "BASE_MODEL_SHA256",
@@ -306,7 +311,7 @@ class WhisperEngine:
                 language=language,
                 task=options.task,
                 beam_size=options.beam_size,
-                temperature=options.temperature,
+                temperature=_FALLBACK_TEMPERATURES if options.temperature == 0.0 else options.temperature,
                 initial_prompt=options.prompt or None,
                 word_timestamps=options.word_timestamps,
                 without_timestamps=options.without_timestamps,
