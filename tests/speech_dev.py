@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-SPEECH_DEV = Path(__file__).resolve().parents[2] / "shared" / "speech_dev"
+# ../shared/speech_dev beside the checkout (as CI lays it out), or where VOXSERVE_SPEECH_DEV points.
+SPEECH_DEV = Path(
+    os.environ.get("VOXSERVE_SPEECH_DEV", Path(__file__).resolve().parents[2] / "shared" / "speech_dev")
+)
 
 
 @dataclass(frozen=True)

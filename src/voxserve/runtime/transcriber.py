@@ -47,7 +47,8 @@ class Transcriber:
         self.emit = emit
         self.options = options
         self._lock = asyncio.Lock()
-        self._decode: asyncio.Task[None] | None = None
+        # At most one partial and one final decode run at once (the session guarantees it).
+        self._decodes: set[asyncio.Task[None]] = set()
         self._closed = False
         self.samples_in = 0
 
@@ -77,20 +78,22 @@ class Transcriber:
         await self._handle(events)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        while not self.session.idle and loop.time() < deadline:
-            task = self._decode
-            if task is None:
-                break
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(asyncio.shield(task), max(0.01, deadline - loop.time()))
+        while not self.session.idle and loop.time() < deadline and self._decodes:
+            await asyncio.wait(
+                set(self._decodes),
+                timeout=max(0.01, deadline - loop.time()),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
 
     async def close(self) -> None:
         """Stop: cancel the decode in flight (its worker is told to stop)."""
         self._closed = True
-        if self._decode is not None and not self._decode.done():
-            self._decode.cancel()
+        tasks = list(self._decodes)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._decode
+                await task
 
     @property
     def lag_s(self) -> float:
@@ -105,10 +108,11 @@ class Transcriber:
                 await self.emit(event)
 
     def _start_decode(self, request: DecodeRequest) -> None:
-        # The session guarantees at most one decode in flight.
         if self._closed:
             return
-        self._decode = asyncio.create_task(self._run_decode(request), name=f"decode-{request.request_id}")
+        task = asyncio.create_task(self._run_decode(request), name=f"decode-{request.request_id}")
+        self._decodes.add(task)
+        task.add_done_callback(self._decodes.discard)
 
     async def _run_decode(self, request: DecodeRequest) -> None:
         options = self.options

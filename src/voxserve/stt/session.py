@@ -24,8 +24,9 @@ for the next :meth:`~StreamingSession.feed`. A frame is *speech* when its probab
 * ``IDLE``: only a ring of the last ``prefix_padding_ms`` is kept, so the first phoneme is not clipped.
 * ``CANDIDATE``: speech began but is not yet ``min_speech_ms`` long; shorter blips never reach the
   client. On confirmation :class:`SpeechStarted` reports the first speech frame's time.
-* ``SPEECH``: every ``partial_interval_ms`` of new audio, when no decode is in flight, the whole
-  utterance so far (with its prefix padding) is sent as a ``partial`` decode; results go through
+* ``SPEECH``: once ``first_partial_ms`` of the utterance has been fed, then every
+  ``partial_interval_ms`` of new audio, when the slot is free (see below), the whole utterance so
+  far (with its prefix padding) is sent as a ``partial`` decode; results go through
   :class:`~voxserve.stt.agreement.LocalAgreement` into :class:`Partial` events whose committed words
   never change.
 * ``TRAILING``: silence after speech. With ``speculative_final`` a ``final`` decode of the utterance
@@ -44,18 +45,27 @@ Without VAD (``vad_threshold=None``, OpenAI ``turn_detection: null``), all audio
 :meth:`~StreamingSession.commit` is one utterance: it starts (:class:`SpeechStarted`) with the first
 sample, and only ``commit``, ``finish`` or the length cut (at the quietest frame by RMS) end it.
 
-Decodes: one at a time, finals never dropped
---------------------------------------------
+Decodes: one slot, partials preempted by finals, finals never dropped
+---------------------------------------------------------------------
 
-At most one decode is in flight. Final decodes wait in a FIFO queue and go out, in utterance order,
-as soon as the slot is free (the request is returned from whichever call freed it); partials are
-requested only when the slot is free and no final waits, and a partial opportunity that passes while
-the slot is busy is counted in ``dropped_partials``. A result for a decode the session no longer
+The session has one decode *slot*. Final decodes wait in a FIFO queue and go out, in utterance
+order, as soon as the slot is free (the request is returned from whichever call freed it). With
+``preempt_partials`` (the default), a final that must go out while a *partial* holds the slot does
+not wait for it: that partial is *abandoned* (its result or failure, whenever it is reported, is
+ignored: it emits nothing and frees nothing) and the final's request is returned at once. So at any
+time the driver has at most one partial and at most one final outstanding, never two finals; the
+driver must be able to run two decodes at once. Without ``preempt_partials`` at most one decode is
+outstanding and a final waits for the partial's result.
+
+Partials are requested only when the slot is free, no final waits and no abandoned partial is still
+outstanding (so never while a final is outstanding, nor two at a time); a partial opportunity that
+passes otherwise is counted in ``dropped_partials``. A result for a decode the session no longer
 wants (a partial of an utterance that has ended, a speculative final after speech resumed, anything
-of a cleared utterance) frees the slot and is otherwise ignored. A failed final is retried once,
-then reported as :class:`UtteranceFailed`. Every utterance that got a :class:`SpeechStarted` gets
-exactly one :class:`Final` or :class:`UtteranceFailed`, and Finals come in utterance order (a
-``cleared`` failure is reported at once, possibly before an earlier utterance's Final).
+of a cleared utterance) frees the slot (unless abandoned) and is otherwise ignored. A failed final is
+retried once, then reported as :class:`UtteranceFailed`. Every utterance that got a
+:class:`SpeechStarted` gets exactly one :class:`Final` or :class:`UtteranceFailed`, and Finals come
+in utterance order (a ``cleared`` failure is reported at once, possibly before an earlier
+utterance's Final).
 
 Bounds: the utterance buffer is preallocated for ``max_utterance_s`` plus two frames; between
 utterances only the prefix ring is kept. If the audio waiting in this session (queued finals plus
@@ -132,6 +142,12 @@ class SessionConfig:
     """Speech shorter than this (in consecutive frames) is a blip and is ignored."""
     partial_interval_ms: int = 500
     """New audio between partial decodes during speech; 0 disables partials."""
+    first_partial_ms: int = 300
+    """Audio from the utterance start before its first partial decode (later ones follow
+    ``partial_interval_ms``); 0 disables partials."""
+    preempt_partials: bool = True
+    """A final that must go out while a partial decode is in flight is sent at once (the partial is
+    abandoned) instead of waiting for it; the driver then runs up to two decodes at once."""
     max_utterance_s: float = 28.0
     """Longest utterance (prefix padding included) before it is cut; Whisper's window is 30 s."""
     cut_search_s: float = 5.0
@@ -156,6 +172,7 @@ class SessionConfig:
             "speech_pad_ms",
             "min_speech_ms",
             "partial_interval_ms",
+            "first_partial_ms",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
@@ -374,6 +391,8 @@ class _Utterance:
     """End (stream sample) of the audio of its last partial request, or its start."""
     partial_tick: int
     """When the next partial opportunity comes; used to count the skipped ones."""
+    partial_sent: bool = False
+    """Whether a partial of it has been requested (the first one is due after ``first_partial_ms``)."""
     agreement: LocalAgreement = field(default_factory=LocalAgreement)
     speculative: _FinalJob | None = None
 
@@ -418,7 +437,9 @@ class StreamingSession:
         self._pad_samples = samples(c.speech_pad_ms)
         self._min_silence_samples = samples(c.min_silence_ms)
         self._min_speech_samples = samples(c.min_speech_ms)
-        self._partial_samples = samples(c.partial_interval_ms) if c.interim_results else 0
+        partials = c.interim_results and c.partial_interval_ms > 0 and c.first_partial_ms > 0
+        self._partial_samples = samples(c.partial_interval_ms) if partials else 0
+        self._first_partial_samples = samples(c.first_partial_ms) if partials else 0
         self._max_utterance_samples = round(c.max_utterance_s * sr)
         self._cut_search_samples = round(c.cut_search_s * sr)
         self._max_buffer_samples = round(c.max_buffer_s * sr)
@@ -443,6 +464,7 @@ class StreamingSession:
         self._queue: deque[_FinalJob] = deque()
         self._queued_samples = 0
         self._inflight: _InFlight | None = None
+        self._abandoned: _InFlight | None = None  # a preempted partial the driver still runs
         self._dropped_partials = 0
         self._last_lag_report: int | None = None
         self._context = ""
@@ -456,7 +478,10 @@ class StreamingSession:
 
     @property
     def idle(self) -> bool:
-        """True when no decode is in flight or queued: after :meth:`finish`, every Final is out."""
+        """True when no decode is in flight or queued: after :meth:`finish`, every Final is out.
+
+        An abandoned partial that the driver still runs does not count (its result is ignored).
+        """
         return self._inflight is None and not self._queue
 
     @property
@@ -509,6 +534,8 @@ class StreamingSession:
 
         Unknown or superseded requests are ignored. May return the next :class:`DecodeRequest`.
         """
+        if self._take_abandoned(request_id):
+            return []
         inflight = self._inflight
         if inflight is None or inflight.request_id != request_id:
             return []
@@ -524,6 +551,8 @@ class StreamingSession:
 
     def on_decode_failed(self, request_id: int) -> list[Event]:
         """The decode ``request_id`` failed. Finals are retried once, then :class:`UtteranceFailed`."""
+        if self._take_abandoned(request_id):
+            return []
         inflight = self._inflight
         if inflight is None or inflight.request_id != request_id:
             return []
@@ -573,7 +602,7 @@ class StreamingSession:
         """Drop the current utterance's audio and cancel its decodes (OpenAI ``input_audio_buffer.clear``).
 
         Results of its decodes are ignored when they come (the in-flight one still occupies the
-        single slot until then). Returns :class:`UtteranceFailed` (``cleared``) if an utterance had
+        slot until then). Returns :class:`UtteranceFailed` (``cleared``) if an utterance had
         started; utterances that already ended still get their Finals.
         """
         events: list[Event] = []
@@ -679,7 +708,7 @@ class StreamingSession:
             start=start,
             speech_end=self._pos,
             last_partial_end=start,
-            partial_tick=start + self._partial_samples,
+            partial_tick=start + self._first_partial_samples,
         )
 
     def _resume(self, utt: _Utterance) -> None:
@@ -819,9 +848,22 @@ class StreamingSession:
         # Otherwise its result is stored in the job, which is dropped with it.
 
     def _pump(self, events: list[Event]) -> None:
-        """Start the next decode if the slot is free: a waiting final first, else a due partial."""
-        if self._inflight is not None:
-            return
+        """Start the next decode if the slot is free: a waiting final first, else a due partial.
+
+        With ``preempt_partials`` a waiting final takes the slot from an in-flight partial, which
+        is abandoned (at most one at a time: no partial is requested while one is).
+        """
+        inflight = self._inflight
+        if inflight is not None:
+            if not (
+                self._queue
+                and inflight.job is None
+                and self._config.preempt_partials
+                and self._abandoned is None
+            ):
+                return
+            self._abandoned = inflight
+            self._inflight = None
         if self._queue:
             job = self._queue.popleft()
             self._queued_samples -= job.audio.size
@@ -841,10 +883,13 @@ class StreamingSession:
         utt = self._utt
         if (
             utt is not None
+            and self._abandoned is None
             and self._state is _State.SPEECH
             and self._partial_samples
-            and self._pos - utt.last_partial_end >= self._partial_samples
+            and self._pos - utt.last_partial_end
+            >= (self._partial_samples if utt.partial_sent else self._first_partial_samples)
         ):
+            utt.partial_sent = True
             utt.last_partial_end = self._pos
             utt.partial_tick = self._pos + self._partial_samples
             self._inflight = self._issue(utt.id, self._pos / self._sr, None)
@@ -858,6 +903,14 @@ class StreamingSession:
                     self._prompt(),
                 )
             )
+
+    def _take_abandoned(self, request_id: int) -> bool:
+        """Forget the abandoned partial if ``request_id`` is it (its outcome is then ignored)."""
+        abandoned = self._abandoned
+        if abandoned is None or abandoned.request_id != request_id:
+            return False
+        self._abandoned = None
+        return True
 
     def _issue(self, utterance_id: int, audio_end_s: float, job: _FinalJob | None) -> _InFlight:
         request_id = self._next_request_id

@@ -86,40 +86,61 @@ def text_of(segments: Sequence[Segment]) -> str:
 
 @dataclass
 class Driver:
-    """A minimal driver: feeds chunks, answers decodes after ``delay`` feeds (None: only when asked)."""
+    """A minimal driver: feeds chunks, answers decodes after ``delay`` feeds (None: only when asked).
+
+    Like the real one it runs decodes concurrently, and it checks the session's promise: at most one
+    partial and one final outstanding, no partial requested while anything is (with
+    ``preempt_partials=False``: at most one decode outstanding at all).
+    """
 
     session: StreamingSession
     decode: Callable[[DecodeRequest], list[Segment]] = word_decoder
     delay: int | None = 0
+    newest_first: bool = False
+    """Answer due requests newest first (a preempted partial then comes back after the final)."""
     events: list[Event] = field(default_factory=list)
     requests: list[DecodeRequest] = field(default_factory=list)
-    outstanding: DecodeRequest | None = None
-    waited: int = 0
+    pending: list[DecodeRequest] = field(default_factory=list)
+    waited: dict[int, int] = field(default_factory=dict)
+    most_pending: int = 0
     fed: int = 0
     at: list[float] = field(default_factory=list)
     """For each event, the stream time (seconds fed) when it came out."""
 
+    @property
+    def outstanding(self) -> DecodeRequest | None:
+        """The newest request not yet answered."""
+        return self.pending[-1] if self.pending else None
+
     def take(self, events: list[Event]) -> list[Event]:
         for event in events:
             if isinstance(event, DecodeRequest):
-                assert self.outstanding is None, "two decodes in flight"
-                self.outstanding = event
+                kinds = [r.kind for r in self.pending]
+                if event.kind == "partial" or not self.session.config.preempt_partials:
+                    assert not kinds, "a decode requested while another is in flight"
+                else:
+                    assert "final" not in kinds, "two finals in flight"
+                self.pending.append(event)
+                self.most_pending = max(self.most_pending, len(self.pending))
                 self.requests.append(event)
-                self.waited = 0
+                self.waited[event.request_id] = 0
         self.events.extend(events)
         self.at.extend([self.fed / SR] * len(events))
         return events
 
-    def answer(self) -> list[Event]:
-        request = self.outstanding
-        assert request is not None
-        self.outstanding = None
+    def _next(self, request: DecodeRequest | None) -> DecodeRequest:
+        if request is None:
+            assert self.pending
+            request = self.pending[-1] if self.newest_first else self.pending[0]
+        self.pending.remove(request)
+        return request
+
+    def answer(self, request: DecodeRequest | None = None) -> list[Event]:
+        request = self._next(request)
         return self.take(self.session.on_decode_result(request.request_id, self.decode(request)))
 
-    def fail(self) -> list[Event]:
-        request = self.outstanding
-        assert request is not None
-        self.outstanding = None
+    def fail(self, request: DecodeRequest | None = None) -> list[Event]:
+        request = self._next(request)
         return self.take(self.session.on_decode_failed(request.request_id))
 
     def feed(self, pcm: FloatAudio, chunk: int | Sequence[int] = 1600) -> list[Event]:
@@ -137,19 +158,23 @@ class Driver:
 
     def tick(self) -> list[Event]:
         out: list[Event] = []
-        if self.delay is None or self.outstanding is None:
+        if self.delay is None:
             return out
-        if self.waited < self.delay:
-            self.waited += 1
-            return out
-        out += self.answer()
-        while self.delay == 0 and self.outstanding is not None:
+        due: list[DecodeRequest] = []
+        for request in list(self.pending):
+            if self.waited[request.request_id] < self.delay:
+                self.waited[request.request_id] += 1
+            else:
+                due.append(request)
+        for request in reversed(due) if self.newest_first else due:
+            out += self.answer(request)
+        while self.delay == 0 and self.pending:
             out += self.answer()
         return out
 
     def finish(self) -> list[Event]:
         out = self.take(self.session.finish())
-        while self.outstanding is not None:
+        while self.pending:
             out += self.answer()
         assert self.session.idle
         return out
@@ -384,8 +409,10 @@ def test_speculative_result_after_the_silence_window_becomes_the_final() -> None
 @pytest.mark.parametrize("mode", ["answered", "in-flight", "queued"])
 def test_speech_resuming_drops_the_speculative_result(mode: str) -> None:
     # answered: its result is already in; in-flight: it comes after speech resumed; queued: a
-    # partial held the slot, so the speculative request never went out at all.
-    config = SessionConfig(partial_interval_ms=0 if mode == "in-flight" else 500)
+    # partial held the slot (without preemption), so the speculative request never went out at all.
+    config = SessionConfig(
+        partial_interval_ms=0 if mode == "in-flight" else 500, preempt_partials=mode != "queued"
+    )
     d = make(config, delay=0 if mode == "answered" else None)
     d.feed(join(silence(frames(16)), tone(frames(32)), silence(frames(6))), FRAME)
     if mode == "queued":
@@ -425,10 +452,10 @@ def test_without_speculation_the_final_is_requested_after_min_silence() -> None:
     assert len(d.finals()) == 1
 
 
-# --- the one-decode-in-flight invariant ---------------------------------------------------------
+# --- the decode-slot invariants -----------------------------------------------------------------
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     layout=st.lists(
         st.tuples(st.floats(0.02, 2.0), st.floats(0.05, 1.5)),
@@ -439,16 +466,28 @@ def test_without_speculation_the_final_is_requested_after_min_silence() -> None:
     delay=st.integers(0, 6),
     speculative=st.booleans(),
     partial_interval_ms=st.sampled_from([0, 100, 500]),
+    first_partial_ms=st.sampled_from([0, 100, 300]),
+    preempt=st.booleans(),
+    newest_first=st.booleans(),
 )
-def test_one_decode_in_flight_and_one_final_per_utterance(
+def test_decode_limits_and_one_final_per_utterance(
     layout: list[tuple[float, float]],
     chunks: list[int],
     delay: int,
     speculative: bool,
     partial_interval_ms: int,
+    first_partial_ms: int,
+    preempt: bool,
+    newest_first: bool,
 ) -> None:
-    config = SessionConfig(speculative_final=speculative, partial_interval_ms=partial_interval_ms)
-    d = make(config, delay=delay)  # Driver asserts that no two requests are outstanding
+    config = SessionConfig(
+        speculative_final=speculative,
+        partial_interval_ms=partial_interval_ms,
+        first_partial_ms=first_partial_ms,
+        preempt_partials=preempt,
+    )
+    # The Driver asserts at most one partial and one final outstanding (one decode without preempt).
+    d = make(config, delay=delay, newest_first=newest_first)
     audio = join(silence(0.3), *[join(tone(s), silence(q)) for s, q in layout])
     d.feed(audio, chunks)
     d.finish()
@@ -460,6 +499,168 @@ def test_one_decode_in_flight_and_one_final_per_utterance(
     # Clearly separated utterances are found one for one.
     if all(s >= 0.2 and q >= 0.6 for s, q in layout):
         assert len(finals) == len(layout)
+    assert d.most_pending <= (2 if preempt else 1)
+    if not (partial_interval_ms and first_partial_ms):
+        assert all(r.kind == "final" for r in d.requests)
+
+
+# --- partials preempted by finals, the first partial -------------------------------------------
+
+
+def speech_then_partial(config: SessionConfig) -> Driver:
+    """An utterance under way (from 0.512 s) with a partial decode outstanding and unanswered."""
+    d = make(config, delay=None)
+    d.feed(join(silence(frames(16)), tone(frames(32))), FRAME)
+    assert [r.kind for r in d.pending] == ["partial"]
+    return d
+
+
+@pytest.mark.parametrize("preempt", [True, False])
+def test_a_speculative_final_preempts_a_partial_in_flight(preempt: bool) -> None:
+    d = speech_then_partial(SessionConfig(preempt_partials=preempt))
+    (partial,) = d.pending
+    events = d.feed(silence(frames(1)), FRAME)  # silence begins: the speculative final is due
+    if not preempt:
+        assert events == [] and d.pending == [partial]
+        events = d.answer()
+        assert [type(e) for e in events] == [Partial, DecodeRequest]
+        (final_request,) = d.final_requests()
+        d.answer()
+    else:
+        (final_request,) = events  # out at once, the partial still running
+        assert isinstance(final_request, DecodeRequest) and final_request.kind == "final"
+        assert d.pending == [partial, final_request]
+        assert d.session.lag_s == 0.0  # the final is the decode in flight now
+        assert d.answer(final_request) == []  # speculative: kept until the silence has lasted
+        assert d.session.idle  # the abandoned partial does not count
+    events = d.feed(silence(0.6), FRAME)
+    assert [type(e) for e in events] == [SpeechStopped, Final]
+    if preempt:
+        assert d.answer(partial) == []  # after the Final: still ignored
+        assert not d.of(Partial)
+    assert d.session.idle
+    check_invariants(d.events)
+    (final,) = d.finals()
+    assert final.text == text_of(word_decoder(final_request))
+
+
+@pytest.mark.parametrize("outcome", ["result", "failure"])
+def test_an_abandoned_partial_frees_nothing_and_emits_nothing(outcome: str) -> None:
+    d = speech_then_partial(SessionConfig())
+    (partial,) = d.pending
+    (final_request,) = d.feed(silence(frames(1)), FRAME)
+    lag = d.session.lag_s
+    late = d.answer(partial) if outcome == "result" else d.fail(partial)
+    assert late == []
+    assert not d.session.idle and d.session.lag_s == lag  # the final still holds the slot
+    assert d.pending == [final_request]
+    # Answering it again, or the final's id via the wrong path, changes nothing either.
+    assert d.session.on_decode_result(partial.request_id, []) == []
+    assert d.session.on_decode_failed(partial.request_id) == []
+    d.delay = 0
+    d.feed(silence(1.0), FRAME)
+    d.finish()
+    check_invariants(d.events)
+    assert not d.of(Partial)
+    assert [f.utterance_id for f in d.finals()] == [1]
+
+
+def test_no_partial_while_an_abandoned_one_is_outstanding() -> None:
+    d = speech_then_partial(SessionConfig())
+    (partial,) = d.pending
+    (speculative,) = d.feed(silence(frames(1)), FRAME)
+    assert d.answer(speculative) == []
+    dropped = d.session.dropped_partials
+    d.feed(tone(1.0), FRAME)  # speech resumes: partials are due, but one is still running
+    assert d.pending == [partial]
+    assert d.session.dropped_partials > dropped
+    assert d.answer(partial) == []  # ignored, requests nothing by itself
+    (request,) = d.feed(tone(frames(1)), FRAME)  # the next frame sends the overdue partial
+    assert isinstance(request, DecodeRequest) and request.kind == "partial"
+    d.answer()
+    d.delay = 0
+    d.feed(silence(1.0), FRAME)
+    d.finish()
+    check_invariants(d.events)
+    assert len(d.of(Partial)) == 1 and len(d.finals()) == 1
+
+
+def test_a_final_never_preempts_a_final() -> None:
+    d = make(SessionConfig(partial_interval_ms=0), delay=None)
+    d.feed(join(silence(0.5), tone(1.0), silence(0.7), tone(1.0), silence(0.7)))
+    (first,) = d.final_requests()  # the second utterance's final waits for the first's
+    assert d.pending == [first]
+    final, request = d.answer()
+    assert isinstance(final, Final) and final.utterance_id == 1
+    assert isinstance(request, DecodeRequest) and request.kind == "final"
+    d.answer()
+    assert [f.utterance_id for f in d.finals()] == [1, 2]
+
+
+def test_commit_while_a_partial_is_in_flight_sends_the_final_at_once() -> None:
+    d = make(delay=None)
+    d.feed(join(silence(0.5), tone(1.0)))
+    (partial,) = d.pending
+    events = d.take(d.session.commit())
+    assert [type(e) for e in events] == [SpeechStopped, DecodeRequest]
+    final_request = events[1]
+    assert isinstance(final_request, DecodeRequest) and final_request.kind == "final"
+    assert [type(e) for e in d.answer(final_request)] == [Final]
+    assert d.answer(partial) == []
+    assert d.session.idle
+    check_invariants(d.events)
+
+
+def test_a_cleared_utterances_partial_is_preempted_too() -> None:
+    # A cleared utterance's partial is cancelled; a later final still need not wait for it.
+    d = make(delay=None)
+    d.feed(join(silence(0.5), tone(1.0)))
+    (partial,) = d.pending
+    d.take(d.session.clear())
+    d.feed(join(silence(0.5), tone(0.5)))
+    assert d.pending == [partial]  # no partial while the slot is held
+    events = d.take(d.session.commit())
+    assert [type(e) for e in events] == [SpeechStopped, DecodeRequest]
+    assert len(d.pending) == 2
+    d.answer()  # the old partial: ignored
+    d.answer()
+    check_invariants(d.events)
+    assert [f.utterance_id for f in d.finals()] == [2]
+
+
+def partial_times(config: SessionConfig) -> list[float]:
+    """Stream times (s after the utterance start at 0.512 s) of the partial requests, decoder instant."""
+    d = make(config)
+    d.feed(join(silence(frames(16)), tone(frames(60))), FRAME)
+    return [t - frames(16) for e, t in zip(d.events, d.at, strict=True) if isinstance(e, DecodeRequest)]
+
+
+def test_the_first_partial_comes_after_first_partial_ms() -> None:
+    # 300 ms = 9.4 frames: the 10th frame; then every 500 ms (15.6 frames: 16 frames).
+    assert partial_times(SessionConfig()) == pytest.approx([frames(n) for n in (10, 26, 42, 58)])
+    old = SessionConfig(first_partial_ms=500)  # = partial_interval_ms: the cadence before
+    assert partial_times(old) == pytest.approx([frames(n) for n in (16, 32, 48)])
+    # 100 ms is before the speech is confirmed (min_speech_ms, 5 frames): it goes out then.
+    fast = SessionConfig(first_partial_ms=100, partial_interval_ms=300)
+    assert partial_times(fast) == pytest.approx([frames(n) for n in (5, 15, 25, 35, 45, 55)])
+    assert partial_times(SessionConfig(first_partial_ms=0)) == []
+    assert partial_times(SessionConfig(partial_interval_ms=0, first_partial_ms=300)) == []
+
+
+def test_the_first_partial_carries_the_utterance_so_far() -> None:
+    d = make(SessionConfig(), delay=None)
+    d.feed(join(silence(frames(16)), tone(frames(10))), FRAME)
+    (request,) = d.requests
+    assert request.kind == "partial"
+    assert request.audio.size == round(0.3 * SR) + 10 * FRAME
+    assert request.start_s == pytest.approx(frames(16) - 0.3)
+
+
+def test_first_partial_ms_zero_disables_partials() -> None:
+    d = make(SessionConfig(first_partial_ms=0))
+    d.feed(join(silence(0.5), tone(2.0), silence(1.0)))
+    assert [r.kind for r in d.requests] == ["final"]
+    assert not d.of(Partial) and d.session.dropped_partials == 0
 
 
 # --- commit, clear, finish ----------------------------------------------------------------------
@@ -485,8 +686,8 @@ def test_commit_mid_speech_ends_the_turn() -> None:
     assert abs(second.end_s - 2.5) <= FRAME_S
 
 
-def test_commit_while_a_partial_is_in_flight_queues_the_final() -> None:
-    d = make(delay=None)
+def test_commit_while_a_partial_is_in_flight_queues_the_final_without_preemption() -> None:
+    d = make(SessionConfig(preempt_partials=False), delay=None)
     d.feed(join(silence(0.5), tone(1.0)))
     assert d.outstanding is not None and d.outstanding.kind == "partial"
     events = d.take(d.session.commit())
@@ -748,6 +949,7 @@ def test_utterance_buffer_is_bounded() -> None:
     [
         {"vad_threshold": 1.5},
         {"min_silence_ms": -1},
+        {"first_partial_ms": -1},
         {"max_utterance_s": 0.5},
         {"cut_search_s": 0.0},
         {"cut_search_s": 30.0},
