@@ -22,7 +22,11 @@ LONG = " ".join(f"Sentence {i} keeps the worker busy for a while longer." for i 
 def one_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = start_server(
         tmp_path_factory.mktemp("faults"),
-        env={"VOXSERVE_ENGINES": '["piper"]', "VOXSERVE_WORKERS_PER_ENGINE": "1"},
+        env={
+            "VOXSERVE_ENGINES": '["piper"]',
+            "VOXSERVE_WORKERS_PER_ENGINE": "1",
+            "VOXSERVE_MAX_STT_SESSIONS": "1",
+        },
     )
     try:
         yield srv
@@ -109,3 +113,21 @@ def test_killed_workers_leave_no_processes(one_worker: Server) -> None:
     ]
     workers = [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
     assert sorted(workers) == current
+
+
+def test_streaming_sessions_at_capacity_close_1013(one_worker: Server) -> None:
+    from tests.e2e.ws_helpers import drain
+    from websockets.sync.client import connect
+
+    url = one_worker.url.replace("http://", "ws://") + "/v1/stream/transcribe"
+    config = json.dumps({"type": "config", "sample_rate_hz": 16000, "encoding": "linear16"})
+    with connect(url) as first:  # N = max_stt_sessions = 1: accepted
+        first.send(config)
+        assert json.loads(first.recv(timeout=30))["type"] == "ready"
+        t0 = time.monotonic()
+        with connect(url) as second:  # N + 1: told to come back later
+            _, code = drain(second, timeout_s=5)
+        assert code == 1013 and time.monotonic() - t0 < 1.0
+    with connect(url) as again:  # the slot is free again
+        again.send(config)
+        assert json.loads(again.recv(timeout=30))["type"] == "ready"

@@ -19,10 +19,10 @@ from fastapi.responses import JSONResponse, Response
 
 from voxserve.api.schemas import CaptionedSpeechRequest, PhonemeSpeechRequest, PhonemizeRequest, voice_value
 from voxserve.api.speech import (
-    SpeechStreamingResponse,
     StartedSpeech,
     audio_headers,
     iterate_audio,
+    speech_response,
     start_speech,
 )
 from voxserve.api.state import AppState, get_state
@@ -68,9 +68,7 @@ async def generate_from_phonemes(body: PhonemeSpeechRequest, request: Request) -
             if chunk.data:
                 yield chunk.data
 
-    return SpeechStreamingResponse(
-        started, audio(), media_type=MEDIA_TYPES[body.response_format], headers=headers
-    )
+    return speech_response(started, audio(), media_type=MEDIA_TYPES[body.response_format], headers=headers)
 
 
 def _caption_line(chunk_data: bytes, fmt: str, words: list[dict[str, object]]) -> bytes:
@@ -110,7 +108,7 @@ async def captioned_speech(body: CaptionedSpeechRequest, request: Request) -> Re
             if chunk.data or words:
                 yield _caption_line(chunk.data, fmt, words)
 
-    return SpeechStreamingResponse(started, lines(), media_type="application/x-ndjson", headers=headers)
+    return speech_response(started, lines(), media_type="application/x-ndjson", headers=headers)
 
 
 def _words(words: tuple[object, ...]) -> list[dict[str, object]]:

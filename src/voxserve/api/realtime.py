@@ -22,7 +22,7 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from voxserve.api.state import AppState
-from voxserve.api.stt_common import StreamAdmission, pcm_converter, session_config, vad_for
+from voxserve.api.stt_common import admitted, pcm_converter, session_config, vad_for
 from voxserve.engines.base import TranscribeOptions
 from voxserve.errors import VoxserveError
 from voxserve.runtime.transcriber import Transcriber
@@ -331,13 +331,14 @@ class _Invalid(Exception):
 @router.websocket("/v1/realtime")
 async def realtime(ws: WebSocket) -> None:
     state: AppState = ws.app.state.vox
-    admission: StreamAdmission = ws.app.state.stt_admission
-    if not admission.try_enter():
-        await ws.close(code=1013, reason="at capacity; try again later")
-        return
+    async with admitted(ws) as ok:
+        if ok:
+            await _serve(ws, state)
+
+
+async def _serve(ws: WebSocket, state: AppState) -> None:
     session: RealtimeSession | None = None
     try:
-        await ws.accept()
         session = RealtimeSession(ws, state)
         await session.build()
         created = "transcription_session.created" if session.dialect == "beta" else "session.created"
@@ -369,4 +370,3 @@ async def realtime(ws: WebSocket) -> None:
     finally:
         if session is not None and session.transcriber is not None:
             await session.transcriber.close()
-        admission.leave()

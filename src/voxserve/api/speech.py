@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response, StreamingResponse
-from starlette.types import Receive, Scope, Send
+from fastapi.responses import Response
 
 from voxserve.api.schemas import SpeechRequest, voice_value
 from voxserve.api.state import AppState, get_state
+from voxserve.api.streaming import AbortingStreamingResponse
 from voxserve.audio.encode import MEDIA_TYPES
 from voxserve.errors import UnknownModel, VoxserveError
 from voxserve.runtime.messages import Chunk
@@ -33,7 +33,7 @@ from voxserve.text.normalize import NormalizationOptions
 from voxserve.tts.plan import SpeechPlan, plan_speech
 
 __all__ = [
-    "SpeechStreamingResponse",
+    "speech_response",
     "StartedSpeech",
     "audio_headers",
     "iterate_audio",
@@ -46,18 +46,11 @@ _log = logging.getLogger("voxserve.speech")
 router = APIRouter()
 
 
-class SpeechStreamingResponse(StreamingResponse):
+def speech_response(
+    started: StartedSpeech, content: AsyncIterator[bytes], **kwargs: Any
+) -> AbortingStreamingResponse:
     """A streaming response that always releases its synthesis, even if the body never starts."""
-
-    def __init__(self, started: StartedSpeech, content: AsyncIterator[bytes], **kwargs: Any) -> None:
-        super().__init__(content, **kwargs)
-        self._started = started
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self._started.stream.abort()
+    return AbortingStreamingResponse(content, started.stream.abort, **kwargs)
 
 
 @dataclass
@@ -189,16 +182,14 @@ async def create_speech(body: SpeechRequest, request: Request) -> Response:
     media_type = MEDIA_TYPES[body.response_format]
 
     if body.stream_format == "sse":
-        return SpeechStreamingResponse(
+        return speech_response(
             started, _sse(state, started, body), media_type="text/event-stream", headers=headers
         )
     if not body.stream:
         data = b"".join([c.data async for c in iterate_audio(state, started)])
         headers["Content-Disposition"] = f'attachment; filename="speech.{body.response_format}"'
         return Response(data, media_type=media_type, headers=headers)
-    return SpeechStreamingResponse(
-        started, _audio_bytes(state, started), media_type=media_type, headers=headers
-    )
+    return speech_response(started, _audio_bytes(state, started), media_type=media_type, headers=headers)
 
 
 async def _audio_bytes(state: AppState, started: StartedSpeech) -> AsyncIterator[bytes]:

@@ -28,7 +28,7 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from voxserve.api.state import AppState
-from voxserve.api.stt_common import StreamAdmission, pcm_converter, session_config, vad_for
+from voxserve.api.stt_common import admitted, pcm_converter, session_config, vad_for
 from voxserve.engines.base import TranscribeOptions
 from voxserve.errors import VoxserveError
 from voxserve.runtime.transcriber import Transcriber
@@ -54,17 +54,12 @@ class _Closed(Exception):
 @router.websocket("/v1/stream/transcribe")
 async def stream_transcribe(ws: WebSocket) -> None:
     state: AppState = ws.app.state.vox
-    admission: StreamAdmission = ws.app.state.stt_admission
-    if not admission.try_enter():
-        await ws.close(code=1013, reason="at capacity; try again later")
-        return
     try:
-        await ws.accept()
-        await _serve(ws, state)
+        async with admitted(ws) as ok:
+            if ok:
+                await _serve(ws, state)
     except WebSocketDisconnect:
         pass
-    finally:
-        admission.leave()
 
 
 async def _send(ws: WebSocket, obj: dict[str, Any]) -> None:

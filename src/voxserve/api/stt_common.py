@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from fastapi import WebSocket
 
 from voxserve.audio.decode import decode_pcm
 from voxserve.audio.resample import Resampler
@@ -15,7 +17,7 @@ from voxserve.config import Settings
 from voxserve.engines.base import STT_SAMPLE_RATE
 from voxserve.stt.session import SessionConfig
 
-__all__ = ["StreamAdmission", "pcm_converter", "session_config", "vad_for"]
+__all__ = ["StreamAdmission", "admitted", "pcm_converter", "session_config", "vad_for"]
 
 
 class StreamAdmission:
@@ -33,6 +35,22 @@ class StreamAdmission:
 
     def leave(self) -> None:
         self.active -= 1
+
+
+@contextlib.asynccontextmanager
+async def admitted(ws: WebSocket) -> AsyncIterator[bool]:
+    """Accept the WebSocket; yield False (after closing it with 1013) when the server is at capacity."""
+    admission: StreamAdmission = ws.app.state.stt_admission
+    await ws.accept()
+    if not admission.try_enter():
+        # Accept first so the client sees the close code, not a bare handshake refusal.
+        await ws.close(code=1013, reason="at capacity; try again later")
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        admission.leave()
 
 
 def pcm_converter(encoding: str, sample_rate: int) -> Callable[[bytes], npt.NDArray[np.float32]]:

@@ -15,10 +15,10 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
-from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
-from starlette.types import Receive, Scope, Send
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from voxserve.api.state import AppState, get_state
+from voxserve.api.streaming import AbortingStreamingResponse
 from voxserve.audio.decode import decode_audio
 from voxserve.engines.base import Segment, TranscribeOptions, TranscriptInfo
 from voxserve.errors import InvalidRequest, InvalidValue
@@ -37,20 +37,6 @@ class _Started:
         self.stream = stream
         self.info = info
         self.task = task
-
-
-class _AbortingStream(StreamingResponse):
-    """Always cancels the transcription, even when the body never starts."""
-
-    def __init__(self, started: _Started, content: AsyncIterator[bytes], **kwargs: Any) -> None:
-        super().__init__(content, **kwargs)
-        self._started = started
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self._started.stream.abort()
 
 
 async def _start(
@@ -156,8 +142,11 @@ async def _respond(
     t0 = time.perf_counter()
     started = await _start(state, file=file, model=model, options=options, fmt=fmt)
     if stream:
-        return _AbortingStream(
-            started, _events(started), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        return AbortingStreamingResponse(
+            _events(started),
+            started.stream.abort,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache"},
         )
     try:
         segments: list[Segment] = [s async for s in started.stream]

@@ -55,6 +55,8 @@ class EngineRegistry:
         on_done: Callable[[str, Done], None] | None = None,
     ) -> None:
         self.settings = settings
+        self._on_restart = on_restart
+        self._on_done = on_done
         self.pools: dict[str, EnginePool] = {}
         for engine in settings.engines:
             options: dict[str, Any] = {}
@@ -67,16 +69,7 @@ class EngineRegistry:
                     "cache_dir": settings.cache_dir,
                 }
             spec = EngineSpec(engine=engine, options=options, threads=settings.threads_per_worker)
-            self.pools[engine] = EnginePool(
-                spec,
-                settings.workers_per_engine,
-                start_timeout_s=settings.worker_start_timeout_s,
-                cancel_grace_s=settings.worker_cancel_grace_s,
-                queue_timeout_s=settings.queue_timeout_s,
-                max_queued=settings.max_queued_requests,
-                on_restart=on_restart,
-                on_done=on_done,
-            )
+            self.pools[engine] = self._pool(spec, settings.workers_per_engine, engine)
         self.stt_pools: dict[str, EnginePool] = {}
         for model_id in settings.stt_model_ids():
             source: str | Path = settings.stt_model_paths.get(model_id, model_id)
@@ -85,18 +78,22 @@ class EngineRegistry:
                 options={"model": str(source), "cache_dir": settings.cache_dir},
                 threads=settings.stt_threads_per_worker,
             )
-            self.stt_pools[model_id] = EnginePool(
-                spec,
-                settings.stt_workers,
-                start_timeout_s=settings.worker_start_timeout_s,
-                cancel_grace_s=settings.worker_cancel_grace_s,
-                queue_timeout_s=settings.queue_timeout_s,
-                max_queued=settings.max_queued_requests,
-                on_restart=on_restart,
-                on_done=on_done,
-                name=f"whisper-{model_id}",
-            )
+            self.stt_pools[model_id] = self._pool(spec, settings.stt_workers, f"whisper-{model_id}")
         self._background: set[asyncio.Task[None]] = set()
+
+    def _pool(self, spec: EngineSpec, size: int, name: str) -> EnginePool:
+        s = self.settings
+        return EnginePool(
+            spec,
+            size,
+            start_timeout_s=s.worker_start_timeout_s,
+            cancel_grace_s=s.worker_cancel_grace_s,
+            queue_timeout_s=s.queue_timeout_s,
+            max_queued=s.max_queued_requests,
+            on_restart=self._on_restart,
+            on_done=self._on_done,
+            name=name,
+        )
 
     async def start(self) -> None:
         """Start the preloaded engines (awaited) and the others in the background."""
