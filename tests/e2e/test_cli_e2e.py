@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from tests.audio_helpers import duration
-from tests.e2e.conftest import start_server, stop_server
+from tests.e2e.conftest import Server, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 
@@ -79,3 +79,31 @@ def test_bad_configuration_is_a_clear_error() -> None:
     )
     assert result.returncode != 0
     assert "max_input_chars" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_transcribe_and_listen_against_a_server(server: Server) -> None:
+    from tests.speech_dev import by_name
+    from tests.wer import errors
+
+    u = by_name("speech_recognition_english_123.wav")
+    plain = run("transcribe", str(u.path), "--server", server.url)
+    assert plain.returncode == 0, plain.stderr
+    assert errors(u.text, plain.stdout)[0] <= 2
+    streamed = run("transcribe", str(u.path), "--stream", "--server", server.url)
+    assert streamed.returncode == 0, streamed.stderr
+    assert streamed.stdout.strip() == plain.stdout.strip()
+    live = run("listen", str(u.path), "--server", server.url, "--pace", "4")
+    assert live.returncode == 0, live.stderr
+    finals = [
+        line.split("] ", 1)[1] for line in live.stdout.replace("\r", "\n").splitlines() if "s] " in line
+    ]
+    assert finals and errors(u.text, " ".join(finals))[0] <= 2
+
+
+def test_transcribe_reports_errors(server: Server, tmp_path: Path) -> None:
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not audio at all " * 20)
+    result = run("transcribe", str(bad), "--server", server.url)
+    assert result.returncode != 0 and "unsupported_media_type" in result.stderr
+    missing = run("transcribe", str(tmp_path / "nope.wav"), "--server", server.url)
+    assert missing.returncode != 0 and "no such file" in missing.stderr
