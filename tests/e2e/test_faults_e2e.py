@@ -26,6 +26,7 @@ def one_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             "VOXSERVE_ENGINES": '["piper"]',
             "VOXSERVE_WORKERS_PER_ENGINE": "1",
             "VOXSERVE_MAX_STT_SESSIONS": "1",
+            "VOXSERVE_SESSION_IDLE_TIMEOUT_S": "2",
         },
     )
     try:
@@ -131,3 +132,19 @@ def test_streaming_sessions_at_capacity_close_1013(one_worker: Server) -> None:
     with connect(url) as again:  # the slot is free again
         again.send(config)
         assert json.loads(again.recv(timeout=30))["type"] == "ready"
+
+
+def test_silent_stream_is_closed_after_the_idle_timeout(one_worker: Server) -> None:
+    from tests.e2e.ws_helpers import drain
+    from websockets.sync.client import connect
+
+    url = one_worker.url.replace("http://", "ws://") + "/v1/stream/transcribe"
+    with connect(url) as ws:
+        ws.send(json.dumps({"type": "config", "sample_rate_hz": 16000, "encoding": "linear16"}))
+        assert json.loads(ws.recv(timeout=30))["idle_timeout_s"] == 2.0
+        t0 = time.monotonic()
+        _, code = drain(ws, timeout_s=10)
+        elapsed = time.monotonic() - t0
+        reason = ws.close_reason
+    assert code == 1000 and "idle" in (reason or "")
+    assert 1.9 < elapsed < 4.0
