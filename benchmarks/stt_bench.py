@@ -189,6 +189,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--max-streams", type=int, default=6)
     parser.add_argument("--skip-wer", action="store_true")
+    parser.add_argument("--min-streams", type=int, default=1)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
@@ -238,7 +239,7 @@ def main() -> None:
             )
         long_ones = [i for i, u in enumerate(items) if 5 < len(audios[i]) / 16000 < 15]
         best = 0
-        for n in range(1, args.max_streams + 1):
+        for n in range(args.min_streams, args.max_streams + 1):
             p50, p90, lag = asyncio.run(
                 concurrent(server.url, [audios[i] for i in long_ones], [regions[i] for i in long_ones], n)
             )

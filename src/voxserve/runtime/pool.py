@@ -231,6 +231,11 @@ class EnginePool:
         self._closing = False
 
     @property
+    def has_idle_worker(self) -> bool:
+        """True if a job submitted now would start at once."""
+        return not self._idle.empty()
+
+    @property
     def ready(self) -> bool:
         return bool(self.workers) and any(w.alive for w in self.workers)
 

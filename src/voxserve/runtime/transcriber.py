@@ -51,6 +51,7 @@ class Transcriber:
         self._decodes: set[asyncio.Task[None]] = set()
         self._closed = False
         self.samples_in = 0
+        self.skipped_partials = 0
 
     async def feed(self, pcm: npt.NDArray[np.float32]) -> None:
         """Feed 16 kHz float32 audio (VAD runs in a thread; the loop only moves bytes)."""
@@ -119,6 +120,14 @@ class Transcriber:
         if request.prompt:
             options = TranscribeOptions(**{**options.__dict__, "prompt": request.prompt})
         stream = None
+        if request.kind == "partial" and not self.pool.has_idle_worker:
+            # Under load, partials are skipped rather than queued, so finals (never skipped) get the
+            # next free worker; the session asks for a fresh partial after its interval.
+            self.skipped_partials += 1
+            async with self._lock:
+                events = self.session.on_decode_failed(request.request_id)
+            await self._handle(events)
+            return
         try:
             stream = await self.pool.stream_call("transcribe", request.audio, options)
             values = [v async for v in stream]

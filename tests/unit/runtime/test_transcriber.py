@@ -1,0 +1,78 @@
+"""The streaming-transcription driver with a real worker process and a fake engine."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from voxserve.engines.base import TranscribeOptions
+from voxserve.runtime.messages import EngineSpec
+from voxserve.runtime.pool import EnginePool
+from voxserve.runtime.transcriber import Transcriber
+from voxserve.stt.session import Final, Partial, SessionConfig
+
+SPEC = EngineSpec(engine="fake", factory="tests.fakes:FakeEngine", options={"step_s": 0.01, "steps": 2})
+
+
+class EnergyVad:
+    frame_samples = 512
+
+    def process(self, frame: np.ndarray) -> float:
+        return 1.0 if float(np.sqrt(np.mean(frame**2))) > 0.01 else 0.0
+
+
+def tone(seconds: float) -> np.ndarray:
+    t = np.arange(int(16000 * seconds), dtype=np.float32) / 16000
+    return (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[EnginePool]:
+    p = EnginePool(SPEC, 1, start_timeout_s=60, queue_timeout_s=5)
+    await p.start()
+    try:
+        yield p
+    finally:
+        await p.stop()
+
+
+async def run(pool: EnginePool, audio: list[np.ndarray], busy: bool = False) -> tuple[list[Any], Transcriber]:
+    events: list[Any] = []
+
+    async def emit(event: Any) -> None:
+        events.append(event)
+
+    t = Transcriber(pool, SessionConfig(), EnergyVad(), emit, options=TranscribeOptions())
+    blocker = (
+        await pool.synth(
+            {"voice": "a", "speed": 1.0, "fmt": "pcm", "sample_rate": 16000, "fragments": ("a b c d",) * 20}
+        )
+        if busy
+        else None
+    )
+    for chunk in audio:
+        await t.feed(chunk)
+    if blocker is not None:
+        blocker.abort()
+    await t.finish(timeout_s=20)
+    await t.close()
+    return events, t
+
+
+async def test_partials_and_a_final(pool: EnginePool) -> None:
+    chunks = [tone(0.1) for _ in range(20)] + [np.zeros(16000, np.float32)]
+    events, t = await run(pool, chunks)
+    finals = [e for e in events if isinstance(e, Final)]
+    assert len(finals) == 1 and finals[0].text.startswith("word0")
+    assert t.skipped_partials == 0
+
+
+async def test_partials_are_skipped_not_queued_when_no_worker_is_free(pool: EnginePool) -> None:
+    chunks = [tone(0.1) for _ in range(20)] + [np.zeros(16000, np.float32)]
+    events, t = await run(pool, chunks, busy=True)
+    assert t.skipped_partials >= 1
+    assert not [e for e in events if isinstance(e, Partial)]
+    assert len([e for e in events if isinstance(e, Final)]) == 1  # the final is never skipped
