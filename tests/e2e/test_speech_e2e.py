@@ -8,6 +8,7 @@ import json
 import re
 import time
 import wave
+from collections.abc import Iterator
 
 import httpx
 import openai
@@ -72,8 +73,15 @@ def test_stream_false_returns_exact_wav(client: httpx.Client) -> None:
         assert w.getnframes() * 2 + 44 == len(r.content)
 
 
-def test_openai_client_streaming(server: Server, tmp_path: object) -> None:
-    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+@pytest.fixture
+def oai(server: Server) -> Iterator[openai.OpenAI]:
+    # Closed explicitly: an unclosed client's socket would surface as a ResourceWarning in a later test.
+    with openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0) as client:
+        yield client
+
+
+def test_openai_client_streaming(oai: openai.OpenAI) -> None:
+    client = oai
     for fmt in ("mp3", "wav"):
         with client.audio.speech.with_streaming_response.create(
             model="gpt-4o-mini-tts",
@@ -87,8 +95,8 @@ def test_openai_client_streaming(server: Server, tmp_path: object) -> None:
     assert duration(plain.content, "mp3") > 0.8
 
 
-def test_openai_client_sees_errors(server: Server) -> None:
-    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+def test_openai_client_sees_errors(oai: openai.OpenAI) -> None:
+    client = oai
     with pytest.raises(openai.NotFoundError) as info:
         client.audio.speech.create(model="tts-1", voice="no-such-voice", input="Hi.")  # type: ignore[arg-type]
     assert info.value.code == "unknown_voice"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
 
 import httpx
 import openai
@@ -18,8 +19,10 @@ FILES = ["fleurs_en_007.wav", "librispeech_1272-141231-0002.wav", "speech_recogn
 
 
 @pytest.fixture
-def oai(server: Server) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+def oai(server: Server) -> Iterator[openai.OpenAI]:
+    # Closed explicitly: an unclosed client's socket would surface as a ResourceWarning in a later test.
+    with openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0) as client:
+        yield client
 
 
 def test_openai_client_transcribes_real_speech(oai: openai.OpenAI) -> None:
