@@ -107,6 +107,12 @@ class Settings(BaseSettings):
     max_stt_sessions: int = Field(
         8, ge=1, description="Concurrent streaming STT sessions (more: close 1013)."
     )
+    max_speak_sessions: int = Field(
+        16, ge=1, description="Concurrent text-to-speech WebSocket sessions (more: close 1013)."
+    )
+    max_pending_chars: int = Field(
+        16384, ge=256, description="Text a speak session may hold unspoken (more: backlog_full error)."
+    )
     vad_threshold: float = Field(0.5, gt=0, lt=1, description="Default speech probability threshold.")
     vad_min_silence_ms: int = Field(500, ge=50, description="Silence that ends an utterance.")
     vad_prefix_padding_ms: int = Field(300, ge=0, description="Audio kept before speech starts.")

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from voxserve import __version__
-from voxserve.api import dev, realtime, speech, stream_ws, system, transcriptions
+from voxserve.api import dev, realtime, speak_ws, speech, stream_ws, system, transcriptions
 from voxserve.api.errors import install_error_handlers
 from voxserve.api.observability import LoopLagProbe, Metrics
 from voxserve.api.state import AppState
@@ -144,6 +144,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.vox = state
     app.state.stt_admission = StreamAdmission(settings.max_stt_sessions)
+    app.state.speak_admission = StreamAdmission(settings.max_speak_sessions)
     app.state.vad_model = None
     app.state.vad_lock = asyncio.Lock()
     install_error_handlers(app)
@@ -151,6 +152,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(dev.router)
     app.include_router(transcriptions.router)
     app.include_router(stream_ws.router)
+    app.include_router(speak_ws.router)
     app.include_router(realtime.router)
     app.include_router(system.router)
     app.add_middleware(

@@ -38,9 +38,11 @@ class StreamAdmission:
 
 
 @contextlib.asynccontextmanager
-async def admitted(ws: WebSocket) -> AsyncIterator[bool]:
-    """Accept the WebSocket; yield False (after closing it with 1013) when the server is at capacity."""
-    admission: StreamAdmission = ws.app.state.stt_admission
+async def admitted(ws: WebSocket, admission: StreamAdmission | None = None) -> AsyncIterator[bool]:
+    """Accept the WebSocket; yield False (after closing it with 1013) when ``admission`` (by default
+    the streaming STT sessions' cap) is full."""
+    if admission is None:
+        admission = ws.app.state.stt_admission
     await ws.accept()
     if not admission.try_enter():
         # Accept first so the client sees the close code, not a bare handshake refusal.

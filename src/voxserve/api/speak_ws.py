@@ -1,0 +1,261 @@
+"""``WS /v1/stream/speak``: text in (an LLM's tokens), audio out as soon as each fragment is complete.
+
+Client → server, as JSON text messages: first ``{"type": "config", "voice": "...", "response_format":
+"pcm" | "wav" | "mp3" | "opus", "speed": 1.0}``; then any number of ``{"type": "text", "text": "..."}``,
+``{"type": "flush"}`` (speak what is buffered now), ``{"type": "cancel"}`` (barge-in: stop the audio
+and drop what is queued) and finally ``{"type": "end"}`` (speak the rest, then close 1000).
+
+Server → client: audio as binary frames (one continuous stream in the chosen format) and JSON events:
+``{"type": "ready", ...}`` after the config, ``{"type": "sentence", "text", "start_s", "words"}`` before
+each fragment's audio, ``{"type": "cancelled", "dropped_fragments"}`` once a cancel has taken effect
+(no audio of the dropped text follows it), ``{"type": "done", "audio_s"}`` after ``end``, and
+``{"type": "error", "code", "message"}``.
+
+A bad config gets an error event and close 1008; a bad message gets an error event and the session
+stays open; at capacity the server closes with 1013; no message for ``session_idle_timeout_s`` closes
+with 1000.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from voxserve.api.speech import check_model
+from voxserve.api.state import AppState
+from voxserve.api.stt_common import admitted
+from voxserve.errors import InvalidValue, VoxserveError
+from voxserve.runtime.pool import SynthStream
+from voxserve.runtime.registry import ResolvedVoice
+from voxserve.tts.stream import (
+    STREAM_FORMATS,
+    AudioData,
+    Cancelled,
+    Failed,
+    Finished,
+    SentenceStarted,
+    SpeakEvent,
+    SpeakSession,
+)
+
+__all__ = ["SpeakConfig", "parse_speak_config", "router", "start_speak_session"]
+
+_log = logging.getLogger("voxserve.speak")
+
+router = APIRouter()
+
+
+@dataclass(frozen=True)
+class SpeakConfig:
+    """A validated speak session configuration."""
+
+    voice: ResolvedVoice
+    fmt: str
+    speed: float
+
+
+async def parse_speak_config(state: AppState, cfg: Any) -> SpeakConfig:
+    """Validate a ``config`` message; raises :class:`VoxserveError` with the client's error code."""
+    if not isinstance(cfg, dict) or cfg.get("type") != "config":
+        raise InvalidValue('the first message must be {"type": "config", ...}', code="invalid_config")
+    fmt = cfg.get("response_format", "pcm")
+    if fmt not in STREAM_FORMATS:
+        raise InvalidValue(
+            f"response_format must be one of {', '.join(STREAM_FORMATS)}", code="unsupported_format"
+        )
+    speed = cfg.get("speed", 1.0)
+    if isinstance(speed, bool) or not isinstance(speed, int | float) or not 0.25 <= speed <= 4.0:
+        raise InvalidValue("speed must be a number from 0.25 to 4.0", code="invalid_speed")
+    voice = cfg.get("voice", state.settings.default_voice)
+    if not isinstance(voice, str | dict):
+        raise InvalidValue("voice must be a voice id", code="invalid_voice")
+    if isinstance(voice, dict):
+        voice = voice.get("id", "")
+    engine_hint = check_model(state, cfg["model"]) if "model" in cfg else None
+    resolved = await state.registry.resolve(str(voice), engine_hint=engine_hint)
+    # The engine knows its voices: ask it now, so a bad voice fails the config, not the first sentence.
+    await state.registry.pool(resolved.engine).call("check_voice", resolved.name)
+    return SpeakConfig(resolved, fmt, float(speed))
+
+
+def start_speak_session(
+    state: AppState, config: SpeakConfig, emit: Any, *, first_fragment_max_chars: int | None = None
+) -> SpeakSession:
+    """A running :class:`SpeakSession` on this server's worker pool."""
+    settings = state.settings
+    pool = state.registry.pool(config.voice.engine)
+
+    async def synthesize(text: str) -> SynthStream:
+        return await pool.synth(
+            {
+                "voice": config.voice.name,
+                "speed": config.speed,
+                "fmt": "pcm",
+                "sample_rate": settings.output_sample_rate,
+                "fragments": (text,),
+            }
+        )
+
+    session = SpeakSession(
+        synthesize,
+        emit,
+        fmt=config.fmt,
+        sample_rate=settings.output_sample_rate,
+        first_fragment_max_chars=first_fragment_max_chars or settings.first_fragment_max_chars,
+        max_fragment_chars=settings.max_fragment_chars,
+        max_text_chars=settings.max_input_chars,
+        max_pending_chars=settings.max_pending_chars,
+    )
+    session.start()
+    return session
+
+
+def event_json(event: SpeakEvent) -> dict[str, Any] | None:
+    """The wire form of a session event (``None`` for audio, which travels as binary frames)."""
+    if isinstance(event, SentenceStarted):
+        return {
+            "type": "sentence",
+            "text": event.text,
+            "start_s": event.start_s,
+            "words": [{"word": w.word, "start_s": w.start_s, "end_s": w.end_s} for w in event.words],
+        }
+    if isinstance(event, Cancelled):
+        return {"type": "cancelled", "dropped_fragments": event.dropped_fragments}
+    if isinstance(event, Failed):
+        return {"type": "error", "code": event.error.code, "message": event.error.message}
+    if isinstance(event, Finished):
+        return {"type": "done", "audio_s": round(event.audio_s, 3)}
+    return None
+
+
+@router.websocket("/v1/stream/speak")
+async def stream_speak(ws: WebSocket) -> None:
+    state: AppState = ws.app.state.vox
+    with contextlib.suppress(WebSocketDisconnect):
+        async with admitted(ws, ws.app.state.speak_admission) as ok:
+            if ok:
+                await _serve(ws, state)
+
+
+class _Sender:
+    """Serialises sends: the runner task and the receive loop both write to the socket."""
+
+    def __init__(self, ws: WebSocket) -> None:
+        self.ws = ws
+        self.lock = asyncio.Lock()
+
+    async def json(self, obj: dict[str, Any]) -> None:
+        async with self.lock:
+            await self.ws.send_text(json.dumps(obj, separators=(",", ":")))
+
+    async def event(self, event: SpeakEvent) -> None:
+        if isinstance(event, AudioData):
+            async with self.lock:
+                await self.ws.send_bytes(event.data)
+            return
+        obj = event_json(event)
+        if obj is not None:
+            await self.json(obj)
+
+
+async def _serve(ws: WebSocket, state: AppState) -> None:
+    settings = state.settings
+    send = _Sender(ws)
+    try:
+        first = await asyncio.wait_for(ws.receive(), settings.session_idle_timeout_s)
+    except TimeoutError:
+        await ws.close(1000, "idle timeout: no config received")
+        return
+    if first["type"] == "websocket.disconnect":
+        return
+    try:
+        try:
+            cfg = json.loads(first.get("text") or "")
+        except json.JSONDecodeError:
+            raise InvalidValue(
+                'the first message must be a JSON {"type": "config", ...}', code="invalid_config"
+            ) from None
+        config = await parse_speak_config(state, cfg)
+    except VoxserveError as exc:
+        await send.json({"type": "error", "code": exc.code, "message": exc.message})
+        await ws.close(code=1008, reason=exc.message[:120])
+        return
+
+    session = start_speak_session(state, config, send.event)
+    await send.json(
+        {
+            "type": "ready",
+            "voice": config.voice.id,
+            "response_format": config.fmt,
+            "sample_rate": settings.output_sample_rate,
+            "speed": config.speed,
+        }
+    )
+    finished = asyncio.create_task(session.finished.wait())
+    receive: asyncio.Task[Any] | None = None
+    try:
+        while True:
+            receive = asyncio.create_task(ws.receive())
+            done, _ = await asyncio.wait(
+                {receive, finished},
+                timeout=settings.session_idle_timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if finished in done:
+                await ws.close(code=1000, reason="done")
+                return
+            if not done:
+                await ws.close(code=1000, reason="idle timeout: no message received")
+                return
+            message = receive.result()
+            receive = None
+            if message["type"] == "websocket.disconnect":
+                return
+            await _handle(message, session, send)
+    finally:
+        for task in (receive, finished):
+            if task is not None:
+                task.cancel()
+        await session.close()
+
+
+async def _handle(message: dict[str, Any], session: SpeakSession, send: _Sender) -> None:
+    """Apply one client message; protocol errors become error events."""
+    if message.get("bytes") is not None:
+        await send.json(_error("unexpected_binary", "send text as JSON text messages"))
+        return
+    try:
+        obj = json.loads(message.get("text") or "")
+    except json.JSONDecodeError:
+        await send.json(_error("invalid_json", "text messages must be JSON"))
+        return
+    kind = obj.get("type") if isinstance(obj, dict) else None
+    try:
+        if kind == "text":
+            text = obj.get("text")
+            if not isinstance(text, str):
+                await send.json(_error("invalid_text", '"text" must be a string'))
+                return
+            session.push(text)
+        elif kind == "flush":
+            session.flush()
+        elif kind == "cancel":
+            await session.cancel()
+        elif kind == "end":
+            session.end()
+        elif kind == "config":
+            await send.json(_error("unexpected_config", "the session is already configured"))
+        else:
+            await send.json(_error("unknown_message", f"unknown message type {kind!r}"))
+    except VoxserveError as exc:
+        await send.json(_error(exc.code, exc.message))
+
+
+def _error(code: str, message: str) -> dict[str, Any]:
+    return {"type": "error", "code": code, "message": message}
