@@ -44,6 +44,9 @@ def _serve(args: argparse.Namespace) -> int:
         workers_per_engine=args.workers_per_engine,
         threads_per_worker=args.threads_per_worker,
         log_level=args.log_level,
+        llm_base_url=args.llm_base_url,
+        llm_model=args.llm_model,
+        llm_api_key=args.llm_api_key,
     )
     app = create_app(settings)
     uvicorn.run(
@@ -160,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers-per-engine", type=int, help="worker processes per engine")
     serve.add_argument("--threads-per-worker", type=int, help="inference threads per worker")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--llm-base-url", help="OpenAI-compatible chat endpoint for the voice chat")
+    serve.add_argument("--llm-model", help="model name sent to that endpoint")
+    serve.add_argument("--llm-api-key", help="bearer token for that endpoint (or VOXSERVE_LLM_API_KEY)")
     serve.set_defaults(func=_serve)
 
     say = sub.add_parser("say", help="speak text into an audio file")

@@ -118,8 +118,25 @@ class Settings(BaseSettings):
     vad_prefix_padding_ms: int = Field(300, ge=0, description="Audio kept before speech starts.")
     partial_interval_ms: int = Field(500, ge=0, description="Re-decode cadence for partials (0: none).")
 
+    # --- voice chat (an OpenAI-compatible LLM) ------------------------------------------------------
+    llm_base_url: str | None = Field(
+        None, description="Chat-completions endpoint base, e.g. http://127.0.0.1:11434/v1 (Ollama)."
+    )
+    llm_model: str = Field("default", description="Model name sent to the LLM.")
+    llm_api_key: str | None = Field(None, description="Bearer token for the LLM, if it needs one.")
+    llm_system_prompt: str = Field(
+        "You are a helpful voice assistant. Answer briefly, in plain spoken sentences without markdown.",
+        description="System message of every chat.",
+    )
+    llm_timeout_s: float = Field(60.0, gt=0, description="Deadline for the LLM's answer to start and go on.")
+    llm_max_history_messages: int = Field(20, ge=1, description="Turns of history sent to the LLM.")
+    max_chat_sessions: int = Field(4, ge=1, description="Concurrent voice chats (more: close 1013).")
+
     # --- observability -----------------------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    # --- web UI ------------------------------------------------------------------------------------
+    ui_enabled: bool = Field(True, description="Serve the Gradio web UI at /ui (Speak, Transcribe).")
 
     @field_validator("engines", "preload_engines")
     @classmethod

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from voxserve import __version__
-from voxserve.api import dev, realtime, speak_ws, speech, stream_ws, system, transcriptions
+from voxserve.api import chat_ws, dev, realtime, speak_ws, speech, stream_ws, system, transcriptions
 from voxserve.api.errors import install_error_handlers
 from voxserve.api.observability import LoopLagProbe, Metrics
 from voxserve.api.state import AppState
@@ -98,7 +98,9 @@ class BodyLimitMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
-_UPLOAD_PATHS = frozenset({"/v1/audio/transcriptions", "/v1/audio/translations"})
+_UPLOAD_PATHS = frozenset(
+    {"/v1/audio/transcriptions", "/v1/audio/translations", "/ui/gradio_api/upload"}  # + the UI's uploads
+)
 
 
 class _BodyTooLarge(Exception):
@@ -145,6 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.vox = state
     app.state.stt_admission = StreamAdmission(settings.max_stt_sessions)
     app.state.speak_admission = StreamAdmission(settings.max_speak_sessions)
+    app.state.chat_admission = StreamAdmission(settings.max_chat_sessions)
     app.state.vad_model = None
     app.state.vad_lock = asyncio.Lock()
     install_error_handlers(app)
@@ -153,6 +156,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(transcriptions.router)
     app.include_router(stream_ws.router)
     app.include_router(speak_ws.router)
+    app.include_router(chat_ws.router)
     app.include_router(realtime.router)
     app.include_router(system.router)
     app.add_middleware(
@@ -160,4 +164,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         max_upload_bytes=settings.max_upload_bytes,
     )
+    if settings.ui_enabled:  # the Gradio web UI at /ui (gradio is imported only here)
+        from voxserve.ui import mount_ui
+
+        mount_ui(app)
     return app

@@ -30,9 +30,10 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from voxserve.api.speech import check_model
 from voxserve.api.state import AppState
 from voxserve.api.stt_common import admitted
+from voxserve.config import Settings
 from voxserve.errors import InvalidValue, VoxserveError
 from voxserve.runtime.pool import SynthStream
-from voxserve.runtime.registry import ResolvedVoice
+from voxserve.runtime.registry import EngineRegistry, ResolvedVoice
 from voxserve.tts.stream import (
     STREAM_FORMATS,
     AudioData,
@@ -44,7 +45,14 @@ from voxserve.tts.stream import (
     SpeakSession,
 )
 
-__all__ = ["SpeakConfig", "parse_speak_config", "router", "start_speak_session"]
+__all__ = [
+    "SpeakConfig",
+    "open_speak_session",
+    "parse_speak_config",
+    "resolve_speak_voice",
+    "router",
+    "start_speak_session",
+]
 
 _log = logging.getLogger("voxserve.speak")
 
@@ -78,18 +86,40 @@ async def parse_speak_config(state: AppState, cfg: Any) -> SpeakConfig:
     if isinstance(voice, dict):
         voice = voice.get("id", "")
     engine_hint = check_model(state, cfg["model"]) if "model" in cfg else None
-    resolved = await state.registry.resolve(str(voice), engine_hint=engine_hint)
-    # The engine knows its voices: ask it now, so a bad voice fails the config, not the first sentence.
-    await state.registry.pool(resolved.engine).call("check_voice", resolved.name)
+    resolved = await resolve_speak_voice(state.registry, str(voice), engine_hint=engine_hint)
     return SpeakConfig(resolved, fmt, float(speed))
+
+
+async def resolve_speak_voice(
+    registry: EngineRegistry, voice: str, *, engine_hint: str | None = None
+) -> ResolvedVoice:
+    """Resolve a voice and have its engine check it (starting the engine if needed), so a bad voice
+    fails the configuration, not the first sentence."""
+    resolved = await registry.resolve(voice, engine_hint=engine_hint)
+    await registry.pool(resolved.engine).call("check_voice", resolved.name)
+    return resolved
 
 
 def start_speak_session(
     state: AppState, config: SpeakConfig, emit: Any, *, first_fragment_max_chars: int | None = None
 ) -> SpeakSession:
     """A running :class:`SpeakSession` on this server's worker pool."""
-    settings = state.settings
-    pool = state.registry.pool(config.voice.engine)
+    return open_speak_session(
+        state.registry, state.settings, config, emit, first_fragment_max_chars=first_fragment_max_chars
+    )
+
+
+def open_speak_session(
+    registry: EngineRegistry,
+    settings: Settings,
+    config: SpeakConfig,
+    emit: Any,
+    *,
+    first_fragment_max_chars: int | None = None,
+) -> SpeakSession:
+    """A running :class:`SpeakSession` on ``registry``'s worker pool (the server's, or the one of an
+    in-process :class:`voxserve.SpeechStream`)."""
+    pool = registry.pool(config.voice.engine)
 
     async def synthesize(text: str) -> SynthStream:
         return await pool.synth(
@@ -143,7 +173,7 @@ async def stream_speak(ws: WebSocket) -> None:
                 await _serve(ws, state)
 
 
-class _Sender:
+class Sender:
     """Serialises sends: the runner task and the receive loop both write to the socket."""
 
     def __init__(self, ws: WebSocket) -> None:
@@ -166,7 +196,7 @@ class _Sender:
 
 async def _serve(ws: WebSocket, state: AppState) -> None:
     settings = state.settings
-    send = _Sender(ws)
+    send = Sender(ws)
     try:
         first = await asyncio.wait_for(ws.receive(), settings.session_idle_timeout_s)
     except TimeoutError:
@@ -225,7 +255,7 @@ async def _serve(ws: WebSocket, state: AppState) -> None:
         await session.close()
 
 
-async def _handle(message: dict[str, Any], session: SpeakSession, send: _Sender) -> None:
+async def _handle(message: dict[str, Any], session: SpeakSession, send: Sender) -> None:
     """Apply one client message; protocol errors become error events."""
     if message.get("bytes") is not None:
         await send.json(_error("unexpected_binary", "send text as JSON text messages"))

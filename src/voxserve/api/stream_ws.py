@@ -28,7 +28,7 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from voxserve.api.state import AppState
-from voxserve.api.stt_common import admitted, pcm_converter, session_config, vad_for
+from voxserve.api.stt_common import admitted, parse_audio_config, pcm_converter, session_config, vad_for
 from voxserve.engines.base import TranscribeOptions
 from voxserve.errors import VoxserveError
 from voxserve.runtime.transcriber import Transcriber
@@ -83,24 +83,10 @@ def _parse_config(text: str, state: AppState) -> dict[str, Any]:
         raise _Closed(1008, "the first message must be a JSON config") from None
     if not isinstance(cfg, dict) or cfg.get("type") != "config":
         raise _Closed(1008, 'the first message must be {"type": "config", ...}')
-    rate = cfg.get("sample_rate_hz", 16000)
-    if not isinstance(rate, int) or not 8000 <= rate <= 48000:
-        raise _Closed(1008, "sample_rate_hz must be an integer from 8000 to 48000")
-    if cfg.get("encoding", "linear16") not in ("linear16", "float32"):
-        raise _Closed(1008, "encoding must be linear16 or float32")
-    language = cfg.get("language", "en")
-    if not isinstance(language, str) or len(language) > 16:
-        raise _Closed(1008, "language must be a language code such as en")
-    model = cfg.get("model", state.settings.stt_default_model)
-    if model not in state.registry.stt_pools:
-        raise _Closed(1008, f"unknown model {model!r}")
-    return {
-        "rate": rate,
-        "encoding": cfg.get("encoding", "linear16"),
-        "language": language.split("-")[0].lower(),
-        "interim": bool(cfg.get("interim_results", True)),
-        "model": model,
-    }
+    try:
+        return parse_audio_config(cfg, state)
+    except VoxserveError as exc:
+        raise _Closed(1008, exc.message) from None
 
 
 async def _serve(ws: WebSocket, state: AppState) -> None:

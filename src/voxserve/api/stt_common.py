@@ -15,9 +15,17 @@ from voxserve.audio.decode import decode_pcm
 from voxserve.audio.resample import Resampler
 from voxserve.config import Settings
 from voxserve.engines.base import STT_SAMPLE_RATE
+from voxserve.errors import InvalidValue
 from voxserve.stt.session import SessionConfig
 
-__all__ = ["StreamAdmission", "admitted", "pcm_converter", "session_config", "vad_for"]
+__all__ = [
+    "StreamAdmission",
+    "admitted",
+    "parse_audio_config",
+    "pcm_converter",
+    "session_config",
+    "vad_for",
+]
 
 
 class StreamAdmission:
@@ -53,6 +61,33 @@ async def admitted(ws: WebSocket, admission: StreamAdmission | None = None) -> A
         yield True
     finally:
         admission.leave()
+
+
+def parse_audio_config(cfg: dict[str, Any], state: Any) -> dict[str, Any]:
+    """The audio fields of a streaming config message (``sample_rate_hz``, ``encoding``,
+    ``language``, ``interim_results``, ``model``); raises :class:`InvalidValue` ``invalid_config``."""
+
+    def bad(message: str) -> InvalidValue:
+        return InvalidValue(message, code="invalid_config")
+
+    rate = cfg.get("sample_rate_hz", 16000)
+    if isinstance(rate, bool) or not isinstance(rate, int) or not 8000 <= rate <= 48000:
+        raise bad("sample_rate_hz must be an integer from 8000 to 48000")
+    if cfg.get("encoding", "linear16") not in ("linear16", "float32"):
+        raise bad("encoding must be linear16 or float32")
+    language = cfg.get("language", "en")
+    if not isinstance(language, str) or len(language) > 16:
+        raise bad("language must be a language code such as en")
+    model = cfg.get("model", state.settings.stt_default_model)
+    if model not in state.registry.stt_pools:
+        raise bad(f"unknown model {model!r}")
+    return {
+        "rate": rate,
+        "encoding": cfg.get("encoding", "linear16"),
+        "language": language.split("-")[0].lower(),
+        "interim": bool(cfg.get("interim_results", True)),
+        "model": model,
+    }
 
 
 def pcm_converter(encoding: str, sample_rate: int) -> Callable[[bytes], npt.NDArray[np.float32]]:

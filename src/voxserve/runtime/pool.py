@@ -290,7 +290,10 @@ class EnginePool:
             raise Unavailable(f"the {self.name} engine is at capacity; retry shortly")
         self.waiting += 1
         try:
-            worker = await asyncio.wait_for(self._idle.get(), self.queue_timeout_s)
+            # asyncio.timeout, not wait_for: on Python 3.11, wait_for can swallow a result that arrives
+            # as the waiter is cancelled (a barge-in), and that would lose the worker for good.
+            async with asyncio.timeout(self.queue_timeout_s):
+                worker = await self._idle.get()
         except TimeoutError:
             raise Unavailable(
                 f"no {self.name} worker became free within {self.queue_timeout_s:g} s"

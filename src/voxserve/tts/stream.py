@@ -152,6 +152,9 @@ class SpeakSession:
         self.finished = asyncio.Event()
         self.fragments_spoken = 0
         self._speaking = False
+        self.drained = asyncio.Event()
+        """Set while nothing is queued or being spoken (all accepted text has been heard)."""
+        self.drained.set()
 
     @property
     def audio_s(self) -> float:
@@ -213,6 +216,8 @@ class SpeakSession:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._runner
         self._runner = None
+        self._speaking = False
+        self.drained.set()
         await self._emit(Cancelled(dropped))
         if self._ended:
             self._queue.put_nowait(_END)
@@ -242,7 +247,14 @@ class SpeakSession:
             items.append(self._queue.get_nowait())
         return items
 
+    @property
+    def idle(self) -> bool:
+        """Nothing buffered, queued or being spoken."""
+        return self.drained.is_set() and self._splitter.buffered_chars == 0
+
     def _enqueue(self, fragments: list[str]) -> None:
+        if fragments:
+            self.drained.clear()
         for fragment in fragments:
             self._pending_chars += len(fragment)
             self._queue.put_nowait(fragment)
@@ -273,18 +285,20 @@ class SpeakSession:
                 self.finished.set()
                 return
             assert isinstance(item, str)
+            self._speaking = True
             self._pending_chars = max(0, self._pending_chars - len(item))
             text = self._prepare(item)
-            if not has_speakable_text(text):
-                continue
-            self._speaking = True
             try:
+                if not has_speakable_text(text):
+                    continue
                 await self._speak(item, text)
             except VoxserveError as exc:
                 _log.warning("fragment failed: %s", exc.message)
                 await self._emit(Failed(exc, text))
             finally:
                 self._speaking = False
+                if self._queue.empty():
+                    self.drained.set()
 
     async def _speak(self, fragment: str, text: str) -> None:
         stream = await self._synthesize(text)

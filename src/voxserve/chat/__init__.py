@@ -1,0 +1,1 @@
+"""Voice conversations: an OpenAI-compatible LLM between streaming STT and streaming TTS."""

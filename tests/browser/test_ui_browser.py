@@ -1,0 +1,121 @@
+"""The web UI in a real browser: the Speak tab plays audio, the Transcribe tab shows the spoken words."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from tests.browser.harness import Browser, browser, make_fake_mic
+from tests.e2e.conftest import Server
+from tests.speech_dev import by_name
+from tests.wer import wer
+
+pytestmark = pytest.mark.browser
+
+MIC_FILE = "librispeech_1272-141231-0002.wav"
+UPLOAD_FILE = "librispeech_1272-141231-0002.wav"
+# The benchmark (benchmarks/ui_bench.py) reports the real number against the 1.5 s target; this
+# bound only catches a UI that shows nothing until the end (the test machine's 2 cores are shared).
+FIRST_PARTIAL_BOUND_S = 8.0
+
+
+def _poll(predicate, timeout_s: float, interval_s: float = 0.1):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval_s)
+
+
+def _assert_offline(b: Browser) -> None:
+    assert b.outside_requests == [], f"the page loaded resources from elsewhere: {b.outside_requests}"
+
+
+def _audio_state(b: Browser) -> dict[str, float | bool] | None:
+    state: dict[str, float | bool] | None = b.page.evaluate(
+        """() => {
+          const a = document.querySelector('#speak-audio audio');
+          if (!a || !a.currentSrc) return null;
+          return {t: a.currentTime, d: a.duration, paused: a.paused, ended: a.ended};
+        }"""
+    )
+    return state
+
+
+def test_speak_tab_plays_audio_while_it_is_generated(ui_server: Server) -> None:
+    text = "Hello from the voxserve web interface. This second sentence makes the audio a little longer."
+    with browser(ui_server.url) as b:
+        b.open_ui()
+        b.page.fill("#speak-text textarea", text)
+        b.page.click("#speak-button")
+        playing = _poll(lambda: (s := _audio_state(b)) is not None and float(s["t"]) > 0, 45)
+        assert playing, f"the speech never started playing: {_audio_state(b)}"
+        ended = _poll(lambda: (s := _audio_state(b)) is not None and bool(s["ended"]), 60)
+        state = _audio_state(b)
+        assert ended, f"the speech never finished playing: {state}"
+        assert state is not None and 3.0 <= float(state["d"]) <= 15.0, state
+        # The download is the whole speech in the chosen format (mp3 by default).
+        link = b.page.wait_for_selector("#speak-download a[href]", timeout=30_000)
+        assert link is not None
+        href = link.get_attribute("href")
+        assert href
+        data = httpx.get(href if href.startswith("http") else ui_server.url + href, timeout=30).content
+        assert len(data) > 10_000 and (data[:3] == b"ID3" or data[0] == 0xFF), data[:16]
+        _assert_offline(b)
+
+
+def test_transcribe_tab_shows_the_spoken_words_from_the_microphone(ui_server: Server, tmp_path: Path) -> None:
+    utterance = by_name(MIC_FILE)
+    mic = make_fake_mic(utterance, tmp_path / "mic.wav")
+    with browser(ui_server.url, fake_mic=mic.path) as b:
+        b.open_ui()
+        b.page.get_by_role("tab", name="Transcribe").click()
+        b.page.click("#stt-mic .record-button")
+
+        def transcript() -> str:
+            value: str = b.page.input_value("#stt-transcript textarea")
+            return value
+
+        # Every word of the recording, through live partials and finals, while the mic streams; read
+        # before the fake device starts the file over.
+        def heard_it_all() -> bool:
+            elapsed = b.mic_elapsed_s()
+            return elapsed is not None and (
+                wer(utterance.text, transcript()) <= 0.35 or elapsed >= mic.duration_s - 0.5
+            )
+
+        assert _poll(heard_it_all, mic.duration_s + 60, 0.1)
+        latency = b.mic_latency_s(mic.speech_start_s)
+        live_text = transcript()
+        b.page.click("#stt-mic .stop-button")
+        assert wer(utterance.text, live_text) <= 0.35, (
+            f"WER {wer(utterance.text, live_text):.2f}: {live_text!r}"
+        )
+        assert latency is not None and latency <= FIRST_PARTIAL_BOUND_S, latency
+        print(f"first partial {latency:.2f} s after speech starts; WER {wer(utterance.text, live_text):.3f}")
+        # Stopping flushes the last final; the transcript stays.
+        b.page.wait_for_selector("#stt-mic .record-button", timeout=30_000)
+        assert transcript().startswith(live_text[: len(live_text) // 2])
+        _assert_offline(b)
+
+
+def test_transcribe_tab_transcribes_an_uploaded_file(ui_server: Server) -> None:
+    utterance = by_name(UPLOAD_FILE)
+    with browser(ui_server.url) as b:
+        b.open_ui()
+        b.page.get_by_role("tab", name="Transcribe").click()
+        b.page.set_input_files("#stt-file input[type=file]", str(utterance.path))
+        # The upload finishes when the player shows the file.
+        b.page.wait_for_selector("#stt-file audio", state="attached", timeout=30_000)
+        b.page.click("#stt-file-button")
+
+        def text() -> str:
+            value: str = b.page.input_value("#stt-file-transcript textarea")
+            return value
+
+        done = _poll(lambda: wer(utterance.text, text()) <= 0.25, 60, 0.25)
+        assert done, f"WER {wer(utterance.text, text()):.2f}: {text()!r}"
+        _assert_offline(b)
