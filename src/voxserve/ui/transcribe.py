@@ -57,6 +57,7 @@ class MicSession:
         self._chunks: asyncio.Queue[str | None] = asyncio.Queue()
         self._feeder = asyncio.create_task(self._feed_loop(), name="ui-mic-feeder")
         self.error: VoxserveError | None = None
+        self.shown: tuple[str, str] = ("", "…")
 
     async def on_event(self, event: Any) -> None:
         if isinstance(event, Final):
@@ -89,8 +90,6 @@ class MicSession:
             # Not a 16-bit WAV: decode whatever it is on its own (PyAV).
             return decode_audio(data, max_seconds=60.0)
         rate, channels, frames = wav
-        import time as _t
-        _log.warning("DEBUGWAV %.3f rate=%d ch=%d n=%d", _t.monotonic(), rate, channels, len(frames) // 2)
         if self._convert is None or rate != self._rate or channels != self._channels:
             self._convert = pcm_converter("linear16", rate)
             self._rate, self._channels = rate, channels
@@ -266,7 +265,7 @@ def build_transcribe_tab(ctx: UiContext) -> None:
 
         async def on_chunk(
             chunk: str | None, model_value: str, language_value: str, request: gr.Request
-        ) -> tuple[str, str]:
+        ) -> tuple[Any, Any]:
             key = request.session_hash or ""
             try:
                 session = await sessions.open(key, model_value, _language(language_value) or "en")
@@ -275,7 +274,13 @@ def build_transcribe_tab(ctx: UiContext) -> None:
             except VoxserveError as exc:
                 await sessions.drop(key)
                 raise gr.Error(exc.message) from None
-            return session.transcript(), session.live()
+            # Ten chunks a second: send only what changed, so Gradio's per-chunk work stays small (a
+            # chunk that arrives while the handler is busy replaces the one before it).
+            shown = (session.transcript(), session.live())
+            previous, session.shown = session.shown, shown
+            text = shown[0] if shown[0] != previous[0] else gr.skip()
+            live_md = shown[1] if shown[1] != previous[1] else gr.skip()
+            return text, live_md
 
         async def on_stop(request: gr.Request) -> tuple[str, str]:
             session = await sessions.finish(request.session_hash or "")
