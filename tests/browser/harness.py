@@ -72,8 +72,8 @@ _INIT_SCRIPT = """
 """
 
 
-def start_ui_server(tmp: Path) -> Server:
-    return start_server(tmp, env=SERVER_ENV)
+def start_ui_server(tmp: Path, *args: str) -> Server:
+    return start_server(tmp, *args, env=SERVER_ENV)
 
 
 def speech_onset_s(audio16k: np.ndarray) -> float:

@@ -119,3 +119,33 @@ def test_transcribe_tab_transcribes_an_uploaded_file(ui_server: Server) -> None:
         done = _poll(lambda: wer(utterance.text, text()) <= 0.25, 60, 0.25)
         assert done, f"WER {wer(utterance.text, text()):.2f}: {text()!r}"
         _assert_offline(b)
+
+
+def test_chat_tab_answers_in_text_and_speech(ui_server: Server) -> None:
+    with browser(ui_server.url) as b:
+        b.open_ui()
+        b.page.get_by_role("tab", name="Chat").click()
+        b.page.fill("#chat-message textarea", "What is the weather like")
+        b.page.click("#chat-send")
+
+        def reply() -> str:
+            messages = b.page.locator("#chat-history .message").all_inner_texts()
+            return messages[-1] if len(messages) >= 2 else ""
+
+        expected = "You said: What is the weather like. This is sentence number 1 of the answer."
+        answered = _poll(lambda: " ".join(reply().split()) == expected, 45)
+        assert answered, f"the chat did not answer: {reply()!r}"
+
+        def audio() -> dict[str, float | bool] | None:
+            state: dict[str, float | bool] | None = b.page.evaluate(
+                """() => {
+                  const a = document.querySelector('#chat-audio audio');
+                  if (!a || !a.currentSrc) return null;
+                  return {t: a.currentTime, d: a.duration, paused: a.paused, ended: a.ended};
+                }"""
+            )
+            return state
+
+        playing = _poll(lambda: (s := audio()) is not None and float(s["t"]) > 0, 45)
+        assert playing, f"the spoken reply never played: {audio()}"
+        _assert_offline(b)

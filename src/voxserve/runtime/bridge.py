@@ -9,8 +9,6 @@ worker pipes and for sync generators such as transformers' ``TextIteratorStreame
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
@@ -41,22 +39,25 @@ async def iterate_in_thread(
     the consumer. At most ``maxsize`` items are buffered.
     """
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=maxsize)
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    # The bound lives in a semaphore the thread blocks on, and items cross with call_soon_threadsafe:
+    # no coroutine is created in the thread, so none is left un-awaited when the loop closes first.
+    slots = threading.Semaphore(maxsize)
     stop = threading.Event()
 
-    def put(item: Any) -> bool:
+    def put(item: Any, *, bounded: bool = True) -> bool:
         """Hand one item to the loop; False if the consumer has gone."""
-        fut = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
-        while not stop.is_set():
-            try:
-                fut.result(timeout=_POLL_S)
-                return True
-            except concurrent.futures.TimeoutError:
-                continue
-            except (concurrent.futures.CancelledError, RuntimeError):
-                return False
-        fut.cancel()
-        return False
+        if bounded:
+            while not slots.acquire(timeout=_POLL_S):
+                if stop.is_set():
+                    return False
+        if stop.is_set():
+            return False
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+        except RuntimeError:  # the loop is closed: nobody is left to tell
+            return False
+        return True
 
     def run() -> None:
         try:
@@ -64,12 +65,10 @@ async def iterate_in_thread(
             for item in it:  # type: ignore[union-attr]
                 if stop.is_set() or not put(item):
                     return
-            put(_END)
+            put(_END, bounded=False)
         except BaseException as exc:  # forwarded to the consumer, never lost in the thread
             if not stop.is_set():
-                # A closed loop (RuntimeError) means nobody is left to tell.
-                with contextlib.suppress(RuntimeError):
-                    put(_Failure(exc))
+                put(_Failure(exc), bounded=False)
 
     thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
@@ -80,9 +79,7 @@ async def iterate_in_thread(
                 return
             if isinstance(item, _Failure):
                 raise item.exc
+            slots.release()
             yield item
     finally:
         stop.set()
-        # Unblock a producer waiting on a full queue.
-        while not queue.empty():
-            queue.get_nowait()

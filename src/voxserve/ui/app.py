@@ -16,6 +16,7 @@ import gradio as gr
 from fastapi import FastAPI
 
 from voxserve.api.state import AppState
+from voxserve.ui.chat import build_chat_tab
 from voxserve.ui.speak import build_speak_tab
 from voxserve.ui.transcribe import build_transcribe_tab
 
@@ -45,11 +46,7 @@ TabBuilder = Callable[[UiContext], None]
 TAB_BUILDERS: list[TabBuilder] = [
     build_speak_tab,
     build_transcribe_tab,
-    # --- Chat tab goes here -------------------------------------------------------------------
-    # The voice-chat tab (src/voxserve/chat/) is added as one more builder, for example:
-    #     from voxserve.ui.chat import build_chat_tab
-    #     ... build_chat_tab,
-    # A builder creates `with gr.Tab("Chat"):` and wires its events; see build_speak_tab.
+    build_chat_tab,
 ]
 
 # System fonts only: Gradio's default theme imports Google Fonts, which an offline page waits on.
