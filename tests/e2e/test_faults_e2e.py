@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -27,6 +28,7 @@ def one_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             "VOXSERVE_WORKERS_PER_ENGINE": "1",
             "VOXSERVE_MAX_STT_SESSIONS": "1",
             "VOXSERVE_SESSION_IDLE_TIMEOUT_S": "2",
+            "VOXSERVE_MAX_SESSION_S": "4",
         },
     )
     try:
@@ -148,3 +150,47 @@ def test_silent_stream_is_closed_after_the_idle_timeout(one_worker: Server) -> N
         reason = ws.close_reason
     assert code == 1000 and "idle" in (reason or "")
     assert 1.9 < elapsed < 4.0
+
+
+def test_stream_longer_than_max_session_s_is_closed_1008(one_worker: Server) -> None:
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    url = one_worker.url.replace("http://", "ws://") + "/v1/stream/transcribe"
+    with connect(url) as ws:
+        ws.send(json.dumps({"type": "config", "sample_rate_hz": 16000, "encoding": "linear16"}))
+        assert json.loads(ws.recv(timeout=30))["max_session_s"] == 4.0
+        t0 = time.monotonic()
+        with pytest.raises(ConnectionClosed):
+            for _ in range(200):  # 100 ms of silence at a time, at real-time pace: bounded at 20 s
+                ws.send(b"\x00\x00" * 1600)
+                time.sleep(0.1)
+        elapsed = time.monotonic() - t0
+    assert ws.close_code == 1008 and "maximum session length" in (ws.close_reason or ""), ws.close_reason
+    assert 3.5 < elapsed < 8.0
+
+
+def test_realtime_idle_and_max_session(one_worker: Server) -> None:
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    url = one_worker.url.replace("http://", "ws://") + "/v1/realtime?intent=transcription"
+    with connect(url) as silent:
+        assert json.loads(silent.recv(timeout=30))["type"] == "transcription_session.created"
+        t0 = time.monotonic()
+        with pytest.raises(ConnectionClosed):
+            silent.recv(timeout=10)
+        assert silent.close_code == 1000 and "idle" in (silent.close_reason or "")
+        assert 1.9 < time.monotonic() - t0 < 4.0
+    with connect(url) as talker:
+        talker.recv(timeout=30)
+        t0 = time.monotonic()
+        chunk = json.dumps(
+            {"type": "input_audio_buffer.append", "audio": base64.b64encode(bytes(4800)).decode()}
+        )
+        with pytest.raises(ConnectionClosed):
+            for _ in range(200):  # 100 ms of silence at a time, at real-time pace: bounded at 20 s
+                talker.send(chunk)
+                time.sleep(0.1)
+        assert talker.close_code == 1008, talker.close_reason
+        assert 3.5 < time.monotonic() - t0 < 8.0

@@ -113,6 +113,47 @@ def test_g711_ulaw(server: Server) -> None:
     assert errors(u.text, str(events[-1]["transcript"]))[0] <= 2, events[-1]
 
 
+def alaw_encode(linear: np.ndarray) -> bytes:
+    """ITU-T G.711 A-law, written out in the test, independently of the server's decoder."""
+    out = bytearray()
+    ends = (0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF)
+    for sample in linear.tolist():
+        pcm = int(sample) >> 3
+        if pcm >= 0:
+            mask = 0xD5
+        else:
+            mask = 0x55
+            pcm = -pcm - 1
+        seg = next((i for i, end in enumerate(ends) if pcm <= end), 8)
+        mantissa = (pcm >> 1) & 0x0F if seg < 2 else (pcm >> seg) & 0x0F
+        out.append((0x7F if seg >= 8 else (seg << 4) | mantissa) ^ mask)
+    return bytes(out)
+
+
+def test_g711_alaw(server: Server) -> None:
+    u = by_name("speech_recognition_english_123.wav")
+    linear = np.frombuffer(pcm16(u.path, rate=8000), "<i2").astype(np.int32)
+    data = alaw_encode(linear) + alaw_encode(np.zeros(8000, np.int32))
+    with connect(url(server, False)) as ws:
+        ws.recv(timeout=30)
+        ws.send(
+            json.dumps(
+                {
+                    "type": "session.update",
+                    "session": {
+                        "type": "transcription",
+                        "audio": {"input": {"format": {"type": "audio/pcma"}}},
+                    },
+                }
+            )
+        )
+        updated = json.loads(ws.recv(timeout=30))
+        assert updated["type"] == "session.updated", updated
+        append_all(ws, data, step=4000)
+        events = collect_until(ws, completed, timeout_s=60)
+    assert errors(u.text, str(events[-1]["transcript"]))[0] <= 2, events[-1]
+
+
 def test_manual_commit_and_errors(server: Server) -> None:
     u = by_name("speech_recognition_english_123.wav")
     with connect(url(server, True)) as ws:

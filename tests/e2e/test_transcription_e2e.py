@@ -37,6 +37,15 @@ def test_openai_client_transcribes_real_speech(oai: openai.OpenAI) -> None:
     assert total_err / total_words <= 0.15, (total_err, total_words)
 
 
+def test_base_model_transcribes(oai: openai.OpenAI) -> None:
+    """The Whisper base model, joined from its two packages on first use, serves REST requests."""
+    u = by_name(FILES[0])
+    with u.path.open("rb") as f:
+        result = oai.audio.transcriptions.create(model="base", file=f)
+    e, n = errors(u.text, result.text)
+    assert e / n <= 0.15, result.text
+
+
 def test_openai_client_streaming(oai: openai.OpenAI) -> None:
     u = by_name("librispeech_1272-141231-0002.wav")
     with u.path.open("rb") as f:

@@ -12,6 +12,7 @@ prefix padding 300 ms, silence 500 ms; ``turn_detection: null`` means manual ``c
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -346,10 +347,19 @@ async def _serve(ws: WebSocket, state: AppState) -> None:
         started = time.monotonic()
         settings = state.settings
         while True:
-            if time.monotonic() - started > settings.max_session_s:
-                await ws.close(code=1008, reason="maximum session length reached")
+            remaining = settings.max_session_s - (time.monotonic() - started)
+            try:
+                if remaining <= 0:
+                    raise TimeoutError
+                async with asyncio.timeout(min(remaining, settings.session_idle_timeout_s)):
+                    message = await ws.receive()
+            except TimeoutError:
+                # Whichever came first: the session limit, or a client silent for the idle timeout.
+                if remaining <= settings.session_idle_timeout_s:
+                    await ws.close(code=1008, reason="maximum session length reached")
+                else:
+                    await ws.close(code=1000, reason="idle timeout: no message received")
                 return
-            message = await ws.receive()
             if message["type"] == "websocket.disconnect":
                 return
             text = message.get("text")

@@ -66,11 +66,15 @@ async def _send(ws: WebSocket, obj: dict[str, Any]) -> None:
     await ws.send_text(json.dumps(obj, separators=(",", ":")))
 
 
-async def _receive(ws: WebSocket, timeout_s: float) -> dict[str, Any]:
+_IDLE = (1000, "idle timeout: no audio received")
+_TOO_LONG = (1008, "maximum session length reached")
+
+
+async def _receive(ws: WebSocket, timeout_s: float, on_timeout: tuple[int, str] = _IDLE) -> dict[str, Any]:
     try:
         message: dict[str, Any] = dict(await asyncio.wait_for(ws.receive(), timeout_s))
     except TimeoutError:
-        raise _Closed(1000, "idle timeout: no audio received") from None
+        raise _Closed(*on_timeout) from None
     if message["type"] == "websocket.disconnect":
         raise WebSocketDisconnect(message.get("code", 1000))
     return message
@@ -134,8 +138,10 @@ async def _serve(ws: WebSocket, state: AppState) -> None:
         while True:
             remaining = settings.max_session_s - (time.monotonic() - started)
             if remaining <= 0:
-                raise _Closed(1008, "maximum session length reached")
-            message = await _receive(ws, min(settings.session_idle_timeout_s, remaining))
+                raise _Closed(*_TOO_LONG)
+            # The wait ends at the idle timeout or at the session limit, whichever comes first.
+            limit = _TOO_LONG if remaining < settings.session_idle_timeout_s else _IDLE
+            message = await _receive(ws, min(settings.session_idle_timeout_s, remaining), limit)
             data = message.get("bytes")
             if data is None:
                 text = message.get("text") or ""
