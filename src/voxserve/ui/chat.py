@@ -82,7 +82,6 @@ async def _transcribe(ctx: UiContext, path: str) -> str:
     stream = await pool.stream_call(
         "transcribe", audio, TranscribeOptions(language="en", beam_size=state.settings.stt_beam_size)
     )
-    parts: list[str] = []
     try:
         values = [v async for v in stream]
     finally:
@@ -95,47 +94,45 @@ async def _transcribe(ctx: UiContext, path: str) -> str:
 def build_chat_tab(ctx: UiContext) -> None:
     sessions = _ChatSessions(ctx)
     configured = ctx.state.settings.llm_base_url is not None
+    rate = ctx.state.settings.output_sample_rate
     with gr.Tab("Chat", id="chat"):
         if not configured:
             gr.Markdown(f"**{NO_LLM}.**", elem_id="chat-no-llm")
-        with gr.Row():
-            with gr.Column(scale=3):
-                chatbot = gr.Chatbot(label="Conversation", elem_id="chat-history", height=360)
-                with gr.Row():
-                    message = gr.Textbox(
-                        label="Message",
-                        placeholder="Type a message and press Enter, or record one below.",
-                        scale=4,
-                        elem_id="chat-message",
-                    )
-                    send = gr.Button("Send", variant="primary", scale=1, elem_id="chat-send")
-                mic = gr.Audio(
-                    label="Speak a message",
-                    sources=["microphone"],
-                    type="filepath",
-                    elem_id="chat-mic",
-                )
-            with gr.Column(scale=2):
-                reply_audio = gr.Audio(
-                    label="Spoken reply",
-                    streaming=True,
-                    autoplay=True,
-                    interactive=False,
-                    elem_id="chat-audio",
-                )
+        reply_audio = gr.Audio(
+            label="Spoken reply",
+            streaming=True,
+            autoplay=True,
+            interactive=False,
+            elem_id="chat-audio",
+            render=False,
+        )
 
-        async def answer(
-            text: str, history: list[dict[str, str]] | None, request: gr.Request
-        ) -> AsyncIterator[tuple[Any, Any, Any]]:
-            history = list(history or [])
-            text = (text or "").strip()
+        async def respond(
+            message: dict[str, Any] | str, history: list[Any], request: gr.Request
+        ) -> AsyncIterator[tuple[str, Any]]:
+            """ChatInterface's function: the answer's text so far and, with each piece of speech,
+            one more audio chunk for the streamed player."""
+            text, files = (
+                (message, [])
+                if isinstance(message, str)
+                else (message.get("text") or "", message.get("files") or [])
+            )
+            text = text.strip()
+            heard = ""
+            if not text and files:
+                path = files[0] if isinstance(files[0], str) else files[0].get("path", "")
+                try:
+                    text = heard = await _transcribe(ctx, path)
+                except VoxserveError as exc:
+                    raise gr.Error(exc.message) from None
+                if not text:
+                    raise gr.Error("No speech was heard in the recording.")
             if not text:
                 raise gr.Error("Type or say something first.")
-            history.append({"role": "user", "content": text})
+            prefix = f"*(heard: “{heard}”)*\n\n" if heard else ""
             llm = getattr(ctx.app.state, "llm", None) or make_llm(ctx.state)
             if llm is None:
-                history.append({"role": "assistant", "content": NO_LLM})
-                yield history, "", gr.skip()
+                yield prefix + NO_LLM, gr.skip()
                 return
             await asyncio.to_thread(ensure_ffmpeg, ctx.state.settings.cache_dir)
             try:
@@ -147,9 +144,8 @@ def build_chat_tab(ctx: UiContext) -> None:
             while not session.events.empty():  # what is left of an interrupted answer
                 session.events.get_nowait()
             await chat.say(text)
-            history.append({"role": "assistant", "content": ""})
-            yield history, "", gr.skip()
-            rate = ctx.state.settings.output_sample_rate
+            answer = prefix
+            yield answer, gr.skip()
             done = False
             loop = asyncio.get_running_loop()
             deadline = loop.time() + _ANSWER_TIMEOUT_S
@@ -162,35 +158,36 @@ def build_chat_tab(ctx: UiContext) -> None:
                 except TimeoutError:
                     continue
                 if isinstance(event, ResponseDelta):
-                    history[-1] = {"role": "assistant", "content": history[-1]["content"] + event.delta}
-                    yield history, gr.skip(), gr.skip()
+                    answer += event.delta
+                    yield answer, gr.skip()
                 elif isinstance(event, AudioData) and event.data:
-                    yield gr.skip(), gr.skip(), pcm_to_wav_chunk(event.data, rate)
+                    yield answer, pcm_to_wav_chunk(event.data, rate)
                 elif isinstance(event, ChatError):
-                    history.append({"role": "assistant", "content": f"⚠️ {event.message}"})
-                    yield history, gr.skip(), gr.skip()
+                    answer += f"\n\n⚠️ {event.message}"
+                    yield answer, gr.skip()
                 elif isinstance(event, ResponseDone):
                     done = True
 
-        async def spoken(
-            path: str | None, history: list[dict[str, str]] | None, request: gr.Request
-        ) -> AsyncIterator[tuple[Any, Any, Any]]:
-            if not path:
-                return
-            try:
-                text = await _transcribe(ctx, path)
-            except VoxserveError as exc:
-                raise gr.Error(exc.message) from None
-            if not text:
-                raise gr.Error("No speech was heard in the recording.")
-            async for update in answer(text, history, request):
-                yield update
+        with gr.Row():
+            with gr.Column(scale=3):
+                gr.ChatInterface(
+                    respond,
+                    multimodal=True,
+                    chatbot=gr.Chatbot(label="Conversation", elem_id="chat-history", height=360),
+                    textbox=gr.MultimodalTextbox(
+                        placeholder="Type a message, or record one with the microphone.",
+                        sources=["microphone"],
+                        file_types=["audio"],
+                        elem_id="chat-message",
+                    ),
+                    additional_outputs=[reply_audio],
+                    api_name="chat",
+                    fill_height=False,
+                )
+            with gr.Column(scale=2):
+                reply_audio.render()  # type: ignore[no-untyped-call]
 
         async def on_unload(request: gr.Request) -> None:
             await sessions.drop(request.session_hash or "")
 
-        outputs = [chatbot, message, reply_audio]
-        send.click(answer, inputs=[message, chatbot], outputs=outputs, api_name="chat")
-        message.submit(answer, inputs=[message, chatbot], outputs=outputs)
-        mic.stop_recording(spoken, inputs=[mic, chatbot], outputs=outputs)
         ctx.blocks.unload(on_unload)
