@@ -27,7 +27,7 @@ from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from voxserve.api.speak_ws import Sender, parse_speak_config, start_speak_session
+from voxserve.api.speak_ws import Sender, parse_speak_config, receive_config, start_speak_session
 from voxserve.api.state import AppState
 from voxserve.api.stt_common import admitted, parse_audio_config, pcm_converter, session_config, vad_for
 from voxserve.chat.llm import ChatLLM, OpenAIChatLLM
@@ -114,19 +114,9 @@ async def _serve(ws: WebSocket, state: AppState) -> None:
         await ws.close(code=1008, reason="no LLM configured")
         return
     try:
-        first = await asyncio.wait_for(ws.receive(), settings.session_idle_timeout_s)
-    except TimeoutError:
-        await ws.close(1000, "idle timeout: no config received")
-        return
-    if first["type"] == "websocket.disconnect":
-        return
-    try:
-        try:
-            cfg = json.loads(first.get("text") or "")
-        except json.JSONDecodeError:
-            raise InvalidValue(
-                'the first message must be a JSON {"type": "config", ...}', code="invalid_config"
-            ) from None
+        cfg = await receive_config(ws, settings.session_idle_timeout_s)
+        if cfg is None:
+            return
         speak_config = await parse_speak_config(state, cfg)
         audio = parse_audio_config(cfg, state)
         system_prompt = cfg.get("system_prompt", settings.llm_system_prompt)

@@ -46,9 +46,11 @@ from voxserve.tts.stream import (
 )
 
 __all__ = [
+    "Sender",
     "SpeakConfig",
     "open_speak_session",
     "parse_speak_config",
+    "receive_config",
     "resolve_speak_voice",
     "router",
     "start_speak_session",
@@ -194,23 +196,32 @@ class Sender:
             await self.json(obj)
 
 
+async def receive_config(ws: WebSocket, idle_timeout_s: float) -> Any | None:
+    """The first message, parsed as JSON; ``None`` if the client left, or sent nothing for
+    ``idle_timeout_s`` (then the socket is closed with 1000). Raises ``invalid_config`` if it is not
+    JSON text."""
+    try:
+        first = await asyncio.wait_for(ws.receive(), idle_timeout_s)
+    except TimeoutError:
+        await ws.close(1000, "idle timeout: no config received")
+        return None
+    if first["type"] == "websocket.disconnect":
+        return None
+    try:
+        return json.loads(first.get("text") or "")
+    except json.JSONDecodeError:
+        raise InvalidValue(
+            'the first message must be a JSON {"type": "config", ...}', code="invalid_config"
+        ) from None
+
+
 async def _serve(ws: WebSocket, state: AppState) -> None:
     settings = state.settings
     send = Sender(ws)
     try:
-        first = await asyncio.wait_for(ws.receive(), settings.session_idle_timeout_s)
-    except TimeoutError:
-        await ws.close(1000, "idle timeout: no config received")
-        return
-    if first["type"] == "websocket.disconnect":
-        return
-    try:
-        try:
-            cfg = json.loads(first.get("text") or "")
-        except json.JSONDecodeError:
-            raise InvalidValue(
-                'the first message must be a JSON {"type": "config", ...}', code="invalid_config"
-            ) from None
+        cfg = await receive_config(ws, settings.session_idle_timeout_s)
+        if cfg is None:
+            return
         config = await parse_speak_config(state, cfg)
     except VoxserveError as exc:
         await send.json({"type": "error", "code": exc.code, "message": exc.message})
