@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     threads_per_worker: int = Field(1, ge=1, le=64, description="Inference threads in each worker.")
     worker_start_timeout_s: float = Field(120.0, gt=0, description="Ready handshake deadline.")
     worker_cancel_grace_s: float = Field(1.0, gt=0, description="Kill a worker that ignores cancel.")
+    worker_heartbeat_s: float = Field(5.0, gt=0, description="Interval of the workers' heartbeat pings.")
+    worker_hang_timeout_s: float = Field(
+        30.0, gt=0, description="A worker silent this long (no audio, no heartbeat answer) is killed."
+    )
     queue_timeout_s: float = Field(10.0, gt=0, description="Wait for a free worker before 503.")
     max_queued_requests: int = Field(32, ge=0, description="Requests waiting for a worker before 503.")
 

@@ -48,6 +48,9 @@ class WorkerHandle:
         self._conn: Connection | None = None
         self._inbox: asyncio.Queue[Any] = asyncio.Queue(maxsize=8)
         self._pump: asyncio.Task[None] | None = None
+        self.last_seen = time.monotonic()
+        """When the worker last sent anything (a heartbeat answer included)."""
+        self._nonces = itertools.count()
 
     async def start(self, timeout_s: float) -> None:
         """Spawn the process and wait for its ready handshake."""
@@ -87,6 +90,9 @@ class WorkerHandle:
     async def _pump_messages(self) -> None:
         try:
             async for msg in iterate_in_thread(self._recv_forever, maxsize=4, name=f"recv-{self.name}"):
+                self.last_seen = time.monotonic()
+                if isinstance(msg, m.Pong):
+                    continue  # a heartbeat answer: it only proves the worker is alive
                 await self._inbox.put(msg)
         finally:
             self.alive = False
@@ -103,6 +109,11 @@ class WorkerHandle:
             self._conn.send(msg)
         except (OSError, ValueError):
             raise EngineFailure("the worker is not running", code="worker_unavailable") from None
+
+    def ping(self) -> None:
+        """Ask for a heartbeat answer (the worker answers between jobs and between audio pieces)."""
+        with contextlib.suppress(EngineFailure):
+            self.send(m.Ping(next(self._nonces)))
 
     async def recv(self) -> Any:
         """The next message from the worker, or ``_DEAD``."""
@@ -206,6 +217,8 @@ class EnginePool:
         cancel_grace_s: float = 1.0,
         queue_timeout_s: float = 10.0,
         max_queued: int = 32,
+        heartbeat_s: float = 5.0,
+        hang_timeout_s: float = 30.0,
         on_restart: Callable[[str], None] | None = None,
         on_done: Callable[[str, m.Done], None] | None = None,
         name: str | None = None,
@@ -217,6 +230,8 @@ class EnginePool:
         self.cancel_grace_s = cancel_grace_s
         self.queue_timeout_s = queue_timeout_s
         self.max_queued = max_queued
+        self.heartbeat_s = heartbeat_s
+        self.hang_timeout_s = hang_timeout_s
         self.on_restart = on_restart
         self.on_done = on_done
         self.voices: list[VoiceInfo] = []
@@ -261,6 +276,7 @@ class EnginePool:
             first = results[0]
             raise first if isinstance(first, VoxserveError) else EngineFailure("no worker could start")
         self.voices = self.workers[0].voices
+        self._spawn(self._watch())
         _log.info(
             "%s: %d worker(s) ready (pids %s)",
             self.name,
@@ -274,6 +290,44 @@ class EnginePool:
             task.cancel()
         await asyncio.gather(*(w.stop() for w in self.workers), return_exceptions=True)
         self.workers.clear()
+
+    async def _watch(self) -> None:
+        """Heartbeat: ping every worker each ``heartbeat_s``; one silent for ``hang_timeout_s`` is
+        hung (a busy worker answers between audio pieces): it is killed, the request it serves gets
+        ``worker_crashed``, and a replacement starts."""
+        while not self._closing:
+            await asyncio.sleep(self.heartbeat_s)
+            now = time.monotonic()
+            for worker in list(self.workers):
+                if not worker.alive:
+                    continue
+                if now - worker.last_seen > self.hang_timeout_s:
+                    _log.error(
+                        "worker %s (pid %s) sent nothing for %.0f s: killing it as hung",
+                        worker.name,
+                        worker.pid,
+                        now - worker.last_seen,
+                    )
+                    if self._take_idle(worker):
+                        self._spawn(self._replace(worker))  # nobody was using it
+                    else:
+                        worker.kill()  # its request sees the pipe end and releases it as dead
+                else:
+                    worker.ping()
+
+    def _take_idle(self, worker: WorkerHandle) -> bool:
+        """Remove ``worker`` from the idle queue; whether it was there."""
+        others = []
+        found = False
+        while not self._idle.empty():
+            w = self._idle.get_nowait()
+            if w is worker:
+                found = True
+            else:
+                others.append(w)
+        for w in others:
+            self._idle.put_nowait(w)
+        return found
 
     def _job_done(self, done: m.Done) -> None:
         if self.on_done is not None:

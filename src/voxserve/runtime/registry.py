@@ -90,6 +90,8 @@ class EngineRegistry:
             cancel_grace_s=s.worker_cancel_grace_s,
             queue_timeout_s=s.queue_timeout_s,
             max_queued=s.max_queued_requests,
+            heartbeat_s=s.worker_heartbeat_s,
+            hang_timeout_s=s.worker_hang_timeout_s,
             on_restart=self._on_restart,
             on_done=self._on_done,
             name=name,

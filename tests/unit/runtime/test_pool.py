@@ -193,3 +193,42 @@ async def test_stream_call_abort_cancels(pool: EnginePool) -> None:
     stream.abort()
     await wait_for(lambda: pool.done_log and pool.done_log[-1].cancelled)  # type: ignore[attr-defined]
     await wait_for(lambda: pool.busy == 0 and pool._idle.qsize() == 1)
+
+
+async def test_a_hung_worker_is_found_by_heartbeat_and_replaced() -> None:
+    p = EnginePool(SPEC, 1, start_timeout_s=60, queue_timeout_s=30, heartbeat_s=0.1, hang_timeout_s=1.0)
+    await p.start()
+    try:
+        old_pid = p.workers[0].pid
+        t0 = time.monotonic()
+        stream = await p.synth(job("HANG"))  # the fake engine sleeps 30 s inside one piece
+        with pytest.raises(EngineFailure) as exc:
+            await collect(stream)
+        assert exc.value.code == "worker_crashed"
+        assert time.monotonic() - t0 < 5.0
+        # A replacement serves the next job.
+        audio = await collect(await p.synth(job("hello")))
+        assert audio
+        assert p.restarts == 1 and p.workers[0].pid != old_pid
+    finally:
+        await p.stop()
+
+
+async def test_idle_and_busy_workers_answer_heartbeats() -> None:
+    p = EnginePool(SPEC, 1, start_timeout_s=60, heartbeat_s=0.05, hang_timeout_s=0.5)
+    await p.start()
+    try:
+        worker = p.workers[0]
+        t0 = time.monotonic()
+        # A job whose pieces take longer in total than the hang timeout, but each piece is short.
+        audio = await collect(await p.synth(job(*["word " * 8] * 4)))
+        assert audio and time.monotonic() - t0 > 0.5
+        start_seen = worker.last_seen
+        for _ in range(100):  # at most 5 s: heartbeat answers move last_seen on while idle
+            if worker.last_seen > start_seen + 0.3:
+                break
+            await asyncio.sleep(0.05)
+        assert worker.last_seen > start_seen + 0.3
+        assert p.restarts == 0 and worker.alive
+    finally:
+        await p.stop()
