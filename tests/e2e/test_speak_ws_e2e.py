@@ -78,6 +78,8 @@ def test_tokens_stream_to_audio_in_every_format(server: Server, fmt: str) -> Non
     assert starts[0] == 0.0 and starts == sorted(starts)
     assert events[-1]["type"] == "done"
     assert duration(audio, fmt) == pytest.approx(events[-1]["audio_s"], abs=0.1)
+    if fmt == "pcm":  # every sample the server produced arrived, once
+        assert len(audio) == 2 * events[-1]["samples"]
     assert not [e for e in events if e["type"] == "error"]
 
 

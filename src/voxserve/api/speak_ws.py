@@ -162,7 +162,7 @@ def event_json(event: SpeakEvent) -> dict[str, Any] | None:
     if isinstance(event, Failed):
         return {"type": "error", "code": event.error.code, "message": event.error.message}
     if isinstance(event, Finished):
-        return {"type": "done", "audio_s": round(event.audio_s, 3)}
+        return {"type": "done", "audio_s": round(event.audio_s, 3), "samples": event.samples}
     return None
 
 

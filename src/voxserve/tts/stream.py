@@ -89,6 +89,8 @@ class Finished:
     """Everything pushed before :meth:`SpeakSession.end` has been spoken."""
 
     audio_s: float
+    samples: int = 0
+    """Exactly how many samples the session's audio holds (``audio_s`` is rounded)."""
 
 
 SpeakEvent = SentenceStarted | AudioData | Cancelled | Failed | Finished
@@ -281,7 +283,7 @@ class SpeakSession:
                 tail = await self._finish_encoder()
                 if tail:
                     await self._emit(AudioData(tail))
-                await self._emit(Finished(self.audio_s))
+                await self._emit(Finished(self.audio_s, self._samples_out))
                 self.finished.set()
                 return
             assert isinstance(item, str)
