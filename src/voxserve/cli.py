@@ -47,6 +47,9 @@ def _serve(args: argparse.Namespace) -> int:
         llm_base_url=args.llm_base_url,
         llm_model=args.llm_model,
         llm_api_key=args.llm_api_key,
+        api_keys=args.api_key,
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile,
     )
     app = create_app(settings)
     uvicorn.run(
@@ -58,6 +61,8 @@ def _serve(args: argparse.Namespace) -> int:
         ws_max_size=settings.ws_max_message_bytes,
         ws_ping_interval=settings.ws_ping_interval_s,
         ws_ping_timeout=settings.ws_ping_timeout_s,
+        ssl_certfile=str(settings.ssl_certfile) if settings.ssl_certfile else None,
+        ssl_keyfile=str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
     )
     return 0
 
@@ -166,6 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--llm-base-url", help="OpenAI-compatible chat endpoint for the voice chat")
     serve.add_argument("--llm-model", help="model name sent to that endpoint")
     serve.add_argument("--llm-api-key", help="bearer token for that endpoint (or VOXSERVE_LLM_API_KEY)")
+    serve.add_argument(
+        "--api-key",
+        action="append",
+        help="a key clients must send as 'Authorization: Bearer <key>'; repeat for several "
+        "(or VOXSERVE_API_KEYS, which keeps keys out of the process list)",
+    )
+    serve.add_argument("--ssl-certfile", help="PEM certificate (chain): serve HTTPS and WSS")
+    serve.add_argument("--ssl-keyfile", help="PEM private key for --ssl-certfile")
     serve.set_defaults(func=_serve)
 
     say = sub.add_parser("say", help="speak text into an audio file")

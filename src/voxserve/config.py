@@ -8,12 +8,14 @@ start-up; a bad value stops the server with a clear message.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["DEFAULT_VOICE_ALIASES", "EngineName", "Settings"]
 
@@ -43,11 +45,30 @@ DEFAULT_VOICE_ALIASES: dict[str, str] = {
 class Settings(BaseSettings):
     """voxserve settings; see docs/configuration.md for the full reference."""
 
-    model_config = SettingsConfigDict(env_prefix="VOXSERVE_", extra="forbid", env_file=None)
+    # Validation errors never echo the input: it may hold API keys.
+    model_config = SettingsConfigDict(
+        env_prefix="VOXSERVE_", extra="forbid", env_file=None, hide_input_in_errors=True
+    )
 
     # --- network -----------------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="Address to bind; loopback unless told otherwise.")
     port: int = Field(8000, ge=0, le=65535)
+
+    # --- security (see docs/security.md) ------------------------------------------------------------
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        repr=False,
+        description="Keys clients must send (Authorization: Bearer); empty: no key needed.",
+    )
+    cors_allow_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Origins browsers may call the API from (empty: none)."
+    )
+    ws_allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins allowed to open WebSockets besides the server's own ('*': any).",
+    )
+    ssl_certfile: Path | None = Field(None, description="PEM certificate (chain): serve HTTPS/WSS.")
+    ssl_keyfile: Path | None = Field(None, description="PEM private key of that certificate.")
 
     # --- engines and workers -----------------------------------------------------------------------
     default_voice: str = Field("piper/en_US-joe-medium", description="Voice used when none resolves.")
@@ -141,6 +162,45 @@ class Settings(BaseSettings):
 
     # --- web UI ------------------------------------------------------------------------------------
     ui_enabled: bool = Field(True, description="Serve the Gradio web UI at /ui (Speak, Transcribe).")
+
+    @field_validator("api_keys", "cors_allow_origins", "ws_allowed_origins", mode="before")
+    @classmethod
+    def _string_list(cls, v: object) -> object:
+        """A JSON list, or (for environment variables) a comma-separated string."""
+        if isinstance(v, str):
+            text = v.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [item.strip() for item in text.split(",") if item.strip()]
+        return v
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys(cls, v: list[str]) -> list[str]:
+        for key in v:
+            if not key or not key.isascii() or not key.isprintable() or any(c in key for c in " ,"):
+                raise ValueError("API keys must be non-empty printable ASCII without spaces or commas")
+        return list(dict.fromkeys(v))
+
+    @field_validator("cors_allow_origins", "ws_allowed_origins")
+    @classmethod
+    def _origins(cls, v: list[str]) -> list[str]:
+        out = []
+        for origin in v:
+            origin = origin.strip().rstrip("/").lower()
+            if origin not in ("*", "null") and not re.fullmatch(r"https?://[^/?#\s]+", origin):
+                raise ValueError(f"{origin!r} is not an origin such as https://example.com or *")
+            out.append(origin)
+        return list(dict.fromkeys(out))
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("ssl_certfile and ssl_keyfile go together: set both or neither")
+        for path in (self.ssl_certfile, self.ssl_keyfile):
+            if path is not None and not path.is_file():
+                raise ValueError(f"TLS file not found: {path}")
+        return self
 
     @field_validator("engines", "preload_engines")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -36,8 +37,16 @@ class Server:
 
 
 def start_server(
-    tmp: Path, *args: str, env: dict[str, str] | None = None, ready_timeout_s: float = 180
+    tmp: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    ready_timeout_s: float = 180,
+    scheme: str = "http",
+    verify: ssl.SSLContext | bool = True,
+    headers: dict[str, str] | None = None,
 ) -> Server:
+    """``scheme="https"`` for a server started with ``--ssl-certfile``/``--ssl-keyfile`` (``verify``:
+    an SSL context trusting its certificate); ``headers`` for the readiness polls (an API key)."""
     port = free_port()
     log = tmp / f"server-{port}.log"
     full_env = {
@@ -64,13 +73,13 @@ def start_server(
             stderr=subprocess.STDOUT,
             env=full_env,
         )
-    server = Server(f"http://127.0.0.1:{port}", proc, log)
+    server = Server(f"{scheme}://127.0.0.1:{port}", proc, log)
     deadline = time.monotonic() + ready_timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}:\n{server.log_text()}")
         try:
-            if httpx.get(f"{server.url}/ready", timeout=2).status_code == 200:
+            if httpx.get(f"{server.url}/ready", timeout=2, verify=verify, headers=headers).status_code == 200:
                 return server
         except httpx.TransportError:
             pass

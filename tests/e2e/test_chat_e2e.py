@@ -46,6 +46,7 @@ def chat_server(tmp_path_factory: pytest.TempPathFactory, stub: StubLLM) -> Iter
             "VOXSERVE_LLM_API_KEY": "sekret",
             "VOXSERVE_ENGINES": '["piper"]',
             "VOXSERVE_STT_MODELS": '["tiny.en"]',
+            "VOXSERVE_MAX_CHAT_SESSIONS": "2",
         },
     )
     try:
@@ -255,3 +256,17 @@ def test_without_an_llm_the_chat_says_so(server: Server) -> None:
         with pytest.raises(ConnectionClosed):
             ws.recv(timeout=10)
         assert ws.close_code == 1008
+
+
+def test_chats_over_max_chat_sessions_close_1013(chat_server: Server) -> None:
+    with connect(chat_url(chat_server)) as first, connect(chat_url(chat_server)) as second:
+        for ws in (first, second):  # N = max_chat_sessions = 2: both accepted
+            ws.send(json.dumps(CONFIG))
+            assert json.loads(ws.recv(timeout=30))["type"] == "ready"
+        with connect(chat_url(chat_server)) as third:  # N + 1
+            with pytest.raises(ConnectionClosed):
+                third.recv(timeout=10)
+            assert third.close_code == 1013
+    with connect(chat_url(chat_server)) as again:  # the slots are free again
+        again.send(json.dumps(CONFIG))
+        assert json.loads(again.recv(timeout=30))["type"] == "ready"

@@ -19,11 +19,13 @@ from voxserve import __version__
 from voxserve.api import chat_ws, dev, realtime, speak_ws, speech, stream_ws, system, transcriptions
 from voxserve.api.errors import install_error_handlers
 from voxserve.api.observability import LoopLagProbe, Metrics
+from voxserve.api.security import install_security
 from voxserve.api.state import AppState
 from voxserve.api.stt_common import StreamAdmission
 from voxserve.config import Settings
 from voxserve.errors import TextTooLong
 from voxserve.runtime.registry import EngineRegistry
+from voxserve.ui import UI_PATH
 
 __all__ = ["create_app"]
 
@@ -43,6 +45,7 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id  # for the 500 handler (request.state)
         upload = scope["path"] in _UPLOAD_PATHS
         limit = self.max_upload_bytes if upload else self.max_body_bytes
         declared = dict(scope["headers"]).get(b"content-length")
@@ -164,6 +167,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         max_upload_bytes=settings.max_upload_bytes,
     )
+    # Outside the body limit: API keys (every route, WebSocket and the UI), WebSocket Origin, CORS.
+    install_security(app, settings, ui_path=UI_PATH if settings.ui_enabled else None)
     if settings.ui_enabled:  # the Gradio web UI at /ui (gradio is imported only here)
         from voxserve.ui import mount_ui
 

@@ -69,7 +69,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(err.to_dict(), status_code=exc.status_code)
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        # Log the details here; the client gets no stack trace and no paths.
-        _log.exception("unexpected error")
-        return error_response(VoxserveError("internal server error"))
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Log the details here; the client gets no stack trace and no paths, only the request id
+        # that finds the traceback in the server's log.
+        request_id = getattr(request.state, "request_id", None)
+        _log.exception("unexpected error (request id %s)", request_id)
+        if request_id is None:
+            return error_response(VoxserveError("internal server error"))
+        response = error_response(VoxserveError(f"internal server error (request id {request_id})"))
+        response.headers["X-Request-ID"] = str(request_id)
+        return response

@@ -1,0 +1,56 @@
+"""The web UI behind an API key, in a real browser: the login form, then the UI works."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from tests.browser.harness import SERVER_ENV, browser, chromium_missing_message
+from tests.e2e.conftest import start_server, stop_server
+
+pytestmark = pytest.mark.browser
+
+KEY = "browser-test-key-7c2e"
+
+
+def test_ui_asks_for_the_key_then_works(tmp_path: Path) -> None:
+    missing = chromium_missing_message()
+    if missing:
+        pytest.fail(missing)
+    env = {**SERVER_ENV, "VOXSERVE_API_KEYS": KEY}
+    srv = start_server(tmp_path, env=env, headers={"Authorization": f"Bearer {KEY}"})
+    try:
+        with browser(srv.url) as b:
+            b.page.goto(f"{srv.url}/ui/", wait_until="load")
+            b.page.wait_for_selector("#api_key")
+            assert b.page.query_selector("#speak-button") is None
+
+            b.page.fill("#api_key", "not-the-key")
+            b.page.click("#login")
+            b.page.wait_for_selector("#login-error")
+
+            b.page.fill("#api_key", KEY)
+            b.page.click("#login")
+            b.page.wait_for_selector("#speak-button", timeout=60_000)
+            assert b.page.url.rstrip("/").endswith("/ui")
+            cookies = b.context.cookies(srv.url + "/ui/")
+            assert [c["httpOnly"] for c in cookies if c["name"] == "voxserve_ui_session"] == [True]
+
+            # Gradio's own API calls (queue, streamed results) carry the session: speech plays.
+            b.page.fill("#speak-text textarea", "Signed in with a key.")
+            b.page.click("#speak-button")
+            deadline = time.monotonic() + 45
+            played = 0.0
+            while time.monotonic() < deadline and played <= 0:
+                played = float(
+                    b.page.evaluate(
+                        "() => { const a = document.querySelector('#speak-audio audio');"
+                        " return a && a.currentSrc ? a.currentTime : 0; }"
+                    )
+                )
+                time.sleep(0.1)
+            assert played > 0, "the speech never started playing after signing in"
+            assert b.outside_requests == [], b.outside_requests
+    finally:
+        stop_server(srv)
