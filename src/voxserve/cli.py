@@ -33,9 +33,36 @@ def _settings(**overrides: Any) -> Any:
         sys.exit(f"voxserve: invalid configuration:\n{exc}")
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _run_server(app: Any, **uvicorn_options: Any) -> None:
+    """Run ``app`` under uvicorn; a shutdown signal first closes its WebSockets with 1001."""
     import uvicorn
 
+    from voxserve.api.stt_common import close_websockets
+
+    class GracefulServer(uvicorn.Server):
+        """uvicorn's server, but a shutdown signal first closes the app's WebSockets with 1001 (going
+        away: clients may reconnect elsewhere) instead of letting uvicorn drop them with 1012; then
+        the usual graceful shutdown runs, and the lifespan stops the workers (no orphan processes)."""
+
+        closing: asyncio.Task[int] | None = None
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if self.closing is not None or self.should_exit or not app.state.open_sockets:
+                super().handle_exit(sig, frame)
+                return
+            loop = asyncio.get_running_loop()
+
+            def start_closing() -> None:
+                self.closing = loop.create_task(close_websockets(app))
+                self.closing.add_done_callback(lambda _: uvicorn.Server.handle_exit(self, sig, frame))
+
+            # A signal handler must not run loop code itself: hand the work over thread-safely.
+            loop.call_soon_threadsafe(start_closing)
+
+    GracefulServer(uvicorn.Config(app, **uvicorn_options)).run()
+
+
+def _serve(args: argparse.Namespace) -> int:
     from voxserve.api.app import create_app
 
     settings = _settings(
@@ -52,7 +79,7 @@ def _serve(args: argparse.Namespace) -> int:
         ssl_keyfile=args.ssl_keyfile,
     )
     app = create_app(settings)
-    uvicorn.run(
+    _run_server(
         app,
         host=settings.host,
         port=settings.port,

@@ -194,3 +194,46 @@ def test_realtime_idle_and_max_session(one_worker: Server) -> None:
                 time.sleep(0.1)
         assert talker.close_code == 1008, talker.close_reason
         assert 3.5 < time.monotonic() - t0 < 8.0
+
+
+def test_shutdown_closes_streams_1001_and_leaves_no_processes(tmp_path: Path) -> None:
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    srv = start_server(
+        tmp_path,
+        env={
+            "VOXSERVE_ENGINES": '["piper"]',
+            "VOXSERVE_STT_MODELS": '["tiny.en"]',
+            "VOXSERVE_UI_ENABLED": "0",
+        },
+    )
+    try:
+        engines = httpx.get(f"{srv.url}/ready").json()["engines"]
+        pids = [pid for pool in engines.values() for pid in pool["pids"]]
+        ws_url = srv.url.replace("http://", "ws://")
+        with (
+            connect(ws_url + "/v1/stream/transcribe") as transcribe,
+            connect(ws_url + "/v1/stream/speak") as speak,
+            connect(ws_url + "/v1/realtime?intent=transcription") as realtime,
+        ):
+            sockets = [transcribe, speak, realtime]
+            transcribe.send(json.dumps({"type": "config"}))
+            speak.send(json.dumps({"type": "config"}))
+            for ws in sockets:
+                assert "type" in json.loads(ws.recv(timeout=30))
+            t0 = time.monotonic()
+            srv.process.send_signal(signal.SIGTERM)
+            for ws in sockets:
+                with pytest.raises(ConnectionClosed):
+                    for _ in range(1000):  # bounded: events the server may still send first
+                        ws.recv(timeout=10)
+                assert ws.close_code == 1001, (ws.close_code, ws.close_reason)
+        assert time.monotonic() - t0 < 5.0
+        srv.process.wait(30)
+    finally:
+        stop_server(srv)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
+        time.sleep(0.1)
+    assert not [pid for pid in pids if Path(f"/proc/{pid}").exists()], "orphan worker processes"

@@ -151,6 +151,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.stt_admission = StreamAdmission(settings.max_stt_sessions)
     app.state.speak_admission = StreamAdmission(settings.max_speak_sessions)
     app.state.chat_admission = StreamAdmission(settings.max_chat_sessions)
+    app.state.open_sockets = set()
     app.state.vad_model = None
     app.state.vad_lock = asyncio.Lock()
     install_error_handlers(app)

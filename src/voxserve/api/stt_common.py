@@ -21,6 +21,7 @@ from voxserve.stt.session import SessionConfig
 __all__ = [
     "StreamAdmission",
     "admitted",
+    "close_websockets",
     "parse_audio_config",
     "pcm_converter",
     "session_config",
@@ -57,10 +58,28 @@ async def admitted(ws: WebSocket, admission: StreamAdmission | None = None) -> A
         await ws.close(code=1013, reason="at capacity; try again later")
         yield False
         return
+    # Tracked so that shutdown can close every stream with 1001 (going away): see close_websockets.
+    sockets: set[WebSocket] = ws.app.state.open_sockets
+    sockets.add(ws)
     try:
         yield True
     finally:
+        sockets.discard(ws)
         admission.leave()
+
+
+async def close_websockets(app: Any, code: int = 1001, reason: str = "server shutting down") -> int:
+    """Close every admitted WebSocket of ``app`` (at shutdown); return how many were open."""
+    sockets: set[WebSocket] = app.state.open_sockets
+    open_now = list(sockets)
+
+    async def close(ws: WebSocket) -> None:
+        with contextlib.suppress(Exception):  # a socket may be closing on its own at the same time
+            async with asyncio.timeout(2.0):
+                await ws.close(code=code, reason=reason)
+
+    await asyncio.gather(*(close(ws) for ws in open_now))
+    return len(open_now)
 
 
 def parse_audio_config(cfg: dict[str, Any], state: Any) -> dict[str, Any]:
@@ -79,7 +98,7 @@ def parse_audio_config(cfg: dict[str, Any], state: Any) -> dict[str, Any]:
     if not isinstance(language, str) or len(language) > 16:
         raise bad("language must be a language code such as en")
     model = cfg.get("model", state.settings.stt_default_model)
-    if model not in state.registry.stt_pools:
+    if not isinstance(model, str) or model not in state.registry.stt_pools:
         raise bad(f"unknown model {model!r}")
     return {
         "rate": rate,

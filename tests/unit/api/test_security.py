@@ -465,7 +465,6 @@ def _serve_kwargs(
     monkeypatch: pytest.MonkeyPatch, argv: list[str], *, clear_env: bool = True
 ) -> tuple[Settings, dict[str, Any]]:
     """What ``voxserve serve`` would hand to uvicorn (nothing is started)."""
-    import uvicorn
 
     from voxserve import cli
     from voxserve.api import app as app_module
@@ -476,7 +475,7 @@ def _serve_kwargs(
     built: list[Settings] = []
     ran: list[dict[str, Any]] = []
     monkeypatch.setattr(app_module, "create_app", lambda settings: built.append(settings) or object())
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: ran.append(kwargs))
+    monkeypatch.setattr(cli, "_run_server", lambda app, **kwargs: ran.append(kwargs))
     assert cli.main(argv) == 0
     return built[0], ran[0]
 
