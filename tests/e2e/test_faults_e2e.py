@@ -29,6 +29,7 @@ def one_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             "VOXSERVE_MAX_STT_SESSIONS": "1",
             "VOXSERVE_SESSION_IDLE_TIMEOUT_S": "2",
             "VOXSERVE_MAX_SESSION_S": "4",
+            "VOXSERVE_MAX_QUEUED_REQUESTS": "1",
         },
     )
     try:
@@ -130,6 +131,7 @@ def test_streaming_sessions_at_capacity_close_1013(one_worker: Server) -> None:
         t0 = time.monotonic()
         with connect(url) as second:  # N + 1: told to come back later
             _, code = drain(second, timeout_s=5)
+        # Refused at once, not queued (benchmarks/load_bench.py measures it against the 100 ms goal).
         assert code == 1013 and time.monotonic() - t0 < 1.0
     with connect(url) as again:  # the slot is free again
         again.send(config)
@@ -237,3 +239,37 @@ def test_shutdown_closes_streams_1001_and_leaves_no_processes(tmp_path: Path) ->
     while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
         time.sleep(0.1)
     assert not [pid for pid in pids if Path(f"/proc/{pid}").exists()], "orphan worker processes"
+
+
+def test_over_capacity_requests_get_503_at_once(one_worker: Server) -> None:
+    """One worker busy, one request queued (max_queued_requests = 1): the next is refused at once, not
+    queued (benchmarks/load_bench.py measures how fast against the 100 ms goal)."""
+    import threading
+
+    url = one_worker.url
+    body = {"model": "tts-1", "voice": "alloy", "input": LONG, "response_format": "pcm"}
+    queued: list[int] = []
+    with httpx.Client(timeout=60) as c, c.stream("POST", f"{url}/v1/audio/speech", json=body) as busy:
+        assert busy.status_code == 200
+        chunks = busy.iter_raw()
+        next(chunks)  # the only worker is now busy
+
+        def wait_in_queue() -> None:
+            r = httpx.post(f"{url}/v1/audio/speech", json=body | {"input": "Queued."}, timeout=60)
+            queued.append(r.status_code)
+
+        waiter = threading.Thread(target=wait_in_queue)
+        waiter.start()
+        for _ in range(200):  # bounded: up to 10 s for the request to reach the queue
+            if httpx.get(f"{url}/ready").json()["engines"]["piper"]["queued"] == 1:
+                break
+            time.sleep(0.05)
+        t0 = time.monotonic()
+        refused = httpx.post(f"{url}/v1/audio/speech", json=body | {"input": "One too many."}, timeout=10)
+        elapsed = time.monotonic() - t0
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "at_capacity"
+        assert "retry-after" in refused.headers
+        assert elapsed < 1.0, f"refused after {elapsed:.3f} s"
+    # The busy client left (its job is cancelled): the queued request is served.
+    waiter.join(60)
+    assert queued == [200]

@@ -98,7 +98,12 @@ async def resolve_speak_voice(
     """Resolve a voice and have its engine check it (starting the engine if needed), so a bad voice
     fails the configuration, not the first sentence."""
     resolved = await registry.resolve(voice, engine_hint=engine_hint)
-    await registry.pool(resolved.engine).call("check_voice", resolved.name)
+    pool = registry.pool(resolved.engine)
+    await pool.start()
+    # An installed voice is known from the workers' handshake; only other names (Kokoro blends) need
+    # the engine's word, which waits for a free worker: a busy server must not fail a plain config.
+    if resolved.name not in {v.name for v in pool.voices}:
+        await pool.call("check_voice", resolved.name)
     return resolved
 
 

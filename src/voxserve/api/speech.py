@@ -90,6 +90,8 @@ async def start_speech(
     settings = state.settings
     engine_hint = check_model(state, model)
     resolved = await state.registry.resolve(voice, engine_hint=engine_hint)
+    pool = state.registry.pool(resolved.engine)
+    pool.check_admission()  # over capacity: refuse before planning the text
     plan = SpeechPlan(text="", fragments=())
     if text is not None:
         plan = await asyncio.to_thread(
@@ -100,7 +102,6 @@ async def start_speech(
             max_fragment_chars=settings.max_fragment_chars,
             options=options,
         )
-    pool = state.registry.pool(resolved.engine)
     stream = await pool.synth(
         {
             "voice": resolved.name,

@@ -53,6 +53,7 @@ async def _start(
             "temperature must be between 0 and 1", code="invalid_temperature", param="temperature"
         )
     pool = state.registry.stt_pool(model)
+    pool.check_admission()  # over capacity: refuse before reading and decoding the upload
     data = await file.read()
     audio = await asyncio.to_thread(decode_audio, data, max_seconds=state.settings.max_audio_seconds)
     del data

@@ -338,10 +338,15 @@ class EnginePool:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _acquire(self) -> WorkerHandle:
-        await self.start()
+    def check_admission(self) -> None:
+        """Raise ``at_capacity`` now if a job submitted now would be refused: lets a route refuse
+        before it spends time on the request (planning text, decoding an upload)."""
         if self.waiting >= self.max_queued and self._idle.empty():
             raise Unavailable(f"the {self.name} engine is at capacity; retry shortly")
+
+    async def _acquire(self) -> WorkerHandle:
+        await self.start()
+        self.check_admission()
         self.waiting += 1
         try:
             # asyncio.timeout, not wait_for: on Python 3.11, wait_for can swallow a result that arrives

@@ -123,7 +123,10 @@ async def test_full_queue_answers_unavailable() -> None:
     p = EnginePool(SPEC, 1, start_timeout_s=60, queue_timeout_s=0.3, max_queued=0)
     await p.start()
     try:
+        p.check_admission()  # an idle worker: admitted
         first = await p.synth(job(*["a b c d"] * 10))
+        with pytest.raises(Unavailable):
+            p.check_admission()  # routes ask before doing any work
         with pytest.raises(Unavailable):
             await p.synth(job("x"))
         first.abort()
