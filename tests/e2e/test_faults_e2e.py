@@ -273,3 +273,48 @@ def test_over_capacity_requests_get_503_at_once(one_worker: Server) -> None:
     # The busy client left (its job is cancelled): the queued request is served.
     waiter.join(60)
     assert queued == [200]
+
+
+def test_killing_one_worker_leaves_the_other_request_whole(tmp_path: Path) -> None:
+    """Two requests on two workers; one worker is killed: its request fails, the other completes."""
+    import threading
+
+    srv = start_server(
+        tmp_path,
+        env={
+            "VOXSERVE_ENGINES": '["piper"]',
+            "VOXSERVE_STT_MODELS": '["tiny.en"]',
+            "VOXSERVE_WORKERS_PER_ENGINE": "2",
+            "VOXSERVE_UI_ENABLED": "0",
+        },
+    )
+    try:
+        url = srv.url
+        body = {"model": "tts-1", "voice": "alloy", "input": LONG, "response_format": "pcm"}
+        outcomes: list[str] = []
+        started = threading.Barrier(3, timeout=60)
+
+        def request() -> None:
+            with httpx.Client(timeout=120) as c, c.stream("POST", f"{url}/v1/audio/speech", json=body) as r:
+                chunks = r.iter_raw()
+                next(chunks)
+                started.wait()
+                try:
+                    size = sum(len(chunk) for chunk in chunks)
+                    outcomes.append(f"complete {size}")
+                except httpx.RemoteProtocolError:
+                    outcomes.append("aborted")
+
+        threads = [threading.Thread(target=request) for _ in range(2)]
+        for t in threads:
+            t.start()
+        started.wait()  # both requests stream, each on its own worker
+        pids = httpx.get(f"{url}/ready").json()["engines"]["piper"]["pids"]
+        os.kill(pids[0], signal.SIGKILL)
+        for t in threads:
+            t.join(120)
+        assert sorted(o.split()[0] for o in outcomes) == ["aborted", "complete"], outcomes
+        complete = next(o for o in outcomes if o.startswith("complete"))
+        assert int(complete.split()[1]) > 48000 * 60  # minutes of audio, not a truncated body
+    finally:
+        stop_server(srv)
