@@ -54,18 +54,29 @@ class BodyLimitMiddleware:
             return
         seen = 0
         started = False
+        exceeded = False
+        replaced = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
+                    exceeded = True
                     raise _BodyTooLarge
             return message
 
         async def send_with_id(message: Message) -> None:
-            nonlocal started
+            nonlocal started, replaced
+            if replaced or (exceeded and not started):
+                # The app caught the error and answered itself (FastAPI turns any failure while it
+                # parses a multipart form into a 400): the answer is still the 413, and the app's own
+                # response is dropped.
+                if message["type"] == "http.response.start" and not replaced:
+                    started = replaced = True
+                    await self._reject(send, request_id, limit, upload)
+                return
             if message["type"] == "http.response.start":
                 started = True
                 headers = list(message.get("headers", []))

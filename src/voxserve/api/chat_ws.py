@@ -18,7 +18,6 @@ Server → client: ``ready``; ``{"type": "transcript", "text", "is_final", "stab
 from __future__ import annotations
 
 import asyncio
-import base64
 import binascii
 import contextlib
 import json
@@ -30,6 +29,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from voxserve.api.speak_ws import Sender, parse_speak_config, receive_config, start_speak_session
 from voxserve.api.state import AppState
 from voxserve.api.stt_common import admitted, parse_audio_config, pcm_converter, session_config, vad_for
+from voxserve.audio.decode import decode_base64
 from voxserve.chat.llm import ChatLLM, OpenAIChatLLM
 from voxserve.chat.pipeline import (
     ChatError,
@@ -216,7 +216,7 @@ async def _loop(ws: WebSocket, chat: VoiceChat, send: Sender, convert: Any, idle
                 await send.json(_error("unknown_message", f"unknown message type {kind!r}"))
                 continue
             try:
-                data = base64.b64decode(obj.get("audio", ""), validate=True)
+                data = decode_base64(obj.get("audio", ""))
             except (binascii.Error, ValueError, TypeError):
                 await send.json(_error("invalid_base64", "audio must be valid base64"))
                 continue

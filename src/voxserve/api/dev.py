@@ -28,11 +28,13 @@ from voxserve.api.speech import (
 from voxserve.api.state import AppState, get_state
 from voxserve.audio.encode import MEDIA_TYPES
 from voxserve.errors import InvalidValue
-from voxserve.text.normalize import has_speakable_text
+from voxserve.text.normalize import NormalizationOptions, has_speakable_text, normalize_text
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/dev", tags=["development"])
+
+_SAFE_ONLY = NormalizationOptions(normalize=False)
 
 
 @router.post("/phonemize")
@@ -42,7 +44,10 @@ async def phonemize(body: PhonemizeRequest, request: Request) -> JSONResponse:
     if not has_speakable_text(body.text):
         raise InvalidValue("text has nothing to phonemize", code="no_speakable_text", param="text")
     resolved = await state.registry.resolve(body.voice or state.settings.default_voice)
-    result = await state.registry.pool(resolved.engine).call("phonemize", body.text, resolved.name)
+    # Only made safe, not rewritten: control characters (a NUL byte fails espeak-ng's phonemizer),
+    # bidi and private-use characters and lone surrogates are dropped.
+    text = normalize_text(body.text, _SAFE_ONLY)
+    result = await state.registry.pool(resolved.engine).call("phonemize", text, resolved.name)
     return JSONResponse({"phonemes": result.phonemes, "tokens": result.tokens, "voice": resolved.id})
 
 

@@ -13,7 +13,6 @@ prefix padding 300 ms, silence 500 ms; ``turn_detection: null`` means manual ``c
 from __future__ import annotations
 
 import asyncio
-import base64
 import binascii
 import json
 import secrets
@@ -24,6 +23,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from voxserve.api.state import AppState
 from voxserve.api.stt_common import admitted, pcm_converter, session_config, vad_for
+from voxserve.audio.decode import decode_base64
 from voxserve.engines.base import TranscribeOptions
 from voxserve.errors import VoxserveError
 from voxserve.runtime.transcriber import Transcriber
@@ -159,18 +159,26 @@ class RealtimeSession:
                 transcription = session.get("input_audio_transcription") or {}
                 td = session.get("turn_detection", self.turn_detection)
             else:
-                audio_in = (session.get("audio") or {}).get("input") or {}
+                audio_in = _object(_object(session.get("audio"), "session.audio").get("input"), "audio.input")
                 fmt_obj = audio_in.get("format") or {"type": "audio/pcm", "rate": 24000}
+                fmt_obj = _object(fmt_obj, "audio.input.format")
                 fmt = _GA_FORMATS.get(str(fmt_obj.get("type")), "?")
                 if fmt == "pcm16" and fmt_obj.get("rate", 24000) != 24000:
                     raise _Invalid("unsupported_format", "audio/pcm must be 24000 Hz")
                 transcription = audio_in.get("transcription") or {}
                 td = audio_in.get("turn_detection", self.turn_detection)
-            if fmt not in _FORMATS:
+            if not isinstance(fmt, str) or fmt not in _FORMATS:
                 raise _Invalid("unsupported_format", f"unsupported input audio format {fmt!r}")
             if td is not None and (not isinstance(td, dict) or td.get("type", "server_vad") != "server_vad"):
                 raise _Invalid("unsupported_turn_detection", "turn_detection must be server_vad or null")
+            _check_turn_detection(td)
+            transcription = _object(transcription, "transcription")
             model = transcription.get("model", self.model)
+            for key in ("model", "language", "prompt"):
+                if not isinstance(transcription.get(key, ""), str | None) or (
+                    key == "model" and model is None
+                ):
+                    raise _Invalid("invalid_value", f"transcription.{key} must be a string")
             self.state.registry.stt_pool(model)  # 404-style check
         except _Invalid as exc:
             await self.error(exc.code, exc.message, event.get("event_id"))
@@ -292,7 +300,7 @@ class RealtimeSession:
                 await self.error("invalid_audio", "audio must be a base64 string", eid, "audio")
                 return
             try:
-                data = base64.b64decode(audio, validate=True)
+                data = decode_base64(audio)
                 pcm = self.convert(data)
             except (binascii.Error, ValueError):
                 await self.error("invalid_base64", "audio must be valid base64", eid, "audio")
@@ -327,6 +335,30 @@ class _Invalid(Exception):
     def __init__(self, code: str, message: str) -> None:
         self.code = code
         self.message = message
+
+
+def _object(value: Any, name: str) -> dict[str, Any]:
+    """``value`` if it is a JSON object, ``{}`` if absent; an ``invalid_value`` error otherwise."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _Invalid("invalid_value", f"{name} must be an object")
+    return value
+
+
+_TURN_DETECTION_RANGES = {
+    "threshold": (0.0, 1.0),
+    "silence_duration_ms": (0, 60_000),
+    "prefix_padding_ms": (0, 60_000),
+}
+
+
+def _check_turn_detection(td: dict[str, Any] | None) -> None:
+    """The numbers of a ``server_vad`` turn detection are numbers, in range (NaN is not)."""
+    for key, (lo, hi) in _TURN_DETECTION_RANGES.items():
+        value = (td or {}).get(key, lo)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+            raise _Invalid("invalid_value", f"turn_detection.{key} must be a number from {lo} to {hi}")
 
 
 @router.websocket("/v1/realtime")

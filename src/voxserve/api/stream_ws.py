@@ -18,7 +18,6 @@ the server closes with 1013; no audio for ``session_idle_timeout_s`` closes with
 from __future__ import annotations
 
 import asyncio
-import base64
 import binascii
 import json
 import logging
@@ -29,6 +28,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from voxserve.api.state import AppState
 from voxserve.api.stt_common import admitted, parse_audio_config, pcm_converter, session_config, vad_for
+from voxserve.audio.decode import decode_base64
 from voxserve.engines.base import TranscribeOptions
 from voxserve.errors import VoxserveError
 from voxserve.runtime.transcriber import Transcriber
@@ -162,7 +162,7 @@ async def _serve(ws: WebSocket, state: AppState) -> None:
                     await _send(ws, _error("unknown_message", f"unknown message type {kind!r}"))
                     continue
                 try:
-                    data = base64.b64decode(obj.get("audio", ""), validate=True)
+                    data = decode_base64(obj.get("audio", ""))
                 except (binascii.Error, ValueError, TypeError):
                     await _send(ws, _error("invalid_base64", "audio must be valid base64"))
                     continue

@@ -9,6 +9,10 @@ Rules, each with a stable error code:
 - 0 bytes, or a file that decodes to no samples: :class:`InvalidRequest` ``empty_audio`` (400).
 - Bytes that are not decodable audio (text, an image, an archive, a video without sound, junk):
   :class:`UnsupportedMediaType` ``unsupported_media_type`` (415).
+- A stream FFmpeg opens but voxserve cannot take: a rate outside 1000-384000 Hz, more than 8
+  channels, or a sample format with no numpy conversion (64-bit integers):
+  :class:`InvalidValue` ``unsupported_format`` (422). (A header so broken FFmpeg cannot open it,
+  such as a rate of 0 or no channels, is 415.)
 - More than ``max_seconds`` of audio: :class:`TextTooLong` ``audio_too_long`` (413). A file whose
   header already declares too long a duration is refused before anything is decoded; otherwise
   decoding stops at the first frame past the limit, so a 24-hour file costs no more than the limit.
@@ -26,6 +30,7 @@ the server's disk.
 
 from __future__ import annotations
 
+import binascii
 import io
 import math
 from fractions import Fraction
@@ -45,6 +50,7 @@ __all__ = [
     "MULAW_TO_S16",
     "PCM_ENCODINGS",
     "decode_audio",
+    "decode_base64",
     "decode_pcm",
 ]
 
@@ -152,6 +158,19 @@ def _f32_to_float(data: bytes) -> FloatAudio:
     return clipped
 
 
+def decode_base64(text: object) -> bytes:
+    """Strict RFC 4648 base64 (as the streaming routes take audio): only the alphabet, padding only
+    to complete the last quantum. Raises :class:`binascii.Error` (a ``ValueError``) for anything
+    else, whitespace, a data-URL prefix, URL-safe characters or excess padding (``"AAAA="``) included,
+    and ``TypeError`` when ``text`` is not a string."""
+    if not isinstance(text, str):
+        raise TypeError("base64 audio must be a string")
+    if not text.isascii() or len(text) % 4:
+        # strict_mode still takes excess padding after a whole quantum ("AAAA="); the length does not.
+        raise binascii.Error("base64 audio must be ASCII, in whole 4-character groups")
+    return binascii.a2b_base64(text.encode("ascii"), strict_mode=True)
+
+
 # ------------------------------------------------------------------------------------- files
 
 
@@ -184,12 +203,36 @@ def decode_audio(data: bytes, *, max_seconds: float, target_rate: int = 16000) -
         if not container.streams.audio:
             raise _not_audio("it has no audio stream")
         stream = container.streams.audio[0]
+        if stream.codec_context is None:  # a codec FFmpeg has no decoder for
+            raise _not_audio("no decoder for its codec")
+        _check_stream_format(stream)
         declared = _declared_seconds(container, stream)
         if declared is not None and declared > max_seconds * _DECLARED_MARGIN + _DECLARED_SLACK_S:
             raise _too_long(max_seconds)
         return _decode_stream(container, stream, max_seconds, target_rate)
     finally:
         container.close()
+
+
+_MAX_CHANNELS = 8
+_SAMPLE_FORMATS = frozenset({"u8", "u8p", "s16", "s16p", "s32", "s32p", "flt", "fltp", "dbl", "dblp"})
+"""Decoded sample formats that PyAV converts to numpy arrays."""
+
+
+def _check_stream_format(stream: Any) -> None:
+    """422 ``unsupported_format`` for a rate, channel count or sample format voxserve cannot take."""
+    rate = int(stream.rate or 0)
+    channels = int(stream.channels or 0)
+    sample_format = stream.format.name if stream.format is not None else None
+    problem = None
+    if not _MIN_RATE <= rate <= _MAX_RATE:
+        problem = f"a sample rate of {rate} Hz (voxserve takes {_MIN_RATE} to {_MAX_RATE} Hz)"
+    elif not 1 <= channels <= _MAX_CHANNELS:
+        problem = f"{channels} channels (voxserve takes 1 to {_MAX_CHANNELS})"
+    elif sample_format is not None and sample_format not in _SAMPLE_FORMATS:
+        problem = f"the sample format {sample_format!r}"
+    if problem is not None:
+        raise InvalidValue(f"the audio has {problem}", code="unsupported_format", param="file")
 
 
 def _declared_seconds(container: Any, stream: Any) -> float | None:
@@ -291,6 +334,10 @@ _INT_SCALES: dict[str, tuple[float, float]] = {
 
 def _frame_to_mono(frame: Any) -> FloatAudio:
     """One decoded frame, any sample format and layout, as float32 mono (the channels' mean)."""
+    if frame.format.name not in _SAMPLE_FORMATS:  # a stream whose format changed after its header
+        raise InvalidValue(
+            f"the audio has the sample format {frame.format.name!r}", code="unsupported_format", param="file"
+        )
     channels = max(1, len(frame.layout.channels))
     raw = np.asarray(frame.to_ndarray())
     if frame.format.is_planar:  # one row per channel

@@ -334,8 +334,15 @@ def _cut_long(text: str, max_chars: int) -> tuple[str, int]:
 
 
 def _last_space(text: str, lo: int, hi: int) -> int:
-    """Index of the last whitespace character in ``text[lo:hi]``, or -1."""
-    return max(text.rfind(" ", lo, hi), text.rfind("\t", lo, hi), text.rfind("\n", lo, hi))
+    """Index of the last whitespace character in ``text[lo:hi]``, or -1.
+
+    Any whitespace counts (``\r``, no-break and other Unicode spaces too, as ``str.split`` sees them),
+    so a cut never falls inside what a client sees as two words. The window is one fragment long.
+    """
+    for i in range(min(hi, len(text)) - 1, max(lo, 0) - 1, -1):
+        if text[i].isspace():
+            return i
+    return -1
 
 
 def _skip_space(text: str, pos: int) -> int:

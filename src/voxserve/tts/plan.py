@@ -66,7 +66,11 @@ def plan_speech(
     if len(text) > max_input_chars:
         raise TextTooLong(f"input is {len(text)} characters; the limit is {max_input_chars}", param="input")
     opts = options or NormalizationOptions()
-    spoken = normalize_text(text, opts) if opts.normalize else " ".join(text.split())
+    # With normalisation off the text is still made safe (control, bidi and private-use characters and
+    # lone surrogates removed): an engine fails on a NUL byte whatever the options say.
+    spoken = normalize_text(text, opts)
+    if not opts.normalize:
+        spoken = " ".join(spoken.split())
     spoken = break_long_tokens(spoken)
     if not has_speakable_text(spoken):
         raise InvalidValue(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
 
@@ -61,3 +63,24 @@ async def test_unknown_route_is_json(client: httpx.AsyncClient) -> None:
     async with client:
         r = await client.get("/nope")
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+async def test_a_chunked_upload_over_the_limit_is_413_not_the_form_parsers_400() -> None:
+    # FastAPI turned the middleware's error, raised while it parsed the multipart form, into
+    # "400 There was an error parsing the body" (corpus M4).
+    app = create_app(Settings(max_upload_bytes=4096, ui_enabled=False))
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n'
+        for _ in range(8):
+            yield bytes(1024)
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        r = await client.post(
+            "/v1/audio/transcriptions",
+            content=chunks(),
+            headers={"content-type": "multipart/form-data; boundary=b"},
+        )
+    assert r.status_code == 413, r.text
+    assert r.json()["error"]["code"] == "file_too_large"
+    assert r.headers["x-request-id"]

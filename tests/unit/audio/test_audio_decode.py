@@ -463,3 +463,71 @@ def test_errors_are_voxserve_errors() -> None:
     ):
         with pytest.raises(VoxserveError):
             call()
+
+
+def _pcm_wav(rate: int = 16000, channels: int = 1, width: int = 2, frames: int = 1600) -> bytes:
+    data = bytes(frames * channels * width)
+    fmt = struct.pack("<HHIIHH", 1, channels, rate, rate * channels * width, channels * width, width * 8)
+    return (
+        b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt " + struct.pack("<I", 16) + fmt
+        + b"data" + struct.pack("<I", len(data)) + data
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"width": 8},  # 64-bit integer PCM: PyAV has no numpy conversion (was a 500)
+        {"rate": 1},
+        {"rate": 10_000_000},
+        {"channels": 9},
+        {"channels": 0},
+    ],
+    ids=["s64", "1Hz", "10MHz", "9ch", "0ch"],
+)
+def test_a_stream_voxserve_cannot_take_is_unsupported_format(header: dict[str, int]) -> None:
+    with pytest.raises(InvalidValue) as info:
+        decode_audio(_pcm_wav(**header), max_seconds=60)
+    assert info.value.code == "unsupported_format" and info.value.status == 422
+
+
+@pytest.mark.parametrize("header", [{"width": 1}, {"width": 3}, {"width": 4}, {"channels": 8, "rate": 8000}])
+def test_ordinary_pcm_wavs_decode(header: dict[str, int]) -> None:
+    assert len(decode_audio(_pcm_wav(**header), max_seconds=60)) > 0
+
+
+@pytest.mark.parametrize(
+    "text", ["AAAA=", "AAA", "AA=A", "AAAA AAAA", "data:audio/wav;base64,AAAA", "AA-_", "!!!!", "AAAÀ"]
+)
+def test_decode_base64_is_strict(text: str) -> None:
+    import binascii
+
+    from voxserve.audio.decode import decode_base64
+
+    with pytest.raises(binascii.Error):
+        decode_base64(text)
+
+
+def test_decode_base64_takes_valid_base64() -> None:
+    from voxserve.audio.decode import decode_base64
+
+    assert decode_base64("") == b""
+    assert decode_base64("AAAA") == b"\x00\x00\x00"
+    assert decode_base64("AA==") == b"\x00"
+    with pytest.raises(TypeError):
+        decode_base64(123)
+
+
+def test_a_codec_without_a_decoder_is_415() -> None:
+    # WAV format tag 0x000C: FFmpeg opens the file but gives its stream no codec context (found by
+    # the mutation fuzzer: reading the stream's rate then raised AttributeError).
+    data = bytearray(_pcm_wav())
+    data[20:22] = struct.pack("<H", 0x000C)
+    data[22:24] = struct.pack("<H", 0)
+    container = av.open(io.BytesIO(bytes(data)))
+    try:
+        assert container.streams.audio[0].codec_context is None
+    finally:
+        container.close()
+    with pytest.raises(UnsupportedMediaType):
+        decode_audio(bytes(data), max_seconds=60)

@@ -366,3 +366,12 @@ def test_pathological_input_is_linear(name: str, func: object) -> None:
             gc.enable()
     assert full < 1.0, f"{name}: {full:.3f}s for {len(text)} characters"
     assert full <= 6 * small + 0.02, f"{name}: 4x the input took {full / small:.1f}x the time"
+
+
+@pytest.mark.parametrize("space", ["\r", "\xa0", "\u2003", "\x1f"])
+def test_long_sentences_are_cut_at_any_whitespace(space: str) -> None:
+    # Only " ", "\t" and "\n" counted as word boundaries: "0\r0" was hard-cut into "0\r" and "0".
+    text = space.join(["word"] * 30)
+    fragments = split_fragments(text, first_fragment_max_chars=20, max_fragment_chars=40)
+    assert " ".join(fragments).split() == text.split()
+    assert all(f == f.strip() and len(f) <= 40 for f in fragments)

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from voxserve.errors import InvalidValue, TextTooLong
+from voxserve.text.normalize import NormalizationOptions
 from voxserve.tts.plan import MAX_TOKEN_CHARS, break_long_tokens, plan_speech
 
 
@@ -60,3 +61,15 @@ def test_planning_is_linear() -> None:
     plan("a." * 8192, limit=20000)
     big = time.perf_counter() - t0
     assert big < 1.0 and big < 8 * small + 0.05
+
+
+def test_text_is_made_safe_even_with_normalization_off() -> None:
+    # A NUL byte or an escape reached the engine with normalize=false, and espeak-ng failed (500).
+    plan = plan_speech(
+        "hello\x00 wor\x1bld \u202e\ud800there",
+        max_input_chars=4096,
+        first_fragment_max_chars=80,
+        max_fragment_chars=300,
+        options=NormalizationOptions(normalize=False),
+    )
+    assert plan.fragments == ("hello world there",)

@@ -1,0 +1,232 @@
+"""Property tests for the WebSocket config parsers: any JSON value gives a config or the documented
+error (a :class:`VoxserveError`, or ``stream_ws``'s close), never TypeError/KeyError/AttributeError."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from tests.fuzzing import fuzz_settings
+
+from voxserve.api import stream_ws
+from voxserve.api.speak_ws import SpeakConfig, parse_speak_config
+from voxserve.api.state import AppState
+from voxserve.api.stt_common import parse_audio_config
+from voxserve.config import Settings
+from voxserve.errors import UnknownVoice, VoxserveError
+from voxserve.runtime.registry import EngineRegistry
+
+# What json.loads can produce, NaN and infinities included (Python's json accepts them).
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+_AUDIO_KEYS = ("sample_rate_hz", "encoding", "language", "interim_results", "model")
+_SPEAK_KEYS = ("voice", "response_format", "speed", "model")
+_GOOD = {
+    "sample_rate_hz": st.sampled_from([8000, 16000, 44100, 48000, 7999, 48001, 16000.0, True]),
+    "encoding": st.sampled_from(["linear16", "float32", "mulaw", "LINEAR16"]),
+    "language": st.sampled_from(["en", "en-US", "", "x" * 17]),
+    "model": st.sampled_from(["tiny.en", "whisper-1", "tts-1", "piper", "kokoro", "nope"]),
+    "voice": st.sampled_from(
+        ["alloy", "piper/en_US-joe-medium", "en_US-joe-medium", "piper/nobody", "nobody", "", "x/y/z"]
+    ),
+    "response_format": st.sampled_from(["pcm", "wav", "mp3", "opus", "aac"]),
+    "interim_results": st.sampled_from([True, False, 0, "no"]),
+    "speed": st.sampled_from([0.25, 1, 4.0, 0.1, 5, float("nan"), float("inf")]),
+}
+
+
+@st.composite
+def _config(draw: st.DrawFn, keys: tuple[str, ...]) -> Any:
+    """Mostly ``{"type": "config", ...}`` with plausible or arbitrary values; sometimes any JSON."""
+    if draw(st.integers(0, 9)) == 0:
+        return draw(JSON)
+    cfg: dict[str, Any] = {"type": draw(st.sampled_from(["config", "config", "config", "audio", None]))}
+    for key in keys:
+        choice = draw(st.integers(0, 2))
+        if choice == 1:
+            cfg[key] = draw(_GOOD[key])
+        elif choice == 2:
+            cfg[key] = draw(JSON)
+    cfg |= draw(st.dictionaries(st.text(max_size=6), JSON, max_size=2))
+    return cfg
+
+
+class _Voice:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class _Pool:
+    voices = [_Voice("en_US-joe-medium")]
+
+    async def start(self) -> None:
+        return None
+
+    async def call(self, method: str, voice: str) -> None:
+        assert method == "check_voice"
+        if voice not in ("en_US-joe-medium",):
+            raise UnknownVoice(f"unknown voice {voice!r}")
+
+
+class _Registry:
+    """Just enough of :class:`EngineRegistry` to run its real ``resolve`` without workers."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.pools = {"piper": _Pool()}
+        self.stt_pools = {"tiny.en": object(), "base": object()}
+
+    def pool(self, engine: str) -> Any:
+        return EngineRegistry.pool(self, engine)  # type: ignore[arg-type]
+
+    async def resolve(self, voice: Any, *, engine_hint: str | None = None) -> Any:
+        return await EngineRegistry.resolve(self, voice, engine_hint=engine_hint)  # type: ignore[arg-type]
+
+
+class _State:
+    def __init__(self) -> None:
+        self.settings = Settings(ui_enabled=False)
+        self.registry = _Registry(self.settings)
+
+    def model_ids(self) -> list[str]:
+        return AppState.model_ids(self)  # type: ignore[arg-type]
+
+
+STATE = _State()
+
+
+@fuzz_settings(150)
+@given(cfg=_config(_AUDIO_KEYS))
+def test_parse_audio_config_returns_a_config_or_invalid_config(cfg: Any) -> None:
+    if not isinstance(cfg, dict):
+        cfg = {"type": "config", "value": cfg}
+    try:
+        parsed = parse_audio_config(cfg, STATE)
+    except VoxserveError as exc:
+        assert exc.code == "invalid_config"
+        return
+    assert 8000 <= parsed["rate"] <= 48000
+    assert parsed["encoding"] in ("linear16", "float32")
+    assert isinstance(parsed["language"], str)
+    assert parsed["model"] in STATE.registry.stt_pools
+
+
+@fuzz_settings(150)
+@given(cfg=_config(_SPEAK_KEYS))
+async def test_parse_speak_config_returns_a_config_or_a_voxserve_error(cfg: Any) -> None:
+    try:
+        parsed = await parse_speak_config(STATE, cfg)  # type: ignore[arg-type]
+    except VoxserveError as exc:
+        assert 400 <= exc.status < 500
+        return
+    assert isinstance(parsed, SpeakConfig)
+    assert 0.25 <= parsed.speed <= 4.0
+    assert parsed.voice.engine == "piper"
+
+
+@fuzz_settings(150)
+@given(
+    text=st.one_of(
+        _config(_AUDIO_KEYS).map(lambda c: json.dumps(c)),
+        st.text(max_size=40),
+        st.sampled_from(["", "{", "NaN", '{"type": "config"', "[]", "null"]),
+    )
+)
+def test_stream_ws_parse_config_returns_a_config_or_closes_1008(text: str) -> None:
+    try:
+        parsed = stream_ws._parse_config(text, STATE)  # type: ignore[arg-type]
+    except stream_ws._Closed as closed:
+        assert closed.code == 1008 and closed.reason
+        return
+    assert parsed["model"] in STATE.registry.stt_pools
+
+
+def test_a_non_string_model_is_invalid_config() -> None:
+    # A list as the model was a TypeError (unhashable) while looking it up: the socket closed 1011.
+    for model in ([], {}, ["tiny.en"], 1.5):
+        with pytest.raises(VoxserveError) as info:
+            parse_audio_config({"type": "config", "model": model}, STATE)
+        assert info.value.code == "invalid_config"
+
+
+class _FakeSocket:
+    def __init__(self) -> None:
+        self.query_params = {"intent": "transcription"}
+        self.sent: list[dict[str, Any]] = []
+
+    async def send_text(self, text: str) -> None:
+        self.sent.append(json.loads(text))
+
+
+class _RealtimeRegistry(_Registry):
+    def stt_pool(self, model: str) -> Any:
+        return EngineRegistry.stt_pool(self, model)  # type: ignore[arg-type]
+
+
+_SESSION_VALUES = st.one_of(
+    JSON,
+    st.sampled_from(["pcm16", "g711_ulaw", "audio/pcmu", "audio/pcm", None, 24000, 16000, 0.5, float("nan")]),
+)
+_SESSION = st.recursive(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "audio",
+                "input",
+                "format",
+                "type",
+                "rate",
+                "transcription",
+                "input_audio_format",
+                "input_audio_transcription",
+                "turn_detection",
+                "model",
+                "language",
+                "prompt",
+                "threshold",
+                "silence_duration_ms",
+                "prefix_padding_ms",
+                "create_response",
+            ]
+        ),  # fmt: skip
+        _SESSION_VALUES,
+        max_size=4,
+    ),
+    lambda children: st.dictionaries(
+        st.sampled_from(["audio", "input", "format", "transcription", "turn_detection", "session"]),
+        children | _SESSION_VALUES,
+        max_size=3,
+    ),
+    max_leaves=10,
+)
+
+
+@fuzz_settings(150)
+@given(session=st.one_of(_SESSION, JSON), beta=st.booleans())
+async def test_realtime_session_update_answers_with_an_event(session: Any, beta: bool) -> None:
+    # A session.update of any shape is answered with *.updated or an error event, never an exception
+    # (which would end the socket with 1011).
+    from voxserve.api.realtime import RealtimeSession
+
+    state = _State()
+    state.registry = _RealtimeRegistry(state.settings)
+    ws = _FakeSocket()
+    rt = RealtimeSession(ws, state)  # type: ignore[arg-type]
+
+    async def build() -> None:
+        return None
+
+    rt.build = build  # type: ignore[method-assign]
+    await rt.update({"type": "x", "session": session}, "beta" if beta else "ga")
+    assert len(ws.sent) == 1
+    assert ws.sent[0]["type"] in ("error", "transcription_session.updated", "session.updated")
+    assert rt.format in ("pcm16", "g711_ulaw", "g711_alaw")
