@@ -102,6 +102,8 @@ class Settings(BaseSettings):
     # --- text-to-speech ----------------------------------------------------------------------------
     max_input_chars: int = Field(4096, ge=1, description="Longest `input` accepted (413 above).")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest JSON request body (413 above).")
+    max_header_bytes: int = Field(32768, ge=1024, description="Largest total of request headers (431 above).")
+    max_headers: int = Field(100, ge=10, description="Most request header fields (431 above).")
     first_fragment_max_chars: int = Field(
         60, ge=10, description="A longer first sentence is cut at a clause so audio starts sooner."
     )

@@ -23,7 +23,7 @@ from voxserve.api.security import install_security
 from voxserve.api.state import AppState
 from voxserve.api.stt_common import StreamAdmission
 from voxserve.config import Settings
-from voxserve.errors import TextTooLong
+from voxserve.errors import InvalidRequest, TextTooLong, VoxserveError
 from voxserve.runtime.registry import EngineRegistry
 from voxserve.ui import UI_PATH
 
@@ -35,10 +35,19 @@ _log = logging.getLogger("voxserve")
 class BodyLimitMiddleware:
     """413 for bodies over ``max_body_bytes`` before they are read; X-Request-ID on every response."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, max_upload_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        max_upload_bytes: int,
+        max_header_bytes: int = 32768,
+        max_headers: int = 100,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_upload_bytes = max_upload_bytes
+        self.max_header_bytes = max_header_bytes
+        self.max_headers = max_headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -46,6 +55,18 @@ class BodyLimitMiddleware:
             return
         request_id = uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id  # for the 500 handler (request.state)
+        headers = scope["headers"]
+        if (
+            len(headers) > self.max_headers
+            or sum(len(k) + len(v) for k, v in headers) > self.max_header_bytes
+        ):
+            # The HTTP server parsed them already (it has no limit of its own): refuse before any work.
+            err = InvalidRequest(
+                f"request headers are over {self.max_headers} fields or {self.max_header_bytes} bytes",
+                code="headers_too_large",
+            )
+            await self._send_error(send, request_id, 431, err)
+            return
         upload = scope["path"] in _UPLOAD_PATHS
         limit = self.max_upload_bytes if upload else self.max_body_bytes
         declared = dict(scope["headers"]).get(b"content-length")
@@ -92,15 +113,19 @@ class BodyLimitMiddleware:
                 await self._reject(send, request_id, limit, upload)
 
     async def _reject(self, send: Send, request_id: str, limit: int, upload: bool) -> None:
-        import json
-
         code = "file_too_large" if upload else "body_too_large"
         err = TextTooLong(f"request body is over {limit} bytes", code=code)
+        await self._send_error(send, request_id, err.status, err)
+
+    @staticmethod
+    async def _send_error(send: Send, request_id: str, status: int, err: VoxserveError) -> None:
+        import json
+
         body = json.dumps(err.to_dict()).encode()
         await send(
             {
                 "type": "http.response.start",
-                "status": err.status,
+                "status": status,
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
@@ -178,6 +203,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodyLimitMiddleware,
         max_body_bytes=settings.max_body_bytes,
         max_upload_bytes=settings.max_upload_bytes,
+        max_header_bytes=settings.max_header_bytes,
+        max_headers=settings.max_headers,
     )
     # Outside the body limit: API keys (every route, WebSocket and the UI), WebSocket Origin, CORS.
     install_security(app, settings, ui_path=UI_PATH if settings.ui_enabled else None)

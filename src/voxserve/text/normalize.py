@@ -88,6 +88,7 @@ def normalize_text(text: str, options: NormalizationOptions | None = None) -> st
         text = _OPTIONAL_PLURAL_RE.sub(r"\1", text)
     text = _speak_numbers(text, opts)
     text = _VERSUS_RE.sub("versus", text)
+    text = _CONTRACTION_RE.sub(_expand_contraction, text)
     if opts.replace_remaining_symbols:
         text = _replace_symbols(text)
     return _tidy(text)
@@ -684,6 +685,26 @@ def _speak_phone(m: re.Match[str]) -> str:
     groups.append(_digit_words(m.group("exchange")))
     groups.append(_digit_words(m.group("line")))
     return ", ".join(groups)
+
+
+# Contractions are spelled out before G2P: espeak reads "how're" as "harry". "'s" is left alone (is,
+# has or a possessive: only the reader knows), and "'d" becomes "would" (far more common than "had").
+_CONTRACTION_RE = re.compile(r"\b([A-Za-z]{1,12}+)'(re|ve|ll|m|d|t)\b", re.IGNORECASE)
+_WHOLE_CONTRACTIONS = {"won": "will", "can": "can", "shan": "shall", "ain": "is"}
+_CONTRACTION_ENDINGS = {"re": "are", "ve": "have", "ll": "will", "m": "am", "d": "would"}
+
+
+def _expand_contraction(m: re.Match[str]) -> str:
+    stem, ending = m.group(1), m.group(2).lower()
+    if ending == "t":
+        if stem.lower() in _WHOLE_CONTRACTIONS:  # won't, can't, shan't, ain't
+            word = _WHOLE_CONTRACTIONS[stem.lower()]
+            word = word.capitalize() if stem[0].isupper() else word
+            return f"{word}not" if word.lower() == "can" else f"{word} not"
+        if stem.lower().endswith("n") and len(stem) > 1:  # don't, isn't, wouldn't
+            return f"{stem[:-1]} not"
+        return m.group(0)
+    return f"{stem} {_CONTRACTION_ENDINGS[ending]}"
 
 
 _OPTIONAL_PLURAL_RE = re.compile(r"(?<=[A-Za-z])\((e?s)\)")

@@ -188,7 +188,7 @@ def test_markdown(text: str, expected: str) -> None:
         # Punctuation and quotes are kept; typographic forms are made plain.
         ('He said "hi" to me.', 'He said "hi" to me.'),
         ("“Smart” ‘quotes’", "\"Smart\" 'quotes'"),
-        ("Don't stop, it's fine; really: yes? No!", "Don't stop, it's fine; really: yes? No!"),
+        ("Don't stop, it's fine; really: yes? No!", "Do not stop, it's fine; really: yes? No!"),
         ("Wait... what?!", "Wait... what?"),
         ("Hello!!! Really???", "Hello! Really?"),
         ("Wait…", "Wait..."),
@@ -305,3 +305,21 @@ def test_pathological_input_is_linear(name: str) -> None:
     # Loose bounds, so as not to be flaky: the targets are < 0.5 s and a ratio of about 4.
     assert full < 1.0, f"{name}: {full:.3f}s for {len(text)} characters"
     assert full <= 6 * small + 0.02, f"{name}: 4x the input took {full / small:.1f}x the time"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("how're you doing?", "how are you doing?"),
+        (
+            "I'd say we'll see. You've been great, I'm sure.",
+            "I would say we will see. You have been great, I am sure.",
+        ),
+        ("Don't, won't, can't, isn't.", "Do not, will not, cannot, is not."),
+        ("They’re here", "They are here"),  # a typographic apostrophe too
+        ("It's John's book.", "It's John's book."),  # 's: is, has or possessive, left to the engine
+        ("rock'n'roll, O'Neil", "rock'n'roll, O'Neil"),
+    ],
+)
+def test_contractions_are_expanded(text: str, expected: str) -> None:
+    assert normalize_text(text) == expected
