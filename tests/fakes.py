@@ -48,6 +48,9 @@ class FakeEngine:
             raise RuntimeError("boom /secret/path")
         if text == "HANG":
             time.sleep(30)
+        if text == "SILENT":  # an engine that fails quietly
+            yield AudioPiece(audio=np.zeros(RATE // 10, np.float32), sample_rate=RATE, text=text, words=[])
+            return
         n = int(RATE * 0.05 * max(1, len(text.split())) / speed)
         t = np.arange(n, dtype=np.float32) / RATE
         audio = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)

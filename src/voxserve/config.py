@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     max_fragment_chars: int = Field(300, ge=20, description="Longest text fragment per synthesis call.")
     voice_aliases: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_VOICE_ALIASES))
     output_sample_rate: int = Field(24000, description="Rate of every encoded response (OpenAI uses 24 kHz).")
+    trailing_silence_ms: int = Field(
+        0, ge=0, le=5000, description="Silence appended to every speech response (players that cut the end)."
+    )
 
     # --- speech-to-text ----------------------------------------------------------------------------
     stt_models: list[str] = Field(

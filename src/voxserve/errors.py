@@ -27,6 +27,7 @@ __all__ = [
     "InvalidValue",
     "TextTooLong",
     "Unavailable",
+    "OutputError",
     "UnknownModel",
     "UnknownVoice",
     "UnsupportedMediaType",
@@ -128,3 +129,10 @@ class EngineFailure(VoxserveError):
 
     status = 500
     default_code = "synthesis_failed"
+
+
+class OutputError(EngineFailure):
+    """The engine produced unusable output, such as all-silent audio for speakable text (502)."""
+
+    status = 502
+    default_code = "output_error"

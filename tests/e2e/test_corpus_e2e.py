@@ -13,13 +13,15 @@ config closes 1008 ``invalid_config``, documented).
 
 Rows whose feature voxserve does not have yet are tested for what can be checked today (no 5xx, the
 documented status) and listed in the report as left: K3, K4, K6/K7 (word offsets into the source
-text), K8, K12, P6, B2.
+text), K8, K12.
 
 Rows covered by other test modules (they need their own server, fault injection or minutes of time):
 
 | Row | Where |
 |---|---|
 | B1 | ``test_faults_e2e.py``: a worker killed mid-stream aborts the body; SSE ends in an error event |
+| B2 | ``unit/runtime/test_pool.py``: a fake engine's silence is a 502 ``output_error`` |
+| P6 | ``unit/runtime/test_pool.py``: ``trailing_silence_ms`` pads the end (default 0 here) |
 | K22, RT3 | ``test_speech_e2e.py`` concurrency tests |
 | ST11, ST12 | ``test_faults_e2e.py``: idle timeout closes 1000, ``max_session_s`` closes 1008 |
 | ST13 | ``test_stream_ws_e2e.py::test_sessions_do_not_share_results`` |
@@ -607,7 +609,8 @@ def _rt4(ctx: Ctx) -> None:
 
 @row("P6")
 def _p6(ctx: Ctx) -> None:
-    # Left: no configurable trailing pad. Today: the last word is in the audio (non-streamed wav).
+    # The pad is the trailing_silence_ms setting (default 0, unit-tested); here: the last word is in the
+    # audio and the stream ends after the last sample (non-streamed wav).
     r = ctx.speech(input="Turn off the lights in the kitchen.", response_format="wav", stream=False)
     expect(r, 200)
     samples, rate = decode(r.content, "wav")
@@ -616,7 +619,7 @@ def _p6(ctx: Ctx) -> None:
 
 @row("B2")
 def _b2(ctx: Ctx) -> None:
-    # Left: no all-silence check on engine output yet (needs a fault-injecting engine to test).
+    # Silent engine output is a 502 output_error (unit-tested with a fake engine); real output is not.
     r = ctx.speech(input="Hello.", response_format="pcm", stream=False)
     expect(r, 200)
     assert float(np.abs(decode(r.content, "pcm")[0]).max()) > 0.05

@@ -112,6 +112,7 @@ async def start_speech(
             "phonemes": phonemes,
             "streaming": streaming,
             "volume": volume,
+            "trailing_silence_s": settings.trailing_silence_ms / 1000,
         }
     )
     try:

@@ -62,6 +62,8 @@ class SynthJob:
     streaming: bool = True
     """False buffers container metadata (exact WAV sizes) until the end."""
     volume: float = 1.0
+    trailing_silence_s: float = 0.0
+    """Silence appended after the last sample (players that stop early lose this, not words)."""
 
 
 @dataclass(frozen=True)

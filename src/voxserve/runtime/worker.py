@@ -18,11 +18,14 @@ from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
 
-from voxserve.errors import EngineFailure, VoxserveError
+from voxserve.errors import EngineFailure, OutputError, VoxserveError
 
 __all__ = ["worker_main"]
 
 _log = logging.getLogger("voxserve.worker")
+
+_SILENT_PEAK = 1e-4
+"""A fragment whose loudest sample is below this (about 3 steps of 16-bit PCM) is silent."""
 
 _ALLOWED_CALLS = frozenset({"check_voice", "phonemize", "voices"})
 _STREAM_CALLS = frozenset({"transcribe"})
@@ -166,12 +169,15 @@ class Serve:
             ]
         for index, text, make_pieces in sources:
             first_piece = True
+            peak = 0.0
             for piece in make_pieces():
                 if self._cancelled(job.job_id):
                     self.conn.send(m.Done(job.job_id, out_samples / job.sample_rate, 0.0, cancelled=True))
                     return
                 if resampler is None:
                     resampler = Resampler(piece.sample_rate, job.sample_rate)
+                if piece.audio.size:
+                    peak = max(peak, float(np.abs(piece.audio).max()))
                 audio = piece.audio if job.volume == 1.0 else np.clip(piece.audio * job.volume, -1, 1)
                 out = resampler.process(audio.astype(np.float32, copy=False))
                 start_s = out_samples / job.sample_rate
@@ -192,7 +198,13 @@ class Serve:
                     )
                 )
                 first_piece = False
+            if peak < _SILENT_PEAK:
+                # An engine that returns silence for speakable text has failed: say so instead of
+                # passing silence off as speech (before the headers when it is the first fragment).
+                raise OutputError(f"the engine produced silent audio for fragment {index + 1}")
         tail = resampler.flush() if resampler is not None else np.zeros(0, np.float32)
+        if job.trailing_silence_s > 0:
+            tail = np.concatenate([tail, np.zeros(int(job.trailing_silence_s * job.sample_rate), np.float32)])
         out_samples += len(tail)
         data = encoder.encode(tail) + encoder.finish()
         if data:

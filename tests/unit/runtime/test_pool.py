@@ -235,3 +235,19 @@ async def test_idle_and_busy_workers_answer_heartbeats() -> None:
         assert p.restarts == 0 and worker.alive
     finally:
         await p.stop()
+
+
+async def test_silent_engine_output_is_an_output_error(pool: EnginePool) -> None:
+    stream = await pool.synth(job("SILENT"))
+    with pytest.raises(VoxserveError) as exc:
+        await collect(stream)
+    assert exc.value.code == "output_error" and exc.value.status == 502
+    # The worker is fine: the next job speaks.
+    assert await collect(await pool.synth(job("hello")))
+
+
+async def test_trailing_silence_is_appended(pool: EnginePool) -> None:
+    plain = await collect(await pool.synth(job("hello")))
+    padded = await collect(await pool.synth(job("hello") | {"trailing_silence_s": 0.25}))
+    assert len(padded) - len(plain) == 2 * 4000  # 0.25 s at 16 kHz, s16le
+    assert padded[len(plain) :] == bytes(2 * 4000)
