@@ -9,6 +9,10 @@ has the same methods on ``httpx.Client`` and websockets' sync client (no event l
         mp3 = client.speech("Hello from voxserve.", voice="alloy")
         for chunk in client.speak_stream(["The answer", " is forty", "-two."]):
             ...  # s16le mono 24 kHz PCM, as soon as the first fragment is speakable
+        answer, audio = client.ask("What is the capital of France?")  # WS /v1/stream/chat (an LLM)
+
+``chat(...)`` opens a voice-chat session (typed turns, microphone audio, cancel, end) whose typed
+events — :data:`ChatEvent` — are iterated while sending.
 
 Every failure the server reports — an HTTP error envelope ``{"error": {"message", "type", "param",
 "code"}}``, a WebSocket ``{"type": "error", "code", "message"}`` event or an abnormal close code — is
@@ -29,6 +33,7 @@ import json
 import mimetypes
 import os
 import threading
+import time
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Generator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +53,17 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "AsyncClient",
     "AudioSource",
+    "AsyncChatSession",
     "CaptionedSpeech",
+    "ChatCancelled",
+    "ChatError",
+    "ChatEvent",
+    "ChatResponseDelta",
+    "ChatResponseDone",
+    "ChatResponseStarted",
+    "ChatSession",
+    "ChatSpeechStarted",
+    "ChatTranscript",
     "Client",
     "ClientError",
     "RealtimeCompleted",
@@ -341,6 +356,81 @@ class CaptionedSpeech:
     words: tuple[Word, ...]
 
 
+@dataclass(frozen=True)
+class ChatTranscript:
+    """What the user said (``WS /v1/stream/chat``): an interim (``is_final`` false: replaces the
+    previous interim) or a final, which becomes a user turn."""
+
+    text: str
+    is_final: bool
+    stability: float = 0.0
+
+
+@dataclass(frozen=True)
+class ChatSpeechStarted:
+    """The server's VAD heard the user start speaking, ``time_s`` seconds into the audio sent."""
+
+    time_s: float
+
+
+@dataclass(frozen=True)
+class ChatResponseStarted:
+    """The LLM starts answering ``user_text`` (a final transcript or a typed turn)."""
+
+    response_id: int
+    user_text: str
+
+
+@dataclass(frozen=True)
+class ChatResponseDelta:
+    """More text of answer ``response_id``, as the LLM writes it."""
+
+    response_id: int
+    delta: str
+
+
+@dataclass(frozen=True)
+class ChatResponseDone:
+    """Answer ``response_id`` is complete (``interrupted``: cut short by barge-in or ``cancel``; its
+    audio may still be coming unless it was interrupted)."""
+
+    response_id: int
+    text: str
+    interrupted: bool
+
+
+@dataclass(frozen=True)
+class ChatCancelled:
+    """A cancel took effect: no audio of the dropped answer follows; stop playback and drop the
+    audio buffered so far."""
+
+    dropped_fragments: int
+
+
+@dataclass(frozen=True)
+class ChatError:
+    """A non-fatal error event (``invalid_text``, ``llm_unavailable``, ...): the chat goes on. Fatal
+    errors (a bad config, no LLM configured, an abnormal close) are raised as :class:`ClientError`."""
+
+    code: str
+    message: str
+
+
+ChatEvent: TypeAlias = (
+    bytes
+    | Sentence
+    | ChatTranscript
+    | ChatSpeechStarted
+    | ChatResponseStarted
+    | ChatResponseDelta
+    | ChatResponseDone
+    | ChatCancelled
+    | ChatError
+)
+"""What a chat session yields: the answers' audio as ``bytes`` (one continuous stream in the chosen
+``response_format``), a :class:`Sentence` before each fragment's audio, and the chat events."""
+
+
 def _sentence(event: dict[str, Any]) -> Sentence:
     return Sentence(
         str(event.get("text", "")),
@@ -548,6 +638,114 @@ class _RealtimeTracker:
     @property
     def done(self) -> bool:
         return self.ended and self.committed <= self.finished
+
+
+def _chat_config(
+    voice: str | None,
+    response_format: str,
+    speed: float,
+    sample_rate_hz: int,
+    encoding: str,
+    language: str | None,
+    system_prompt: str | None,
+    barge_in: bool,
+    interim_results: bool,
+) -> str:
+    cfg: dict[str, Any] = {
+        "type": "config",
+        "response_format": response_format,
+        "speed": speed,
+        "sample_rate_hz": sample_rate_hz,
+        "encoding": encoding,
+        "language": language,
+        "barge_in": barge_in,
+        "interim_results": interim_results,
+    }
+    if voice is not None:
+        cfg["voice"] = voice
+    if system_prompt is not None:
+        cfg["system_prompt"] = system_prompt
+    return json.dumps(cfg)
+
+
+def _chat_event(message: str | bytes) -> ChatEvent | None:
+    """The typed event for a ``WS /v1/stream/chat`` message (``None`` for ``ready`` and unknown types)."""
+    if isinstance(message, bytes):
+        return message
+    try:
+        event = json.loads(message)
+    except ValueError:
+        raise ClientError("the server sent an event that is not JSON", code="invalid_event") from None
+    if not isinstance(event, dict):
+        return None
+    kind = event.get("type")
+    if kind == "transcript":
+        return ChatTranscript(
+            str(event.get("text", "")), bool(event.get("is_final")), float(event.get("stability", 0.0))
+        )
+    if kind == "speech_started":
+        return ChatSpeechStarted(float(event.get("time", 0.0)))
+    if kind == "response.started":
+        return ChatResponseStarted(int(event.get("response_id", 0)), str(event.get("user_text", "")))
+    if kind == "response.text.delta":
+        return ChatResponseDelta(int(event.get("response_id", 0)), str(event.get("delta", "")))
+    if kind == "response.done":
+        return ChatResponseDone(
+            int(event.get("response_id", 0)), str(event.get("text", "")), bool(event.get("interrupted"))
+        )
+    if kind == "sentence":
+        return _sentence(event)
+    if kind == "cancelled":
+        return ChatCancelled(int(event.get("dropped_fragments", 0)))
+    if kind == "error":
+        err = error_from_event(event)
+        return ChatError(err.code, err.message)
+    return None
+
+
+class _Answer:
+    """Collects the answer to one typed turn (:meth:`ChatSession.ask`): its text, and the audio from
+    its first ``sentence`` on (audio of an earlier answer still arriving comes before it)."""
+
+    def __init__(self, text: str) -> None:
+        self.user_text = text.strip()
+        self.response_id: int | None = None
+        self.text: str | None = None
+        self.speaking = False
+        self.audio = bytearray()
+
+    def handle(self, event: ChatEvent) -> bool:
+        """Take the next event; true once the answer's text is complete (time to send ``end``)."""
+        if isinstance(event, ChatError):
+            raise ClientError(event.message, code=event.code)
+        if self.response_id is None:
+            if isinstance(event, ChatResponseStarted) and event.user_text == self.user_text:
+                self.response_id = event.response_id
+            return False
+        if isinstance(event, Sentence):
+            self.speaking = True
+        elif isinstance(event, bytes):
+            if self.speaking:
+                self.audio += event
+        elif isinstance(event, ChatResponseDone):
+            done = event.response_id == self.response_id and self.text is None
+            if done:
+                self.text = event.text
+            return done
+        return False
+
+    def result(self) -> tuple[str, bytes]:
+        if self.text is None:
+            raise ClientError("the chat ended before the answer was complete", code="closed", close_code=1000)
+        return self.text, bytes(self.audio)
+
+
+def _sent_after_close(exc: ConnectionClosed) -> ClientError:
+    return _closed_error(exc) or ClientError("the chat has ended", code="closed", close_code=1000)
+
+
+_NOT_OPEN = "the chat is not open: use it as a context manager (or call open() first)"
+_CANCEL = json.dumps({"type": "cancel"})
 
 
 # --- text and audio pieces ---------------------------------------------------------------------------
@@ -885,12 +1083,15 @@ class AsyncClient(_Common):
 
     # --- WebSockets ----------------------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def _connect(self, path: str) -> AsyncGenerator[AsyncConnection, None]:
+    async def _open_ws(self, path: str) -> AsyncConnection:
         try:
-            ws = await async_connect(self.ws_base + path, **self._ws_options())
+            return await async_connect(self.ws_base + path, **self._ws_options())
         except (OSError, TimeoutError, InvalidURI, WebSocketException) as exc:
             raise _handshake_error(exc) from exc
+
+    @contextlib.asynccontextmanager
+    async def _connect(self, path: str) -> AsyncGenerator[AsyncConnection, None]:
+        ws = await self._open_ws(path)
         try:
             yield ws
         finally:
@@ -1092,6 +1293,56 @@ class AsyncClient(_Common):
                         return
             raise ClientError("the server closed the session early", code="closed", close_code=ws.close_code)
 
+    def chat(
+        self,
+        *,
+        voice: str | None = None,
+        response_format: str = "pcm",
+        speed: float = 1.0,
+        sample_rate_hz: int = 16000,
+        encoding: Literal["linear16", "float32"] = "linear16",
+        language: str | None = "en",
+        system_prompt: str | None = None,
+        barge_in: bool = True,
+        interim_results: bool = True,
+    ) -> AsyncChatSession:
+        """``WS /v1/stream/chat``: a voice chat with the server's LLM, opened by ``async with``.
+
+        Speech fields as in :meth:`speak_stream_events` (the answers' audio), audio fields as in
+        :meth:`transcribe_stream` (the microphone audio sent with ``send_audio``); ``system_prompt``
+        (the server's ``llm_system_prompt`` by default) and ``barge_in`` (the user speaking cancels
+        the answer). A server with no LLM raises ``ClientError`` ``llm_not_configured``.
+        """
+        config = _chat_config(
+            voice,
+            response_format,
+            speed,
+            sample_rate_hz,
+            encoding,
+            language,
+            system_prompt,
+            barge_in,
+            interim_results,
+        )
+        return AsyncChatSession(self, config)
+
+    async def ask(
+        self,
+        text: str,
+        *,
+        voice: str | None = None,
+        response_format: str = "pcm",
+        speed: float = 1.0,
+        system_prompt: str | None = None,
+    ) -> tuple[str, bytes]:
+        """One typed turn in a new chat: ``(answer text, answer audio)`` (see
+        :meth:`AsyncChatSession.ask`)."""
+        chat = self.chat(
+            voice=voice, response_format=response_format, speed=speed, system_prompt=system_prompt
+        )
+        async with chat:
+            return await chat.ask(text)
+
 
 class Client(_Common):
     """A blocking client for a voxserve server: :class:`AsyncClient`'s methods on ``httpx.Client``
@@ -1285,12 +1536,16 @@ class Client(_Common):
 
     # --- WebSockets ----------------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _connect(self, path: str) -> Generator[SyncConnection, None, None]:
+    def _open_ws(self, path: str) -> SyncConnection:
         try:
-            ws = sync_connect(self.ws_base + path, **self._ws_options())
+            ws: SyncConnection = sync_connect(self.ws_base + path, **self._ws_options())
         except (OSError, TimeoutError, InvalidURI, WebSocketException) as exc:
             raise _handshake_error(exc) from exc
+        return ws
+
+    @contextlib.contextmanager
+    def _connect(self, path: str) -> Generator[SyncConnection, None, None]:
+        ws = self._open_ws(path)
         with ws:
             yield ws
 
@@ -1471,3 +1726,262 @@ class Client(_Common):
                     if tracker.done:
                         return
             raise ClientError("the server closed the session early", code="closed", close_code=ws.close_code)
+
+    def chat(
+        self,
+        *,
+        voice: str | None = None,
+        response_format: str = "pcm",
+        speed: float = 1.0,
+        sample_rate_hz: int = 16000,
+        encoding: Literal["linear16", "float32"] = "linear16",
+        language: str | None = "en",
+        system_prompt: str | None = None,
+        barge_in: bool = True,
+        interim_results: bool = True,
+    ) -> ChatSession:
+        """``WS /v1/stream/chat``, opened by ``with`` (see :meth:`AsyncClient.chat`). Iterate the
+        session in one thread; ``send_audio`` may be called from another (a microphone's)."""
+        config = _chat_config(
+            voice,
+            response_format,
+            speed,
+            sample_rate_hz,
+            encoding,
+            language,
+            system_prompt,
+            barge_in,
+            interim_results,
+        )
+        return ChatSession(self, config)
+
+    def ask(
+        self,
+        text: str,
+        *,
+        voice: str | None = None,
+        response_format: str = "pcm",
+        speed: float = 1.0,
+        system_prompt: str | None = None,
+    ) -> tuple[str, bytes]:
+        """One typed turn in a new chat: ``(answer text, answer audio)`` (see :meth:`ChatSession.ask`)."""
+        chat = self.chat(
+            voice=voice, response_format=response_format, speed=speed, system_prompt=system_prompt
+        )
+        with chat:
+            return chat.ask(text)
+
+
+class AsyncChatSession:
+    """A ``WS /v1/stream/chat`` session of :class:`AsyncClient` (from :meth:`AsyncClient.chat`).
+
+    ``async with`` connects, sends the config and waits for ``ready`` (kept in :attr:`ready`); leaving
+    it closes the connection. Send with :meth:`say`, :meth:`send_audio`, :meth:`cancel` and
+    :meth:`end` — from another task while one iterates, or between events — and iterate
+    (``async for``) the :data:`ChatEvent` s until the server closes the chat (after ``end``, or when
+    idle). Error events are yielded as :class:`ChatError` (the chat goes on); an abnormal close is
+    raised as :class:`ClientError`.
+    """
+
+    def __init__(self, client: AsyncClient, config: str) -> None:
+        self._client = client
+        self._config = config
+        self._ws: AsyncConnection | None = None
+        self.ready: dict[str, Any] = {}
+        """The server's ``ready`` event (``voice``, ``response_format``, ``sample_rate``, ``llm_model``)."""
+
+    async def open(self) -> AsyncChatSession:
+        if self._ws is not None:
+            raise RuntimeError("the chat is already open")
+        ws = await self._client._open_ws("/v1/stream/chat")
+        try:
+            # A server that refuses the chat (no LLM) may already have closed: its error event is read next.
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send(self._config)
+            ready = await self._client._first_event(ws)
+            if ready.get("type") != "ready":
+                raise ClientError(f"unexpected event {ready.get('type')!r}", code="unexpected_event")
+        except BaseException:
+            await ws.close()
+            raise
+        self._ws, self.ready = ws, ready
+        return self
+
+    async def aclose(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+
+    async def __aenter__(self) -> AsyncChatSession:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def _conn(self) -> AsyncConnection:
+        if self._ws is None:
+            raise RuntimeError(_NOT_OPEN)
+        return self._ws
+
+    async def _send(self, message: str | bytes) -> None:
+        try:
+            await self._conn().send(message)
+        except ConnectionClosed as exc:
+            raise _sent_after_close(exc) from None
+
+    async def say(self, text: str) -> None:
+        """A typed user turn: the LLM answers it (interrupting an answer still running)."""
+        await self._send(json.dumps({"type": "text", "text": text}))
+
+    async def send_audio(self, pcm: bytes) -> None:
+        """Microphone audio: raw PCM in the session's ``encoding`` and ``sample_rate_hz``, sent as it
+        is recorded (faster is fine). Long buffers are cut into frames the server accepts."""
+        for frame in _frames(pcm, _AUDIO_FRAME_BYTES):
+            await self._send(frame)
+
+    async def cancel(self) -> None:
+        """Stop the current answer (the server sends ``response.done`` interrupted, then ``cancelled``)."""
+        await self._send(_CANCEL)
+
+    async def end(self) -> None:
+        """Finish: the last utterance is transcribed and answered, its answer spoken, then the
+        server closes the chat (iteration ends)."""
+        await self._send(_END)
+
+    async def receive(self) -> ChatEvent | None:
+        """The next event; ``None`` once the server has closed the chat normally (bound the wait
+        with ``asyncio.timeout``)."""
+        ws = self._conn()
+        while True:
+            try:
+                message = await ws.recv()
+            except ConnectionClosed as exc:
+                error = _closed_error(exc)
+                if error is not None:
+                    raise error from None
+                return None
+            event = _chat_event(message)
+            if event is not None:
+                return event
+
+    def __aiter__(self) -> AsyncChatSession:
+        return self
+
+    async def __anext__(self) -> ChatEvent:
+        event = await self.receive()
+        if event is None:
+            raise StopAsyncIteration
+        return event
+
+    async def ask(self, text: str) -> tuple[str, bytes]:
+        """Say ``text``, then ``end`` the chat once its answer is written: ``(answer text, its
+        audio)``, the audio complete (the server closes once it is all sent). Earlier turns stay in
+        the history; audio of an earlier answer is not included. An error event is raised."""
+        answer = _Answer(text)
+        await self.say(text)
+        while (event := await self.receive()) is not None:
+            if answer.handle(event):
+                await self.end()
+        return answer.result()
+
+
+class ChatSession:
+    """A ``WS /v1/stream/chat`` session of :class:`Client` (from :meth:`Client.chat`): the methods of
+    :class:`AsyncChatSession`, blocking, on websockets' sync client. Sending is thread-safe: a
+    microphone thread may call :meth:`send_audio` while another thread iterates."""
+
+    def __init__(self, client: Client, config: str) -> None:
+        self._client = client
+        self._config = config
+        self._ws: SyncConnection | None = None
+        self._stack = contextlib.ExitStack()
+        self.ready: dict[str, Any] = {}
+        """The server's ``ready`` event (``voice``, ``response_format``, ``sample_rate``, ``llm_model``)."""
+
+    def open(self) -> ChatSession:
+        if self._ws is not None:
+            raise RuntimeError("the chat is already open")
+        with contextlib.ExitStack() as stack:
+            ws = stack.enter_context(self._client._open_ws("/v1/stream/chat"))
+            with contextlib.suppress(ConnectionClosed):
+                ws.send(self._config)
+            ready = self._client._first_event(ws)
+            if ready.get("type") != "ready":
+                raise ClientError(f"unexpected event {ready.get('type')!r}", code="unexpected_event")
+            self._stack = stack.pop_all()
+        self._ws, self.ready = ws, ready
+        return self
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def __enter__(self) -> ChatSession:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _conn(self) -> SyncConnection:
+        if self._ws is None:
+            raise RuntimeError(_NOT_OPEN)
+        return self._ws
+
+    def _send(self, message: str | bytes) -> None:
+        try:
+            self._conn().send(message)
+        except ConnectionClosed as exc:
+            raise _sent_after_close(exc) from None
+
+    def say(self, text: str) -> None:
+        """A typed user turn (see :meth:`AsyncChatSession.say`)."""
+        self._send(json.dumps({"type": "text", "text": text}))
+
+    def send_audio(self, pcm: bytes) -> None:
+        """Microphone audio (see :meth:`AsyncChatSession.send_audio`)."""
+        for frame in _frames(pcm, _AUDIO_FRAME_BYTES):
+            self._send(frame)
+
+    def cancel(self) -> None:
+        """Stop the current answer."""
+        self._send(_CANCEL)
+
+    def end(self) -> None:
+        """Finish the last turn and its answer; then the server closes the chat."""
+        self._send(_END)
+
+    def receive(self, timeout: float | None = None) -> ChatEvent | None:
+        """The next event; ``None`` once the server has closed the chat normally. ``timeout``: seconds
+        to wait for it (then ``ClientError`` ``timeout``), or forever."""
+        ws = self._conn()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                message = ws.recv(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            except ConnectionClosed as exc:
+                error = _closed_error(exc)
+                if error is not None:
+                    raise error from None
+                return None
+            except TimeoutError:
+                raise ClientError("no event from the server in time", code="timeout") from None
+            event = _chat_event(message)
+            if event is not None:
+                return event
+
+    def __iter__(self) -> ChatSession:
+        return self
+
+    def __next__(self) -> ChatEvent:
+        event = self.receive()
+        if event is None:
+            raise StopIteration
+        return event
+
+    def ask(self, text: str) -> tuple[str, bytes]:
+        """Say ``text`` and ``end`` the chat once its answer is written (see
+        :meth:`AsyncChatSession.ask`)."""
+        answer = _Answer(text)
+        self.say(text)
+        while (event := self.receive()) is not None:
+            if answer.handle(event):
+                self.end()
+        return answer.result()

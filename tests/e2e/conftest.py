@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.stub_llm import StubLLM, start_stub_llm
 
 pytestmark = pytest.mark.e2e
 
@@ -116,3 +117,40 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def client(server: Server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=60) as c:
         yield c
+
+
+CHAT_SENTENCES = 4  # the stub's answer: "You said: ..." and four more sentences, a word every 30 ms
+
+
+@pytest.fixture(scope="session")
+def stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StubLLM]:
+    """A stub OpenAI-compatible LLM (tests/stub_llm.py) that wants the API key ``sekret``."""
+    llm = start_stub_llm(
+        tmp_path_factory.mktemp("llm") / "stub.log", delay_ms=30, sentences=CHAT_SENTENCES, api_key="sekret"
+    )
+    try:
+        yield llm
+    finally:
+        llm.stop()
+
+
+@pytest.fixture(scope="session")
+def chat_server(tmp_path_factory: pytest.TempPathFactory, stub: StubLLM) -> Iterator[Server]:
+    """A server with ``--llm-base-url`` set to the stub, piper and tiny.en, two chats at most."""
+    srv = start_server(
+        tmp_path_factory.mktemp("chat"),
+        "--llm-base-url",
+        stub.url,
+        "--llm-model",
+        "stub-model",
+        env={
+            "VOXSERVE_LLM_API_KEY": "sekret",
+            "VOXSERVE_ENGINES": '["piper"]',
+            "VOXSERVE_STT_MODELS": '["tiny.en"]',
+            "VOXSERVE_MAX_CHAT_SESSIONS": "2",
+        },
+    )
+    try:
+        yield srv
+    finally:
+        stop_server(srv)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from tests.e2e.conftest import Server, start_server, stop_server
+from tests.e2e.conftest import CHAT_SENTENCES, Server
 from tests.e2e.ws_helpers import pcm16
 from tests.speech_dev import by_name
-from tests.stub_llm import StubLLM, answer_for, start_stub_llm
+from tests.stub_llm import StubLLM, answer_for
 from tests.wer import wer
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
@@ -20,39 +19,7 @@ pytestmark = pytest.mark.e2e
 
 CONFIG = {"type": "config", "sample_rate_hz": 16000, "encoding": "linear16", "voice": "alloy"}
 UTTERANCE = "librispeech_1272-141231-0002.wav"
-SENTENCES = 4  # the stub's answer: "You said: ..." and four more sentences, a word every 30 ms
-
-
-@pytest.fixture(scope="module")
-def stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StubLLM]:
-    llm = start_stub_llm(
-        tmp_path_factory.mktemp("llm") / "stub.log", delay_ms=30, sentences=SENTENCES, api_key="sekret"
-    )
-    try:
-        yield llm
-    finally:
-        llm.stop()
-
-
-@pytest.fixture(scope="module")
-def chat_server(tmp_path_factory: pytest.TempPathFactory, stub: StubLLM) -> Iterator[Server]:
-    srv = start_server(
-        tmp_path_factory.mktemp("chat"),
-        "--llm-base-url",
-        stub.url,
-        "--llm-model",
-        "stub-model",
-        env={
-            "VOXSERVE_LLM_API_KEY": "sekret",
-            "VOXSERVE_ENGINES": '["piper"]',
-            "VOXSERVE_STT_MODELS": '["tiny.en"]',
-            "VOXSERVE_MAX_CHAT_SESSIONS": "2",
-        },
-    )
-    try:
-        yield srv
-    finally:
-        stop_server(srv)
+SENTENCES = CHAT_SENTENCES
 
 
 def chat_url(server: Server) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import pickle
 import subprocess
 import sys
@@ -13,13 +14,25 @@ import pytest
 
 from voxserve.client import (
     AsyncClient,
+    ChatCancelled,
+    ChatError,
+    ChatResponseDelta,
+    ChatResponseDone,
+    ChatResponseStarted,
+    ChatSpeechStarted,
+    ChatTranscript,
     Client,
     ClientError,
     RealtimeCompleted,
     RealtimeDelta,
     RealtimeFailed,
+    Sentence,
     SSEParser,
+    Word,
+    _Answer,
     _Backlog,
+    _chat_config,
+    _chat_event,
     _RealtimeTracker,
     _sync_audio_frames,
     _sync_text_pieces,
@@ -336,3 +349,90 @@ def test_sync_iteration_raises_the_async_error() -> None:
         for n in _iterate_on_loop_thread(failing):
             got.append(n)
     assert got == [1]
+
+
+def test_chat_config() -> None:
+    cfg = json.loads(_chat_config(None, "pcm", 1.0, 16000, "linear16", "en", None, True, True))
+    assert cfg == {
+        "type": "config",
+        "response_format": "pcm",
+        "speed": 1.0,
+        "sample_rate_hz": 16000,
+        "encoding": "linear16",
+        "language": "en",
+        "barge_in": True,
+        "interim_results": True,
+    }
+    cfg = json.loads(_chat_config("alloy", "mp3", 1.5, 24000, "float32", None, "Be brief.", False, False))
+    assert (cfg["voice"], cfg["system_prompt"], cfg["barge_in"], cfg["language"]) == (
+        "alloy",
+        "Be brief.",
+        False,
+        None,
+    )
+
+
+def test_chat_events_are_typed() -> None:
+    word = {"word": "Paris", "start_s": 0.5, "end_s": 0.9}
+    cases: list[tuple[dict[str, object], object]] = [
+        ({"type": "ready", "voice": "x"}, None),
+        ({"type": "something.new"}, None),
+        ({"type": "transcript", "text": "hi", "is_final": True, "stability": 0}, ChatTranscript("hi", True)),
+        ({"type": "speech_started", "time": 3.1}, ChatSpeechStarted(3.1)),
+        ({"type": "response.started", "response_id": 1, "user_text": "q"}, ChatResponseStarted(1, "q")),
+        ({"type": "response.text.delta", "response_id": 1, "delta": "Pa"}, ChatResponseDelta(1, "Pa")),
+        (
+            {"type": "response.done", "response_id": 1, "text": "Paris.", "interrupted": True},
+            ChatResponseDone(1, "Paris.", True),
+        ),
+        (
+            {"type": "sentence", "text": "Paris.", "start_s": 0.5, "words": [word]},
+            Sentence("Paris.", 0.5, (Word("Paris", 0.5, 0.9),)),
+        ),
+        ({"type": "cancelled", "dropped_fragments": 2}, ChatCancelled(2)),
+        ({"type": "error", "code": "llm_error", "message": "down"}, ChatError("llm_error", "down")),
+    ]
+    for message, expected in cases:
+        assert _chat_event(json.dumps(message)) == expected, message
+    assert _chat_event(b"\x01\x02") == b"\x01\x02"
+    assert _chat_event("[1, 2]") is None
+    with pytest.raises(ClientError) as info:
+        _chat_event("{nope")
+    assert info.value.code == "invalid_event"
+
+
+def test_answer_collects_its_own_turn_only() -> None:
+    answer = _Answer("  Second?  ")
+    feed = [
+        b"old audio",  # the previous answer, still arriving
+        ChatResponseStarted(1, "First?"),
+        Sentence("Old.", 0.0),
+        b"more old audio",
+        ChatCancelled(1),
+        ChatResponseStarted(2, "Second?"),
+        ChatResponseDelta(2, "New"),
+        b"still old",  # before the new answer's first sentence
+        Sentence("New.", 1.0),
+        b"new-1",
+        ChatResponseDone(1, "Old", True),
+    ]
+    assert not any(answer.handle(e) for e in feed)
+    assert answer.handle(ChatResponseDone(2, "New.", False)) is True
+    assert answer.handle(b"new-2") is False
+    assert answer.handle(ChatResponseDone(2, "New.", False)) is False
+    assert answer.result() == ("New.", b"new-1new-2")
+    with pytest.raises(ClientError) as info:
+        _Answer("x").result()
+    assert info.value.code == "closed"
+    with pytest.raises(ClientError) as info:
+        _Answer("x").handle(ChatError("llm_unavailable", "down"))
+    assert info.value.code == "llm_unavailable"
+
+
+def test_chat_sessions_need_opening() -> None:
+    client = Client("http://127.0.0.1:9")
+    try:
+        with pytest.raises(RuntimeError, match="not open"):
+            client.chat().end()
+    finally:
+        client.close()
