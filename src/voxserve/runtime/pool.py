@@ -251,6 +251,11 @@ class EnginePool:
         return not self._idle.empty()
 
     @property
+    def idle_workers(self) -> int:
+        """How many workers are idle now."""
+        return self._idle.qsize()
+
+    @property
     def ready(self) -> bool:
         return bool(self.workers) and any(w.alive for w in self.workers)
 

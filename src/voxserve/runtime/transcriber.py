@@ -120,7 +120,10 @@ class Transcriber:
         if request.prompt:
             options = TranscribeOptions(**{**options.__dict__, "prompt": request.prompt})
         stream = None
-        if request.kind == "partial" and not self.pool.has_idle_worker:
+        # One worker of a pool of several is kept for finals: a partial only starts when another worker
+        # is idle too, so a final never waits behind other streams' partials.
+        reserve = 1 if self.pool.size > 1 else 0
+        if request.kind == "partial" and self.pool.idle_workers <= reserve:
             # Under load, partials are skipped rather than queued, so finals (never skipped) get the
             # next free worker; the session asks for a fresh partial after its interval.
             self.skipped_partials += 1

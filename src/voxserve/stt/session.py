@@ -406,6 +406,8 @@ class _InFlight:
     job: _FinalJob | None
     """The final job, or None for a partial."""
     cancelled: bool = False
+    demoted: bool = False
+    """A speculative final whose utterance went on: its result is delivered as a partial."""
 
 
 def _transcript(segments: Sequence[Segment]) -> str:
@@ -542,7 +544,7 @@ class StreamingSession:
         self._inflight = None
         events: list[Event] = []
         if not inflight.cancelled:
-            if inflight.job is None:
+            if inflight.job is None or inflight.demoted:
                 self._deliver_partial(inflight, segments, events)
             else:
                 self._deliver_final(inflight.job, segments, events)
@@ -658,7 +660,7 @@ class StreamingSession:
             utt = self._current()
             self._append(frame, score)
             if speech:
-                self._resume(utt)
+                self._resume(utt, events)
             elif end - utt.speech_end >= self._min_silence_samples:
                 self._end_utterance(events)
         self._ring.push(frame)
@@ -711,10 +713,22 @@ class StreamingSession:
             partial_tick=start + self._first_partial_samples,
         )
 
-    def _resume(self, utt: _Utterance) -> None:
-        if utt.speculative is not None:
-            self._discard_speculative(utt.speculative)
+    def _resume(self, utt: _Utterance, events: list[Event]) -> None:
+        job = utt.speculative
+        if job is not None:
             utt.speculative = None
+            # The early final heard the utterance up to the pause: a good partial. Speech with short
+            # pauses (digits, lists) would otherwise show nothing until its end, as each pause's
+            # speculative final takes the decode slot from the partials.
+            inflight = self._inflight
+            if not self._partial_samples:  # no partials wanted: just drop it
+                self._discard_speculative(job)
+            elif job.result is not None:
+                self._partial_text(utt, job.result.text, job.end_s, events)
+            elif inflight is not None and inflight.job is job and not inflight.cancelled:
+                inflight.demoted = True
+            else:
+                self._discard_speculative(job)
         utt.speech_end = self._pos
         utt.partial_tick = max(utt.partial_tick, self._pos)  # the pause skipped no partials
         self._state = _State.SPEECH
@@ -921,7 +935,10 @@ class StreamingSession:
         utt = self._utt
         if utt is None or utt.id != inflight.utterance_id:
             return  # stale: that utterance has ended (its Final is what counts now)
-        _, tail = utt.agreement.update(_transcript(segments).split())
+        self._partial_text(utt, _transcript(segments), inflight.audio_end_s, events)
+
+    def _partial_text(self, utt: _Utterance, text: str, audio_end_s: float, events: list[Event]) -> None:
+        _, tail = utt.agreement.update(text.split())
         events.append(
             Partial(
                 utterance_id=utt.id,
@@ -929,7 +946,7 @@ class StreamingSession:
                 tentative_text=" ".join(tail),
                 stability=utt.agreement.stability(tail),
                 start_s=utt.start / self._sr,
-                end_s=inflight.audio_end_s,
+                end_s=audio_end_s,
             )
         )
 

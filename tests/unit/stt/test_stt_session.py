@@ -582,7 +582,29 @@ def test_no_partial_while_an_abandoned_one_is_outstanding() -> None:
     d.feed(silence(1.0), FRAME)
     d.finish()
     check_invariants(d.events)
-    assert len(d.of(Partial)) == 1 and len(d.finals()) == 1
+    # Two partials: the speculative final's answer (shown when speech resumed), then the real one.
+    first, second = d.of(Partial)
+    assert first.tentative_text and second.end_s > first.end_s
+    assert len(d.finals()) == 1
+
+
+def test_a_speculative_final_that_speech_overtakes_becomes_a_partial() -> None:
+    """Speech with short pauses (digits, lists): each pause's early final would take the decode slot
+    from the partials and be dropped, showing nothing until the end; its answer is a partial instead."""
+    d = make(SessionConfig(), delay=None)
+    d.feed(join(silence(frames(16)), tone(frames(8)), silence(frames(4))), FRAME)
+    (speculative,) = d.final_requests()
+    assert d.outstanding is speculative
+    d.feed(tone(frames(4)), FRAME)  # speech resumes before the silence ends the utterance
+    # The early final's text, as a partial of the utterance that goes on (a fresh partial may follow).
+    (partial,) = [e for e in d.answer(speculative) if isinstance(e, Partial)]
+    assert partial.tentative_text == text_of(word_decoder(speculative))
+    d.delay = 0
+    d.feed(silence(1.0), FRAME)
+    d.finish()
+    check_invariants(d.events)
+    (final,) = d.finals()
+    assert final.end_s == frames(16 + 8 + 4 + 4)
 
 
 def test_a_final_never_preempts_a_final() -> None:
