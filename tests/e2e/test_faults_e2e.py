@@ -30,6 +30,8 @@ def one_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             "VOXSERVE_SESSION_IDLE_TIMEOUT_S": "2",
             "VOXSERVE_MAX_SESSION_S": "4",
             "VOXSERVE_MAX_QUEUED_REQUESTS": "1",
+            "VOXSERVE_WS_PING_INTERVAL_S": "0.5",
+            "VOXSERVE_WS_PING_TIMEOUT_S": "0.5",
         },
     )
     try:
@@ -318,3 +320,43 @@ def test_killing_one_worker_leaves_the_other_request_whole(tmp_path: Path) -> No
         assert int(complete.split()[1]) > 48000 * 60  # minutes of audio, not a truncated body
     finally:
         stop_server(srv)
+
+
+def test_a_peer_that_ignores_pings_is_dropped(one_worker: Server) -> None:
+    """A raw WebSocket client that never answers the server's pings (ws_ping_interval_s = 0.5,
+    ws_ping_timeout_s = 0.5 here, before the 2 s idle timeout) is closed with 1011 (keepalive
+    timeout) and disconnected; the server goes on."""
+    import base64 as b64
+    import socket
+    import struct
+
+    host, port = one_worker.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        key = b64.b64encode(os.urandom(16)).decode()
+        sock.sendall(
+            (
+                f"GET /v1/stream/transcribe HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        received = b""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 15:  # bounded: read until the server hangs up
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            received += chunk
+        elapsed = time.monotonic() - t0
+    head, _, frames = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101"), head[:100]
+    opcodes = []
+    while len(frames) >= 2:  # server frames are unmasked; these are all short
+        opcodes.append(frames[0] & 0x0F)
+        length = frames[1] & 0x7F
+        if opcodes[-1] == 0x8 and length >= 2:
+            (close_code,) = struct.unpack("!H", frames[2:4])
+        frames = frames[2 + length :]
+    assert 0x9 in opcodes, opcodes  # the server pinged
+    assert opcodes[-1] == 0x8 and close_code == 1011, opcodes  # then gave up on us
+    assert elapsed < 10
+    assert httpx.get(f"{one_worker.url}/health").status_code == 200
