@@ -136,8 +136,9 @@ def _transcribe(args: argparse.Namespace) -> int:
     fields = {"model": args.model, "response_format": "json", "stream": "true" if args.stream else "false"}
     if args.language:
         fields["language"] = args.language
+    headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
     try:
-        with httpx.Client(timeout=600) as client, path.open("rb") as f:
+        with httpx.Client(timeout=600, headers=headers) as client, path.open("rb") as f:
             files = {"file": (path.name, f)}
             if not args.stream:
                 r = client.post(url, data=fields, files=files)
@@ -173,16 +174,29 @@ def _error_text(response: Any) -> str:
 
 
 def _listen(args: argparse.Namespace) -> int:
+    from websockets.exceptions import InvalidStatus
+
     from voxserve.listen import listen
 
     path = Path(args.file)
     if not path.is_file():
         sys.exit(f"voxserve listen: no such file: {path}")
     try:
-        asyncio.run(listen(path, args.server, pace=args.pace, show_partials=not args.finals_only))
+        asyncio.run(
+            listen(
+                path, args.server, pace=args.pace, show_partials=not args.finals_only, api_key=args.api_key
+            )
+        )
     except OSError as exc:
         sys.exit(f"voxserve listen: cannot reach {args.server}: {exc}")
+    except InvalidStatus as exc:  # refused at the handshake: a missing or wrong key, a bad Origin
+        status = exc.response.status_code
+        hint = " (invalid_api_key: pass --api-key or set VOXSERVE_API_KEY)" if status == 401 else ""
+        sys.exit(f"voxserve listen: the server refused the stream: HTTP {status}{hint}")
     return 0
+
+
+_API_KEY_HELP = "key for a server that requires one (default: $VOXSERVE_API_KEY)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -222,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--server", default="http://127.0.0.1:8000")
     tr.add_argument("--model", default="whisper-1")
     tr.add_argument("--language")
+    tr.add_argument("--api-key", default=os.environ.get("VOXSERVE_API_KEY"), help=_API_KEY_HELP)
     tr.set_defaults(func=_transcribe)
 
     li = sub.add_parser(
@@ -231,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     li.add_argument("--server", default="http://127.0.0.1:8000")
     li.add_argument("--pace", type=float, default=1.0, help="1.0 is real time; 0 sends as fast as possible")
     li.add_argument("--finals-only", action="store_true")
+    li.add_argument("--api-key", default=os.environ.get("VOXSERVE_API_KEY"), help=_API_KEY_HELP)
     li.set_defaults(func=_listen)
 
     voices = sub.add_parser("voices", help="list the installed voices")

@@ -35,6 +35,7 @@ async def listen(
     pace: float = 1.0,
     show_partials: bool = True,
     out: TextIO = sys.stdout,
+    api_key: str | None = None,
 ) -> list[dict[str, Any]]:
     """Send ``path`` as 16 kHz linear16 in 100 ms frames; print partials (one updating line) and finals.
 
@@ -47,7 +48,8 @@ async def listen(
     pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
     frame_bytes = int(16000 * FRAME_S) * 2
     results: list[dict[str, Any]] = []
-    async with websockets.connect(_ws_url(server), max_size=2**20) as ws:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+    async with websockets.connect(_ws_url(server), max_size=2**20, additional_headers=headers) as ws:
         await ws.send(
             json.dumps(
                 {

@@ -107,3 +107,37 @@ def test_transcribe_reports_errors(server: Server, tmp_path: Path) -> None:
     assert result.returncode != 0 and "unsupported_media_type" in result.stderr
     missing = run("transcribe", str(tmp_path / "nope.wav"), "--server", server.url)
     assert missing.returncode != 0 and "no such file" in missing.stderr
+
+
+def test_transcribe_and_listen_send_the_api_key(tmp_path: Path) -> None:
+    from tests.speech_dev import by_name
+
+    srv = start_server(
+        tmp_path,
+        env={
+            "VOXSERVE_API_KEYS": "k1,k2",
+            "VOXSERVE_ENGINES": '["piper"]',
+            "VOXSERVE_STT_MODELS": '["tiny.en"]',
+            "VOXSERVE_UI_ENABLED": "0",
+        },
+        headers={"Authorization": "Bearer k1"},
+    )
+    try:
+        path = str(by_name("speech_recognition_english_123.wav").path)
+        refused = run("transcribe", path, "--server", srv.url)
+        assert refused.returncode != 0 and "invalid_api_key" in refused.stderr
+        ok = run("transcribe", path, "--server", srv.url, "--api-key", "k2")
+        assert ok.returncode == 0 and ok.stdout.strip(), ok.stderr
+        refused = run("listen", path, "--server", srv.url, "--pace", "0")
+        assert refused.returncode != 0 and "HTTP 401" in refused.stderr
+        env = {**ENV, "VOXSERVE_API_KEY": "k1"}
+        ok = subprocess.run(
+            [sys.executable, "-m", "voxserve.cli", "listen", path, "--server", srv.url, "--pace", "0"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=180,
+        )
+        assert ok.returncode == 0 and "s] " in ok.stdout, ok.stderr
+    finally:
+        stop_server(srv)
