@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.tts_bench import direct_engine_s  # noqa: E402
 from tests.e2e.conftest import start_server, stop_server  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 
@@ -51,20 +52,6 @@ def first_fragment() -> str:
         if out := splitter.feed(token):
             return normalize_text(out[0])
     raise AssertionError("no fragment")
-
-
-def direct_engine_s(text: str, runs: int) -> float:
-    from voxserve.engines.piper import PiperEngine
-
-    engine = PiperEngine(threads=1)
-    for _ in range(3):
-        list(engine.synthesize(text, "en_US-joe-medium", 1.0))
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        list(engine.synthesize(text, "en_US-joe-medium", 1.0))
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def first_audio_s(url: str, token_s: float) -> tuple[float, float]:

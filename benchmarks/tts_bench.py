@@ -45,16 +45,17 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def direct_first_sentence(runs: int) -> float:
+def direct_engine_s(text: str, runs: int) -> float:
+    """Median time for the Piper engine, called directly in this process, to speak ``text``."""
     from voxserve.engines.piper import PiperEngine
 
     engine = PiperEngine(threads=1)
     for _ in range(3):
-        list(engine.synthesize(FIRST_SENTENCE, "en_US-joe-medium", 1.0))
+        list(engine.synthesize(text, "en_US-joe-medium", 1.0))
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        list(engine.synthesize(FIRST_SENTENCE, "en_US-joe-medium", 1.0))
+        list(engine.synthesize(text, "en_US-joe-medium", 1.0))
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -179,7 +180,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     os.environ.pop("PYTHONASYNCIODEBUG", None)
-    direct = direct_first_sentence(args.runs)
+    direct = direct_engine_s(FIRST_SENTENCE, args.runs)
     import tempfile
 
     tmp = Path(tempfile.mkdtemp(prefix="voxserve-bench-"))
