@@ -246,11 +246,6 @@ class EnginePool:
         self._closing = False
 
     @property
-    def has_idle_worker(self) -> bool:
-        """True if a job submitted now would start at once."""
-        return not self._idle.empty()
-
-    @property
     def idle_workers(self) -> int:
         """How many workers are idle now."""
         return self._idle.qsize()

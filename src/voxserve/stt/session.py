@@ -721,13 +721,13 @@ class StreamingSession:
             # pauses (digits, lists) would otherwise show nothing until its end, as each pause's
             # speculative final takes the decode slot from the partials.
             inflight = self._inflight
-            if not self._partial_samples:  # no partials wanted: just drop it
-                self._discard_speculative(job)
-            elif job.result is not None:
+            running = inflight is not None and inflight.job is job and not inflight.cancelled
+            if self._partial_samples and job.result is not None:
                 self._partial_text(utt, job.result.text, job.end_s, events)
-            elif inflight is not None and inflight.job is job and not inflight.cancelled:
-                inflight.demoted = True
-            else:
+            elif self._partial_samples and running:
+                assert inflight is not None
+                inflight.demoted = True  # its answer, when it comes, is delivered as a partial
+            else:  # no partials wanted, or it never went out: just drop it
                 self._discard_speculative(job)
         utt.speech_end = self._pos
         utt.partial_tick = max(utt.partial_tick, self._pos)  # the pause skipped no partials
