@@ -76,7 +76,12 @@ class FakeEngine:
     def phonemize(self, text: str, voice: str) -> PhonemeResult:
         return PhonemeResult(phonemes=text.lower(), tokens=[ord(c) for c in text])
 
-    def synthesize_phonemes(self, phonemes: str, voice: str, speed: float) -> Iterator[AudioPiece]:
+    def check_phonemes(self, phonemes: str, voice: str) -> None:
         if "!" in phonemes:
             raise InvalidValue("bad phonemes", code="invalid_phonemes")
-        yield from self.synthesize(phonemes, voice, speed)
+
+    def synthesize_phonemes(self, phonemes: str, voice: str, speed: float) -> Iterator[AudioPiece]:
+        self.check_phonemes(phonemes, voice)
+        for piece in self.synthesize(phonemes, voice, speed):
+            piece.words = []  # as the real engines: no word times for raw phonemes
+            yield piece

@@ -12,8 +12,7 @@ ST18 (streaming routes answer with error events, not HTTP statuses), M14 (a mess
 config closes 1008 ``invalid_config``, documented).
 
 Rows whose feature voxserve does not have yet are tested for what can be checked today (no 5xx, the
-documented status) and listed in the report as left: K3, K4, K6/K7 (word offsets into the source
-text), K8, K12.
+documented status) and listed in the report as left: K12 (see ``test_speech_jobs_e2e.py``).
 
 Rows covered by other test modules (they need their own server, fault injection or minutes of time):
 
@@ -289,51 +288,82 @@ def append(ws: ClientConnection, pcm: bytes, step: int = 9600) -> None:
 
 @row("K3")
 def _k3(ctx: Ctx) -> None:
-    # Left: no pause tags yet. Today: 200 and speech, never the anchors' 500.
-    r = ctx.speech(input="[pause:1s] Hello", response_format="wav", stream=False)
+    r = ctx.speech(
+        input="[pause:1s] Hello", response_format="wav", stream=False, voice="piper/en_US-joe-medium"
+    )
     expect(r, 200)
-    assert duration(r.content, "wav") > 0.2
+    samples, rate = decode(r.content, "wav")
+    lead = samples[: int(0.9 * rate)]
+    assert float(np.abs(lead).max()) < 1e-3  # leading silence...
+    assert float(np.abs(samples[int(1.0 * rate) :]).max()) > 0.05  # ...then speech
+    assert "hello" in ctx.transcribe(r.content).json()["text"].lower()
 
 
 @row("K4")
 def _k4(ctx: Ctx) -> None:
-    # Left: no tag grammar yet. Today: each look-alike is answered 200, never 5xx.
-    for text in ("[pause=1.5] Hello", "[PAUSE 1.0] Hello", "[silent 1s] Hello"):
-        expect(ctx.speech(input=text, response_format="pcm"), 200)
+    for text in ("[pause=1.5] Hello world.", "[PAUSE 1.0] Hello world.", "[silent 1s] Hello world."):
+        tag = text.split("]")[0] + "]"
+        r = ctx.speech(input=text, response_format="wav", stream=False, voice="piper/en_US-joe-medium")
+        expect(r, 200)
+        warning = r.headers["x-voxserve-warning"]
+        assert warning.startswith("invalid_tag:") and tag in warning, warning
+        heard = ctx.transcribe(r.content).json()["text"].lower()
+        assert "hello" in heard and not any(w in heard for w in ("pause", "silent", "1.5")), (
+            heard
+        )  # never spoken
+        expect(ctx.speech(input=text, markup="strict"), 422, "invalid_tag")
+    expect(
+        ctx.speech(input="Hello [pause:30s] world"), 422, "invalid_tag"
+    )  # out of range, never hours of silence
 
 
-@row("K5")
-def _k5(ctx: Ctx) -> None:
-    spoken = " ".join(w["word"] for w in captions(ctx, "It costs 3,497 and was built in 1999.")).lower()
-    assert "thousand" in spoken and "hundred" in spoken, spoken
-    assert "thirty four" not in spoken and "thirty-four" not in spoken
-    assert "nineteen" in spoken  # the year rule for a bare 4-digit token
+def located(ctx: Ctx, text: str, voice: str = "espeak/en-us") -> list[tuple[str, str]]:
+    """Each timestamp's word and the input characters its offsets point at."""
+    out = []
+    for w in captions(ctx, text, voice):
+        assert 0 <= w["source_start"] <= w["source_end"] <= len(text), w
+        out.append((w["word"], text[w["source_start"] : w["source_end"]]))
+    return out
 
 
 @row("K6")
 def _k6(ctx: Ctx) -> None:
-    # Partly left: timestamps name the normalised words, not offsets into the original text.
-    words = [w["word"] for w in captions(ctx, "It is 40–60°C today.")]
-    assert not any(w.endswith("-") or "°" in w for w in words), words
-    assert "forty" in " ".join(words).lower()
+    for voice in ("espeak/en-us", "piper/en_US-joe-medium"):
+        words = located(ctx, "It is 40–60°C today.", voice)
+        assert not any(w.endswith("-") or "°" in w for w, _ in words), words
+        by_word = dict(words)
+        assert by_word["forty"] == by_word["sixty"] == "40–60°C", words
+        assert by_word["It"] == "It" and by_word["today"] == "today", words
 
 
 @row("K7")
 def _k7(ctx: Ctx) -> None:
-    # Partly left: no offsets into the source text (as K6).
-    timed = captions(ctx, "The price will be $100 after 9:30PM.")
-    words = [w["word"] for w in timed]
-    spoken = " ".join(words).lower()
-    assert "dollars" in spoken and "nine" in spoken and "thirty" in spoken, spoken
-    assert not any("thirtypm" in w.lower() for w in words), words
-    starts = [w["start_time"] for w in timed]
-    assert starts == sorted(starts)
+    text = "The price will be $100 after 9:30PM."
+    for voice in ("espeak/en-us", "piper/en_US-joe-medium"):
+        words = located(ctx, text, voice)
+        spoken = " ".join(w for w, _ in words).lower()
+        assert "dollars" in spoken and "nine" in spoken and "thirty" in spoken, spoken
+        assert not any("thirtypm" in w.lower() for w, _ in words), words
+        by_word = dict((w.lower(), src) for w, src in words)
+        assert by_word["hundred"] == by_word["dollars"] == "$100", words
+        assert by_word["nine"] == by_word["thirty"] == "9:30PM", words
+        assert by_word["price"] == "price" and by_word["after"] == "after", words
 
 
 @row("K8")
 def _k8(ctx: Ctx) -> None:
-    # Left: no IPA override syntax yet; the markdown link is read as its text, never 5xx.
-    expect(ctx.speech(input="[bla bla](/ðɪs ɪz ˈoʊnli ɐ tˈɛst/)", response_format="pcm"), 200)
+    # The override is spoken, not its text: Whisper hears the IPA's words, never "bla bla".
+    r = ctx.speech(
+        input="[bla bla](/ðɪs ɪz ˈoʊnli ɐ tˈɛst/)",
+        response_format="wav",
+        stream=False,
+        voice="piper/en_US-joe-medium",
+    )
+    expect(r, 200)
+    heard = ctx.transcribe(r.content).json()["text"].lower()
+    assert "test" in heard and "bla" not in heard, heard
+    expect(ctx.speech(input="Say [x](/€€/) now.", voice="piper/en_US-joe-medium"), 422, "invalid_phonemes")
+    expect(ctx.speech(input="Say [x](/ɪz/) now.", voice="espeak/en-us"), 422, "phonemes_not_supported")
 
 
 K9_PATTERNS = ["a", "a.", ".a", "a@", "9"]

@@ -4,7 +4,9 @@
 * ``POST /dev/generate_from_phonemes`` — IPA phonemes → audio (Piper and Kokoro voices), streamed;
   bad phonemes and unknown voices are 422/404 before any header.
 * ``POST /dev/captioned_speech`` — audio plus word timestamps, as newline-delimited JSON objects
-  ``{"audio": <base64>, "audio_format", "timestamps": [{"word", "start_time", "end_time"}]}``.
+  ``{"audio": <base64>, "audio_format", "timestamps": [{"word", "start_time", "end_time",
+  "source_start", "source_end"}]}``; ``source_start:source_end`` is the range of ``input`` characters
+  (Unicode code points) the word speaks, so "one hundred dollars" all point at ``$100``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from voxserve.api.speech import (
 from voxserve.api.state import AppState, get_state
 from voxserve.audio.encode import MEDIA_TYPES
 from voxserve.errors import InvalidValue
+from voxserve.runtime.messages import Chunk
 from voxserve.text.normalize import NormalizationOptions, has_speakable_text, normalize_text
+from voxserve.tts.plan import WordLocator
 
 __all__ = ["router"]
 
@@ -96,12 +100,14 @@ async def captioned_speech(body: CaptionedSpeechRequest, request: Request) -> Re
         streaming=body.stream,
         volume=body.volume_multiplier,
         options=body.normalization_options.to_options() if body.normalization_options else None,
+        markup=body.markup,
     )
     state.metrics.ttfb.labels(body.response_format).observe(time.perf_counter() - t0)
     headers = audio_headers(started, body.response_format, state.settings.output_sample_rate)
     fmt = body.response_format
+    locator = started.plan.locator()
     if not body.stream:
-        audio, words = await _collect(state, started, body.return_timestamps)
+        audio, words = await _collect(state, started, locator if body.return_timestamps else None)
         return JSONResponse(
             {"audio": base64.b64encode(audio).decode(), "audio_format": fmt, "timestamps": words},
             headers=headers,
@@ -109,27 +115,35 @@ async def captioned_speech(body: CaptionedSpeechRequest, request: Request) -> Re
 
     async def lines() -> AsyncIterator[bytes]:
         async for chunk in iterate_audio(state, started):
-            words = _words(chunk.words) if body.return_timestamps else []
+            words = _words(chunk, locator) if body.return_timestamps else []
             if chunk.data or words:
                 yield _caption_line(chunk.data, fmt, words)
 
     return speech_response(started, lines(), media_type="application/x-ndjson", headers=headers)
 
 
-def _words(words: tuple[object, ...]) -> list[dict[str, object]]:
+def _words(chunk: Chunk, locator: WordLocator) -> list[dict[str, object]]:
+    """The chunk's word timings, each with the range of input characters it speaks."""
+    spans = locator.locate(chunk.fragment, chunk.words)
     return [
-        {"word": w.word, "start_time": w.start_s, "end_time": w.end_s}  # type: ignore[attr-defined]
-        for w in words
+        {
+            "word": w.word,
+            "start_time": w.start_s,
+            "end_time": w.end_s,
+            "source_start": span[0] if span else None,
+            "source_end": span[1] if span else None,
+        }
+        for w, span in zip(chunk.words, spans, strict=True)
     ]
 
 
 async def _collect(
-    state: AppState, started: StartedSpeech, timestamps: bool
+    state: AppState, started: StartedSpeech, locator: WordLocator | None
 ) -> tuple[bytes, list[dict[str, object]]]:
     data: list[bytes] = []
     words: list[dict[str, object]] = []
     async for chunk in iterate_audio(state, started):
         data.append(chunk.data)
-        if timestamps:
-            words.extend(_words(chunk.words))
+        if locator is not None:
+            words.extend(_words(chunk, locator))
     return b"".join(data), words

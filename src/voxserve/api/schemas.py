@@ -13,6 +13,7 @@ __all__ = [
     "NormalizationOptionsModel",
     "PhonemeSpeechRequest",
     "PhonemizeRequest",
+    "SpeechJobRequest",
     "SpeechRequest",
     "VoiceRef",
 ]
@@ -43,8 +44,8 @@ class NormalizationOptionsModel(BaseModel):
         return NormalizationOptions(**self.model_dump())
 
 
-class SpeechRequest(BaseModel):
-    """``POST /v1/audio/speech``: OpenAI's CreateSpeechRequest plus Kokoro-FastAPI's ``stream``."""
+class _SpeechFields(BaseModel):
+    """The fields a speech request and a speech job share."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -55,11 +56,22 @@ class SpeechRequest(BaseModel):
     voice: str | VoiceRef = Field(description="A voice id, an OpenAI voice name, a blend or {'id': ...}.")
     response_format: AudioFormat = "mp3"
     speed: float = Field(1.0, ge=0.25, le=4.0)
+    volume_multiplier: float = Field(1.0, gt=0.0, le=4.0)
+    normalization_options: NormalizationOptionsModel | None = None
+
+
+class SpeechRequest(_SpeechFields):
+    """``POST /v1/audio/speech``: OpenAI's CreateSpeechRequest plus Kokoro-FastAPI's ``stream``."""
+
     instructions: str | None = Field(None, max_length=4096)
     stream_format: Literal["audio", "sse"] = "audio"
     stream: bool = Field(True, description="Kokoro-FastAPI: false returns the whole file at once.")
-    volume_multiplier: float = Field(1.0, gt=0.0, le=4.0)
-    normalization_options: NormalizationOptionsModel | None = None
+
+
+class SpeechJobRequest(_SpeechFields):
+    """``POST /v1/audio/speech/jobs``: the speech request's fields for a long text, spoken into a file."""
+
+    input: str = Field(description="The text to speak (at most `max_job_chars` characters).")
 
 
 class CaptionedSpeechRequest(SpeechRequest):

@@ -29,6 +29,7 @@ from voxserve.errors import UnknownModel, VoxserveError
 from voxserve.runtime.messages import Chunk
 from voxserve.runtime.pool import SynthStream
 from voxserve.runtime.registry import ResolvedVoice
+from voxserve.text.markup import MarkupMode
 from voxserve.text.normalize import NormalizationOptions
 from voxserve.tts.plan import SpeechPlan, plan_speech
 
@@ -85,6 +86,7 @@ async def start_speech(
     streaming: bool = True,
     volume: float = 1.0,
     options: NormalizationOptions | None = None,
+    markup: MarkupMode = "lenient",
 ) -> StartedSpeech:
     """Resolve, validate and start a synthesis; return once its first chunk exists."""
     settings = state.settings
@@ -101,6 +103,7 @@ async def start_speech(
             first_fragment_max_chars=settings.first_fragment_max_chars,
             max_fragment_chars=settings.max_fragment_chars,
             options=options,
+            markup=markup,
         )
     stream = await pool.synth(
         {
@@ -132,6 +135,8 @@ def audio_headers(started: StartedSpeech, fmt: str, sample_rate: int) -> dict[st
         "Cache-Control": "no-cache",
         "X-Accel-Buffering": "no",
     }
+    if started.plan.warnings:
+        headers["X-Voxserve-Warning"] = markup_warning(started.plan.warnings)
     if fmt == "pcm":
         # Raw PCM is not self-describing.
         headers |= {
@@ -141,6 +146,15 @@ def audio_headers(started: StartedSpeech, fmt: str, sample_rate: int) -> dict[st
             "X-Audio-Bits-Per-Sample": "16",
         }
     return headers
+
+
+def markup_warning(tags: tuple[str, ...]) -> str:
+    """The ``X-Voxserve-Warning`` value for look-alike tags that were removed (ASCII, bounded)."""
+    shown = ", ".join(json.dumps(t[:48]) for t in tags[:5]) + (", ..." if len(tags) > 5 else "")
+    return (
+        f"invalid_tag: removed {len(tags)} tag(s) that are not voxserve markup ({shown}); "
+        "a pause is written [pause:1.5s] or [pause:300ms]"
+    )
 
 
 async def iterate_audio(state: AppState, started: StartedSpeech) -> AsyncIterator[Chunk]:
@@ -175,6 +189,7 @@ async def create_speech(body: SpeechRequest, request: Request) -> Response:
         streaming=body.stream,
         volume=body.volume_multiplier,
         options=body.normalization_options.to_options() if body.normalization_options else None,
+        markup=body.markup,
     )
     state.metrics.ttfb.labels(body.response_format).observe(time.perf_counter() - t0)
     headers = audio_headers(started, body.response_format, state.settings.output_sample_rate)

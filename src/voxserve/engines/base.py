@@ -105,6 +105,10 @@ class TTSEngine(Protocol):
         """Speak IPA phonemes directly. Raise ``InvalidValue(code="invalid_phonemes")`` on bad input."""
         ...
 
+    def check_phonemes(self, phonemes: str, voice: str) -> object:
+        """Raise as :meth:`synthesize_phonemes` would for ``phonemes``, without synthesizing them."""
+        ...
+
 
 # --- speech-to-text -------------------------------------------------------------------------------
 

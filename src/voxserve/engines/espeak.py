@@ -305,6 +305,11 @@ class EspeakEngine:
 
     def synthesize_phonemes(self, phonemes: str, voice: str, speed: float) -> Iterator[AudioPiece]:
         """Always refused: espeak cannot speak IPA."""
+        self.check_phonemes(phonemes, voice)
+        return iter(())
+
+    def check_phonemes(self, phonemes: str, voice: str) -> None:
+        """Always refused: espeak cannot speak IPA."""
         raise InvalidValue(
             "the espeak engine cannot speak IPA phonemes; use a piper or kokoro voice",
             code="phonemes_not_supported",

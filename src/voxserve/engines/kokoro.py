@@ -549,10 +549,9 @@ class KokoroEngine:
                 words=_word_timings(chunk, words, len(audio) / SAMPLE_RATE, durations),
             )
 
-    def synthesize_phonemes(self, phonemes: str, voice: str, speed: float) -> Iterator[AudioPiece]:
-        """Speak Kokoro phonemes (misaki IPA) directly; at most 510 symbols."""
-        style = self._style_pack(voice)
-        _check_speed(speed)
+    def check_phonemes(self, phonemes: str, voice: str) -> str:
+        """Kokoro's symbols for ``phonemes``; 422 ``invalid_phonemes``/``phonemes_too_long`` if unusable."""
+        self._style_pack(voice)
         clean, unknown = _to_vocab(phonemes, self._vocab)
         if unknown:
             raise InvalidValue(
@@ -568,6 +567,13 @@ class KokoroEngine:
                 code="phonemes_too_long",
                 param="phonemes",
             )
+        return clean
+
+    def synthesize_phonemes(self, phonemes: str, voice: str, speed: float) -> Iterator[AudioPiece]:
+        """Speak Kokoro phonemes (misaki IPA) directly; at most 510 symbols."""
+        style = self._style_pack(voice)
+        _check_speed(speed)
+        clean = self.check_phonemes(phonemes, voice)
         audio, _ = self._infer(clean, style, speed)
         yield AudioPiece(audio=audio, sample_rate=SAMPLE_RATE, text=phonemes)
 

@@ -120,7 +120,8 @@ class PiperEngine:
                 tokens.extend(v.voice.phonemes_to_ids(s))
         return PhonemeResult(phonemes=unicodedata.normalize("NFC", phonemes), tokens=tokens)
 
-    def synthesize_phonemes(self, phonemes: str, voice: str, speed: float) -> Iterator[AudioPiece]:
+    def check_phonemes(self, phonemes: str, voice: str) -> list[str]:
+        """The voice's symbols for ``phonemes``; ``invalid_phonemes`` (422) if it cannot speak them."""
         v = self._voice(voice)
         symbols = list(unicodedata.normalize("NFD", phonemes.strip()))
         unknown = sorted({s for s in symbols if s not in v.id_map})
@@ -132,6 +133,11 @@ class PiperEngine:
             )
         if not symbols:
             raise InvalidValue("phonemes must not be empty", code="invalid_phonemes", param="phonemes")
+        return symbols
+
+    def synthesize_phonemes(self, phonemes: str, voice: str, speed: float) -> Iterator[AudioPiece]:
+        v = self._voice(voice)
+        symbols = self.check_phonemes(phonemes, voice)
         ids = v.voice.phonemes_to_ids(symbols)
         raw = v.voice.phoneme_ids_to_audio(ids, self._config(speed))
         audio = np.asarray(raw[0] if isinstance(raw, tuple) else raw, dtype=np.float32)

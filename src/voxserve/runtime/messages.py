@@ -14,6 +14,7 @@ from typing import Any
 
 from voxserve.engines.base import VoiceInfo, WordTiming
 from voxserve.errors import VoxserveError
+from voxserve.text.markup import Fragment
 
 __all__ = [
     "Call",
@@ -57,7 +58,8 @@ class SynthJob:
     """One of :data:`voxserve.audio.encode.FORMATS`."""
     sample_rate: int
     """Output rate; the worker resamples the engine's native rate to it."""
-    fragments: tuple[str, ...] = ()
+    fragments: tuple[Fragment, ...] = ()
+    """Text fragments, pauses and IPA overrides (:data:`voxserve.text.markup.Fragment`), in order."""
     phonemes: str | None = None
     streaming: bool = True
     """False buffers container metadata (exact WAV sizes) until the end."""

@@ -18,7 +18,7 @@ from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
 
-from voxserve.errors import EngineFailure, OutputError, VoxserveError
+from voxserve.errors import EngineFailure, InvalidValue, OutputError, VoxserveError
 
 __all__ = ["worker_main"]
 
@@ -145,6 +145,58 @@ class Serve:
                 self.backlog.append(msg)
         return cancelled
 
+    def _native_rate(self, voice: str, fallback: int) -> int:
+        """The engine's output rate for ``voice`` (pauses before any audio are made at this rate)."""
+        infos = self.engine.voices() if hasattr(self.engine, "voices") else []
+        for info in infos:
+            if info.name == voice:
+                return int(info.sample_rate)
+        # A Kokoro blend is not listed by name; every voice of one engine shares its rate.
+        return int(infos[0].sample_rate) if infos else fallback
+
+    def _sources(self, job: Any) -> list[tuple[int, str, Any]]:
+        """``(fragment index, text, make pieces)`` for each fragment of ``job``, validated up front."""
+        import numpy as np
+
+        from voxserve.engines.base import AudioPiece, WordTiming
+        from voxserve.text.markup import Pause, PhonemeOverride
+
+        engine = self.engine
+        if job.phonemes is not None:
+            return [(0, job.phonemes, lambda: engine.synthesize_phonemes(job.phonemes, job.voice, job.speed))]
+        # IPA overrides are checked before any audio is made, so bad phonemes are a 4xx before the
+        # response starts rather than a stream that breaks off at the override.
+        for item in job.fragments:
+            if isinstance(item, PhonemeOverride):
+                try:
+                    engine.check_phonemes(item.phonemes, job.voice)
+                except InvalidValue as exc:
+                    raise InvalidValue(
+                        f"the IPA override for {item.text!r}: {exc.message}", code=exc.code, param="input"
+                    ) from None
+
+        def pause(seconds: float) -> Any:
+            rate = self._native_rate(job.voice, job.sample_rate)
+            yield AudioPiece(audio=np.zeros(round(seconds * rate), np.float32), sample_rate=rate)
+
+        def override(item: PhonemeOverride) -> Any:
+            for piece in engine.synthesize_phonemes(item.phonemes, job.voice, job.speed):
+                if not piece.words:
+                    # Engines give no word times for raw phonemes: the override is one "word".
+                    piece.words = [WordTiming(item.text, 0.0, round(len(piece.audio) / piece.sample_rate, 3))]
+                piece.text = item.text
+                yield piece
+
+        sources: list[tuple[int, str, Any]] = []
+        for i, item in enumerate(job.fragments):
+            if isinstance(item, Pause):
+                sources.append((i, "", lambda s=item.seconds: pause(s)))
+            elif isinstance(item, PhonemeOverride):
+                sources.append((i, item.text, lambda o=item: override(o)))
+            else:
+                sources.append((i, item, lambda t=item: engine.synthesize(t, job.voice, job.speed)))
+        return sources
+
     def _synth(self, job: Any) -> None:
         import numpy as np
 
@@ -152,21 +204,14 @@ class Serve:
         from voxserve.audio.resample import Resampler
         from voxserve.engines.base import WordTiming
         from voxserve.runtime import messages as m
+        from voxserve.text.markup import Pause
 
         t0 = time.perf_counter()
         self.engine.check_voice(job.voice)
+        sources = self._sources(job)
         encoder = make_encoder(job.fmt, job.sample_rate, streaming=job.streaming)
         resampler: Resampler | None = None
         out_samples = 0
-        if job.phonemes is not None:
-            sources: list[tuple[int, str, Any]] = [
-                (0, job.phonemes, lambda: self.engine.synthesize_phonemes(job.phonemes, job.voice, job.speed))
-            ]
-        else:
-            sources = [
-                (i, text, (lambda t=text: self.engine.synthesize(t, job.voice, job.speed)))
-                for i, text in enumerate(job.fragments)
-            ]
         for index, text, make_pieces in sources:
             first_piece = True
             peak = 0.0
@@ -198,7 +243,8 @@ class Serve:
                     )
                 )
                 first_piece = False
-            if peak < _SILENT_PEAK:
+            is_pause = job.phonemes is None and isinstance(job.fragments[index], Pause)
+            if peak < _SILENT_PEAK and not is_pause:
                 # An engine that returns silence for speakable text has failed: say so instead of
                 # passing silence off as speech (before the headers when it is the first fragment).
                 raise OutputError(f"the engine produced silent audio for fragment {index + 1}")

@@ -1,19 +1,32 @@
 """Text → the fragments a synthesis job speaks (pure; no I/O).
 
-Normalisation makes text speakable (numbers, symbols, markdown, URLs); splitting yields sentence
+Inline markup is read first (pause tags and IPA overrides, :mod:`voxserve.text.markup`); each stretch
+of text between tags is then normalised (numbers, symbols, markdown, URLs), aligned back to the input
+so word timestamps can name input characters (:mod:`voxserve.text.align`), and split into sentence
 fragments with a short first fragment, so the first audio leaves sooner. Both are linear-time; the
 server still runs them off the event loop because inputs can be thousands of characters long.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from voxserve.engines.base import WordTiming
 from voxserve.errors import InvalidValue, TextTooLong
+from voxserve.text.align import SourceWord, source_spans, word_key
+from voxserve.text.markup import Fragment, MarkupMode, Pause, PhonemeOverride, parse_markup
 from voxserve.text.normalize import NormalizationOptions, has_speakable_text, normalize_text
 from voxserve.text.sentences import split_fragments
 
-__all__ = ["MAX_TOKEN_CHARS", "SpeechPlan", "break_long_tokens", "plan_speech"]
+__all__ = [
+    "MAX_TOKEN_CHARS",
+    "Fragment",
+    "SpeechPlan",
+    "WordLocator",
+    "break_long_tokens",
+    "plan_speech",
+]
 
 MAX_TOKEN_CHARS = 40
 """No whitespace-free run longer than this reaches an engine."""
@@ -44,10 +57,71 @@ def break_long_tokens(text: str) -> str:
 
 @dataclass(frozen=True)
 class SpeechPlan:
-    """What to speak: the normalised text, cut into fragments."""
+    """What to speak: fragments in order, and where each fragment's words lie in the source text."""
 
     text: str
-    fragments: tuple[str, ...]
+    """The spoken text (normalised; overrides as their words, pauses left out)."""
+    fragments: tuple[Fragment, ...]
+    words: tuple[tuple[SourceWord, ...], ...] = ()
+    """Per fragment, its whitespace-separated words with their character ranges in the input."""
+    warnings: tuple[str, ...] = ()
+    """Look-alike markup tags removed from the input (lenient mode)."""
+
+    def locator(self) -> WordLocator:
+        """A fresh :class:`WordLocator` over this plan's fragments."""
+        return WordLocator(self.words)
+
+
+class WordLocator:
+    """Finds the input characters of the word timings an engine reports, fragment by fragment.
+
+    Engines report words their own way (Piper strips punctuation, espeak may split "ninety-seven" in
+    two, Kokoro drops unspoken tokens), so timing words are matched to the fragment's words by their
+    letters, a few words ahead at most; a word that matches nothing gets the range of the fragment word
+    at the cursor. Stateful: words of one fragment may arrive in several audio chunks.
+    """
+
+    _LOOKAHEAD = 4
+
+    def __init__(self, words: tuple[tuple[SourceWord, ...], ...]) -> None:
+        self._words = words
+        self._fragment = -1
+        self._cursor = 0
+
+    def locate(self, fragment: int, timings: Sequence[WordTiming]) -> list[tuple[int, int] | None]:
+        """``(start, end)`` in the input for each timing (``fragment`` < 0: the current fragment)."""
+        if fragment >= 0 and fragment != self._fragment:
+            self._fragment, self._cursor = fragment, 0
+        if not 0 <= self._fragment < len(self._words):
+            return [None] * len(timings)
+        words = self._words[self._fragment]
+        out: list[tuple[int, int] | None] = []
+        for timing in timings:
+            key = word_key(timing.word)
+            found = None
+            for n in range(self._cursor, min(len(words), self._cursor + self._LOOKAHEAD)):
+                if key and key in words[n].key:
+                    found = n
+                    break
+            if found is None:
+                at = min(self._cursor, len(words) - 1)
+                out.append((words[at].source_start, words[at].source_end) if words else None)
+                continue
+            w = words[found]
+            out.append((w.source_start, w.source_end))
+            # A timing word that is only part of a fragment word ("ninety" of "ninety-seven") leaves
+            # the cursor there for the rest.
+            self._cursor = found + 1 if w.key.endswith(key) else found
+        return out
+
+
+def _speakable(text: str, opts: NormalizationOptions) -> str:
+    # With normalisation off the text is still made safe (control, bidi and private-use characters and
+    # lone surrogates removed): an engine fails on a NUL byte whatever the options say.
+    spoken = normalize_text(text, opts)
+    if not opts.normalize:
+        spoken = " ".join(spoken.split())
+    return break_long_tokens(spoken)
 
 
 def plan_speech(
@@ -57,32 +131,54 @@ def plan_speech(
     first_fragment_max_chars: int,
     max_fragment_chars: int,
     options: NormalizationOptions | None = None,
+    markup: MarkupMode = "lenient",
 ) -> SpeechPlan:
     """Validate and prepare ``text`` for synthesis.
 
-    Raises :class:`TextTooLong` (413) over ``max_input_chars`` and :class:`InvalidValue`
-    ``no_speakable_text`` (422) when nothing would be spoken.
+    ``markup`` says how inline pause tags and IPA overrides are read (:mod:`voxserve.text.markup`).
+    Raises :class:`TextTooLong` (413) over ``max_input_chars``, :class:`InvalidValue`
+    ``no_speakable_text`` (422) when nothing would be spoken and ``invalid_tag`` (422) for bad markup.
     """
     if len(text) > max_input_chars:
         raise TextTooLong(f"input is {len(text)} characters; the limit is {max_input_chars}", param="input")
     opts = options or NormalizationOptions()
-    # With normalisation off the text is still made safe (control, bidi and private-use characters and
-    # lone surrogates removed): an engine fails on a NUL byte whatever the options say.
-    spoken = normalize_text(text, opts)
-    if not opts.normalize:
-        spoken = " ".join(spoken.split())
-    spoken = break_long_tokens(spoken)
-    if not has_speakable_text(spoken):
+    parsed = parse_markup(text, markup)
+    fragments: list[Fragment] = []
+    words: list[tuple[SourceWord, ...]] = []
+    spoken_parts: list[str] = []
+    first_max = first_fragment_max_chars
+    for segment in parsed.segments:
+        if isinstance(segment, Pause):
+            fragments.append(segment)
+            words.append(())
+        elif isinstance(segment, PhonemeOverride):
+            fragments.append(segment)
+            span = SourceWord(segment.text, word_key(segment.text), segment.start, segment.end)
+            words.append((span,))
+            spoken_parts.append(segment.text)
+        else:
+            spoken = _speakable(segment.text, opts)
+            if not has_speakable_text(spoken):
+                continue
+            spoken_parts.append(spoken)
+            aligned = source_spans(segment.text, spoken, base=segment.start)
+            cursor = 0
+            for fragment in split_fragments(
+                spoken, first_fragment_max_chars=first_max, max_fragment_chars=max_fragment_chars
+            ):
+                count = len(fragment.split())
+                if has_speakable_text(fragment):
+                    fragments.append(fragment)
+                    words.append(tuple(aligned[cursor : cursor + count]))
+                cursor += count
+            # Only the very first fragment is kept short (it sets the latency to first audio).
+            first_max = max_fragment_chars
+    if not any(not isinstance(f, Pause) for f in fragments):
         raise InvalidValue(
-            "input has no speakable text (it is empty, or only whitespace, punctuation or emoji)",
+            "input has no speakable text (it is empty, or only whitespace, punctuation, emoji or pauses)",
             code="no_speakable_text",
             param="input",
         )
-    fragments = tuple(
-        f
-        for f in split_fragments(
-            spoken, first_fragment_max_chars=first_fragment_max_chars, max_fragment_chars=max_fragment_chars
-        )
-        if has_speakable_text(f)
+    return SpeechPlan(
+        text=" ".join(spoken_parts), fragments=tuple(fragments), words=tuple(words), warnings=parsed.warnings
     )
-    return SpeechPlan(text=spoken, fragments=fragments)

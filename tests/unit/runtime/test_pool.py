@@ -12,11 +12,12 @@ import pytest
 from voxserve.errors import EngineFailure, Unavailable, UnknownVoice, VoxserveError
 from voxserve.runtime.messages import Chunk, Done, EngineSpec
 from voxserve.runtime.pool import EnginePool, collect
+from voxserve.text.markup import Pause, PhonemeOverride
 
 SPEC = EngineSpec(engine="fake", factory="tests.fakes:FakeEngine", options={"step_s": 0.05, "steps": 4})
 
 
-def job(*fragments: str, voice: str = "a", fmt: str = "pcm") -> dict[str, object]:
+def job(*fragments: str | Pause | PhonemeOverride, voice: str = "a", fmt: str = "pcm") -> dict[str, object]:
     return {"voice": voice, "speed": 1.0, "fmt": fmt, "sample_rate": 16000, "fragments": fragments}
 
 
@@ -251,3 +252,28 @@ async def test_trailing_silence_is_appended(pool: EnginePool) -> None:
     padded = await collect(await pool.synth(job("hello") | {"trailing_silence_s": 0.25}))
     assert len(padded) - len(plain) == 2 * 4000  # 0.25 s at 16 kHz, s16le
     assert padded[len(plain) :] == bytes(2 * 4000)
+
+
+async def test_pauses_are_silence_of_their_length_and_may_come_first(pool: EnginePool) -> None:
+    chunks = [c async for c in await pool.synth(job(Pause(0.5), "hello", Pause(0.25), "you"))]
+    data = b"".join(c.data for c in chunks)
+    # 0.5 + 0.05 + 0.25 + 0.05 s at 16 kHz, s16le; the fake engine's native rate is the output rate.
+    assert len(data) == 2 * int(16000 * 0.85)
+    assert data[: 2 * 8000] == bytes(2 * 8000)
+    starts = {c.text: c.start_s for c in chunks if c.fragment >= 0}
+    assert starts["hello"] == 0.5 and starts["you"] == pytest.approx(0.8)
+
+
+async def test_ipa_override_is_spoken_as_phonemes_and_timed_as_one_word(pool: EnginePool) -> None:
+    chunks = [c async for c in await pool.synth(job("say", PhonemeOverride("təˈmɑːtoʊ", "tomato")))]
+    override = [c for c in chunks if c.text == "tomato"]
+    assert override and override[0].words[0].word == "tomato"
+    assert override[0].words[0].start_s == pytest.approx(0.05)
+
+
+async def test_bad_override_fails_before_any_audio(pool: EnginePool) -> None:
+    stream = await pool.synth(job("a long first fragment", PhonemeOverride("bad!", "word")))
+    with pytest.raises(VoxserveError) as exc:
+        await anext(stream)
+    assert exc.value.code == "invalid_phonemes" and exc.value.param == "input"
+    assert "word" in exc.value.message

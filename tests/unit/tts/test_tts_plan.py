@@ -6,12 +6,14 @@ import time
 
 import pytest
 
+from voxserve.engines.base import WordTiming
 from voxserve.errors import InvalidValue, TextTooLong
+from voxserve.text.markup import Pause, PhonemeOverride
 from voxserve.text.normalize import NormalizationOptions
-from voxserve.tts.plan import MAX_TOKEN_CHARS, break_long_tokens, plan_speech
+from voxserve.tts.plan import MAX_TOKEN_CHARS, Fragment, SpeechPlan, break_long_tokens, plan_speech
 
 
-def plan(text: str, limit: int = 4096) -> tuple[str, ...]:
+def plan(text: str, limit: int = 4096) -> tuple[Fragment, ...]:
     return plan_speech(
         text, max_input_chars=limit, first_fragment_max_chars=60, max_fragment_chars=300
     ).fragments
@@ -73,3 +75,78 @@ def test_text_is_made_safe_even_with_normalization_off() -> None:
         options=NormalizationOptions(normalize=False),
     )
     assert plan.fragments == ("hello world there",)
+
+
+def full_plan(text: str, **kw: object) -> SpeechPlan:
+    return plan_speech(text, max_input_chars=4096, first_fragment_max_chars=60, max_fragment_chars=300, **kw)  # type: ignore[arg-type]
+
+
+def test_markup_becomes_pauses_and_overrides_in_order() -> None:
+    p = full_plan("[pause:1s] Hello there. [pause:300ms] Say [tomato](/təmˈɑːtoʊ/) again.")
+    assert p.fragments == (
+        Pause(1.0, 0, 10),
+        "Hello there.",
+        Pause(0.3, 24, 37),
+        "Say",
+        PhonemeOverride("təmˈɑːtoʊ", "tomato", 42, 63),
+        "again.",
+    )
+    assert [[(w.word, w.source_start) for w in ws] for ws in p.words] == [
+        [],
+        [("Hello", 11), ("there.", 17)],
+        [],
+        [("Say", 38)],
+        [("tomato", 42)],
+        [("again.", 64)],
+    ]
+
+
+def test_pauses_alone_are_not_speech() -> None:
+    with pytest.raises(InvalidValue) as info:
+        full_plan("[pause:1s] [pause:2s]")
+    assert info.value.code == "no_speakable_text"
+
+
+def test_look_alike_tags_are_never_spoken() -> None:
+    p = full_plan("Wait [pause=1.5] here [PAUSE 1.0] now.")
+    assert " ".join(str(f) for f in p.fragments) == "Wait here now."
+    assert p.warnings == ("[pause=1.5]", "[PAUSE 1.0]")
+    with pytest.raises(InvalidValue) as info:
+        full_plan("Wait [pause=1.5] here", markup="strict")
+    assert info.value.code == "invalid_tag"
+
+
+def test_word_locator_maps_engine_words_to_input_characters() -> None:
+    text = "The price will be $100 after 9:30PM."
+    p = full_plan(text)
+    assert len(p.fragments) == 1
+    locator = p.locator()
+    # Engines name words their own way: punctuation stripped, hyphenated words split.
+    timings = [WordTiming(w, 0.0, 0.1) for w in ("The", "price", "will", "be", "one", "hundred")]
+    first = locator.locate(0, timings)
+    rest = locator.locate(-1, [WordTiming(w, 0.0, 0.1) for w in ("dollars", "after", "nine", "thirty", "PM")])
+    got = [text[a:b] for a, b in (s for s in first + rest if s is not None)]
+    assert got == [
+        "The",
+        "price",
+        "will",
+        "be",
+        "$100",
+        "$100",
+        "$100",
+        "after",
+        "9:30PM",
+        "9:30PM",
+        "9:30PM",
+    ]
+
+
+def test_word_locator_handles_split_words() -> None:
+    text = "It costs 3,497 today."
+    p = full_plan(text)
+    words = [
+        WordTiming(w, 0.0, 0.1) for w in ("It", "costs", "three", "thousand", "four", "hundred", "ninety")
+    ]
+    words += [WordTiming(w, 0.0, 0.1) for w in ("seven", "today")]
+    got = [text[s[0] : s[1]] for s in p.locator().locate(0, words) if s]
+    assert got == ["It", "costs"] + ["3,497"] * 6 + ["today"]
