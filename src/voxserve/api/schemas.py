@@ -58,6 +58,11 @@ class _SpeechFields(BaseModel):
     speed: float = Field(1.0, ge=0.25, le=4.0)
     volume_multiplier: float = Field(1.0, gt=0.0, le=4.0)
     normalization_options: NormalizationOptionsModel | None = None
+    markup: Literal["lenient", "strict", "off"] = Field(
+        "lenient",
+        description="Inline pause tags and IPA overrides: `lenient` removes look-alike tags (reported in "
+        "`X-Voxserve-Warning`), `strict` refuses them (422 `invalid_tag`), `off` reads the text as it is.",
+    )
 
 
 class SpeechRequest(_SpeechFields):
