@@ -96,6 +96,24 @@ def test_first_fragment_is_short_and_words_are_timed(server: Server) -> None:
     assert all(w["start_s"] <= w["end_s"] for w in words)
 
 
+def test_words_point_at_the_pushed_text_and_markup_is_read(server: Server) -> None:
+    text = "[pause:300ms] It costs $100 today. Say [tomato](/təmˈɑːtoʊ/) now. "
+    with connect(ws_url(server)) as ws:
+        configure(ws)
+        send_tokens(ws, text.strip())
+        ws.send(json.dumps({"type": "end"}))
+        audio, events, _ = read_all(ws)
+    words = [w for e in events if e["type"] == "sentence" for w in e["words"]]
+    located = {w["word"].lower(): text[w["source_start"] : w["source_end"]] for w in words}
+    assert located["hundred"] == located["dollars"] == "$100", located
+    assert located["costs"] == "costs" and located["now"] == "now", located
+    assert located["tomato"] == "[tomato](/təmˈɑːtoʊ/)", located
+    assert "pause" not in located
+    assert not any(e["type"] == "error" for e in events), events
+    first = next(e for e in events if e["type"] == "sentence")
+    assert first["start_s"] >= 0.25  # the leading pause is audio too
+
+
 def test_streamed_speech_transcribes_back(server: Server, client: httpx.Client) -> None:
     with connect(ws_url(server)) as ws:
         configure(ws, response_format="wav")

@@ -34,6 +34,7 @@ from voxserve.config import Settings
 from voxserve.errors import InvalidValue, VoxserveError
 from voxserve.runtime.pool import SynthStream
 from voxserve.runtime.registry import EngineRegistry, ResolvedVoice
+from voxserve.text.markup import Fragment
 from voxserve.tts.stream import (
     STREAM_FORMATS,
     AudioData,
@@ -128,14 +129,14 @@ def open_speak_session(
     in-process :class:`voxserve.SpeechStream`)."""
     pool = registry.pool(config.voice.engine)
 
-    async def synthesize(text: str) -> SynthStream:
+    async def synthesize(fragments: tuple[Fragment, ...]) -> SynthStream:
         return await pool.synth(
             {
                 "voice": config.voice.name,
                 "speed": config.speed,
                 "fmt": "pcm",
                 "sample_rate": settings.output_sample_rate,
-                "fragments": (text,),
+                "fragments": fragments,
             }
         )
 
@@ -160,7 +161,16 @@ def event_json(event: SpeakEvent) -> dict[str, Any] | None:
             "type": "sentence",
             "text": event.text,
             "start_s": event.start_s,
-            "words": [{"word": w.word, "start_s": w.start_s, "end_s": w.end_s} for w in event.words],
+            "words": [
+                {
+                    "word": w.word,
+                    "start_s": w.start_s,
+                    "end_s": w.end_s,
+                    "source_start": span[0] if span else None,
+                    "source_end": span[1] if span else None,
+                }
+                for w, span in zip(event.words, event.sources or [None] * len(event.words), strict=True)
+            ],
         }
     if isinstance(event, Cancelled):
         return {"type": "cancelled", "dropped_fragments": event.dropped_fragments}

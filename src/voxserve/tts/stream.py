@@ -27,9 +27,10 @@ from voxserve.audio.pcm import s16_to_float
 from voxserve.engines.base import WordTiming
 from voxserve.errors import InvalidValue, TextTooLong, VoxserveError
 from voxserve.runtime.messages import Chunk
-from voxserve.text.normalize import has_speakable_text, normalize_text
+from voxserve.text.markup import Fragment, Pause
+from voxserve.text.normalize import NormalizationOptions
 from voxserve.text.sentences import IncrementalSplitter
-from voxserve.tts.plan import break_long_tokens
+from voxserve.tts.plan import SpeechPlan, plan_speech
 
 __all__ = [
     "STREAM_FORMATS",
@@ -55,11 +56,13 @@ class SentenceStarted:
     """A fragment's audio starts next; times are seconds of this session's audio.
 
     ``text`` is the fragment as it was pushed; the engine spoke its normalised form (``$5`` →
-    "five dollars"), which is what ``words`` name."""
+    "five dollars"), which is what ``words`` name. ``sources`` gives, per word, its ``(start, end)``
+    range of characters in all the text pushed to the session so far (``None`` where unknown)."""
 
     text: str
     start_s: float
     words: tuple[WordTiming, ...] = ()
+    sources: tuple[tuple[int, int] | None, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -104,8 +107,9 @@ class ChunkStream(Protocol):
     def abort(self) -> None: ...
 
 
-Synthesize = Callable[[str], Awaitable[ChunkStream]]
-"""Start speaking one normalised fragment; the stream yields s16le PCM at the session's rate."""
+Synthesize = Callable[[tuple[Fragment, ...]], Awaitable[ChunkStream]]
+"""Start speaking one planned fragment (normalised text, pauses, IPA overrides); the stream yields
+s16le PCM at the session's rate."""
 
 _END = object()
 
@@ -137,6 +141,11 @@ class SpeakSession:
         self.fmt = fmt
         self.sample_rate = sample_rate
         self._splitter = IncrementalSplitter(first_fragment_max_chars, max_fragment_chars)
+        self._max_fragment = max_fragment_chars
+        # Text pushed but not yet matched to a fragment, and its offset in everything pushed: so word
+        # timestamps can name characters of the client's own text.
+        self._raw = ""
+        self._raw_base = 0
         self._max_text = max_text_chars
         self._max_pending = max_pending_chars
         self._normalize = normalize
@@ -190,6 +199,7 @@ class SpeakSession:
                 f"more than {self._max_pending} characters are waiting to be spoken; wait or cancel",
                 code="backlog_full",
             )
+        self._raw += text
         self._enqueue(self._splitter.feed(text))
 
     def flush(self) -> None:
@@ -211,6 +221,8 @@ class SpeakSession:
         dropped = sum(1 for item in self._drain() if item is not _END)
         self._splitter.flush()
         self._pending_chars = 0
+        self._raw_base += len(self._raw)
+        self._raw = ""
         if self._runner is not None and not self._runner.done():
             if self._speaking:
                 dropped += 1
@@ -259,11 +271,32 @@ class SpeakSession:
             self.drained.clear()
         for fragment in fragments:
             self._pending_chars += len(fragment)
-            self._queue.put_nowait(fragment)
+            self._queue.put_nowait((fragment, self._locate(fragment)))
 
-    def _prepare(self, fragment: str) -> str:
-        text = normalize_text(fragment) if self._normalize else fragment
-        return break_long_tokens(text)
+    def _locate(self, fragment: str) -> int | None:
+        """Where ``fragment`` starts in all pushed text (fragments are slices of it, in order)."""
+        at = self._raw.find(fragment)
+        if at < 0:
+            return None  # a hard-cut word: its pieces are not found as they are
+        offset = self._raw_base + at
+        self._raw_base = offset + len(fragment)
+        self._raw = self._raw[at + len(fragment) :]
+        return offset
+
+    def _plan(self, fragment: str) -> SpeechPlan | None:
+        """The fragment's markup read and its text normalised; ``None`` if nothing in it is spoken."""
+        try:
+            return plan_speech(
+                fragment,
+                max_input_chars=len(fragment),
+                first_fragment_max_chars=self._max_fragment,
+                max_fragment_chars=self._max_fragment,
+                options=None if self._normalize else NormalizationOptions(normalize=False),
+            )
+        except InvalidValue as exc:
+            if exc.code == "no_speakable_text":
+                return None
+            raise
 
     async def _encode(self, pcm: bytes) -> bytes:
         audio = s16_to_float(pcm)
@@ -286,35 +319,44 @@ class SpeakSession:
                 await self._emit(Finished(self.audio_s, self._samples_out))
                 self.finished.set()
                 return
-            assert isinstance(item, str)
+            assert isinstance(item, tuple)
+            fragment, offset = item
             self._speaking = True
-            self._pending_chars = max(0, self._pending_chars - len(item))
-            text = self._prepare(item)
+            self._pending_chars = max(0, self._pending_chars - len(fragment))
             try:
-                if not has_speakable_text(text):
+                plan = self._plan(fragment)
+                if plan is None:
                     continue
-                await self._speak(item, text)
+                await self._speak(fragment, plan, offset)
             except VoxserveError as exc:
                 _log.warning("fragment failed: %s", exc.message)
-                await self._emit(Failed(exc, text))
+                await self._emit(Failed(exc, fragment))
             finally:
                 self._speaking = False
                 if self._queue.empty():
                     self.drained.set()
 
-    async def _speak(self, fragment: str, text: str) -> None:
-        stream = await self._synthesize(text)
-        offset = self.audio_s
-        announced = False
+    async def _speak(self, fragment: str, plan: SpeechPlan, offset: int | None) -> None:
+        stream = await self._synthesize(plan.fragments)
+        start_s = self.audio_s
+        locator = plan.locator()
+        spoken = [f for f in plan.fragments if not isinstance(f, Pause)]
         try:
             async for chunk in stream:
-                if not announced:
+                if 0 <= chunk.fragment < len(plan.fragments) and not isinstance(
+                    plan.fragments[chunk.fragment], Pause
+                ):
+                    # One event per spoken part (a pause tag or IPA override splits a fragment).
+                    sources = tuple(
+                        None if span is None or offset is None else (offset + span[0], offset + span[1])
+                        for span in locator.locate(chunk.fragment, chunk.words)
+                    )
                     words = tuple(
-                        WordTiming(w.word, round(offset + w.start_s, 3), round(offset + w.end_s, 3))
+                        WordTiming(w.word, round(start_s + w.start_s, 3), round(start_s + w.end_s, 3))
                         for w in chunk.words
                     )
-                    await self._emit(SentenceStarted(fragment, round(offset, 3), words))
-                    announced = True
+                    text = fragment if len(spoken) == 1 else chunk.text
+                    await self._emit(SentenceStarted(text, round(start_s + chunk.start_s, 3), words, sources))
                 if not chunk.data:
                     continue
                 data = await self._encode(chunk.data)

@@ -21,6 +21,7 @@ from voxserve.chat.pipeline import (
 )
 from voxserve.runtime.messages import Chunk
 from voxserve.stt.session import Final, Partial, SpeechStarted
+from voxserve.text.markup import Fragment
 from voxserve.tts.stream import AudioData, Cancelled, SentenceStarted, SpeakSession
 
 
@@ -59,8 +60,8 @@ class FakeStream:
         pass
 
 
-async def fake_synth(text: str) -> FakeStream:
-    return FakeStream(text)
+async def fake_synth(fragments: tuple[Fragment, ...]) -> FakeStream:
+    return FakeStream(" ".join(f for f in fragments if isinstance(f, str)))
 
 
 class Harness:

@@ -12,6 +12,7 @@ from voxserve.audio.encode import wav_header
 from voxserve.engines.base import WordTiming
 from voxserve.errors import EngineFailure, TextTooLong, VoxserveError
 from voxserve.runtime.messages import Chunk
+from voxserve.text.markup import Fragment, Pause
 from voxserve.tts.stream import (
     AudioData,
     Cancelled,
@@ -61,7 +62,8 @@ class Harness:
         self.session = SpeakSession(self.synth, self.emit, **{"sample_rate": RATE, **kwargs})  # type: ignore[arg-type]
         self.session.start()
 
-    async def synth(self, text: str) -> FakeStream:
+    async def synth(self, fragments: tuple[Fragment, ...]) -> FakeStream:
+        text = " ".join(f for f in fragments if isinstance(f, str))
         self.spoken.append(text)
         stream = FakeStream(text, self.delay_s, fail=self.fail_on is not None and self.fail_on in text)
         self.streams.append(stream)
@@ -225,3 +227,31 @@ async def _never(text: str) -> FakeStream:
 
 async def _ignore(event: SpeakEvent) -> None:
     return None
+
+
+async def test_word_sources_are_offsets_into_all_pushed_text() -> None:
+    h = Harness()
+    pushed = ["Hello there. ", "It ", "costs $5 ", "today. "]
+    for piece in pushed:
+        h.session.push(piece)
+    await h.finish()
+    text = "".join(pushed)
+    sentences = h.of(SentenceStarted)
+    assert [s.words[0].word for s in sentences] == ["Hello", "It"]
+    assert [text[a:b] for s in sentences for (a, b) in s.sources] == ["Hello", "It"]
+
+
+async def test_markup_in_pushed_text_is_read_never_spoken() -> None:
+    h = Harness()
+    synthesized: list[tuple[Fragment, ...]] = []
+    original = h.synth
+
+    async def spy(fragments: tuple[Fragment, ...]) -> FakeStream:
+        synthesized.append(fragments)
+        return await original(fragments)
+
+    h.session._synthesize = spy  # type: ignore[assignment]
+    h.session.push("[pause:1s] Hello [pause=2] there. ")
+    await h.finish()
+    assert synthesized == [(Pause(1.0, 0, 10), "Hello", "there.")]
+    assert h.spoken == ["Hello there."]
