@@ -1,13 +1,17 @@
-"""The web UI behind an API key, in a real browser: the login form, then the UI works."""
+"""The web UI behind an API key, in a real browser: the login form, then the UI works; signing out
+ends the session on the server."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from tests.browser.harness import SERVER_ENV, browser, chromium_missing_message
 from tests.e2e.conftest import start_server, stop_server
+
+from voxserve.api.security import UI_COOKIE
 
 pytestmark = pytest.mark.browser
 
@@ -35,7 +39,11 @@ def test_ui_asks_for_the_key_then_works(tmp_path: Path) -> None:
             b.page.wait_for_selector("#speak-button", timeout=60_000)
             assert b.page.url.rstrip("/").endswith("/ui")
             cookies = b.context.cookies(srv.url + "/ui/")
-            assert [c["httpOnly"] for c in cookies if c["name"] == "voxserve_ui_session"] == [True]
+            assert [c["httpOnly"] for c in cookies if c["name"] == UI_COOKIE] == [True]
+            old_cookie = {
+                "Cookie": f"{UI_COOKIE}={next(c['value'] for c in cookies if c['name'] == UI_COOKIE)}"
+            }
+            assert httpx.get(f"{srv.url}/ui/config", headers=old_cookie, timeout=30).status_code == 200
 
             # Gradio's own API calls (queue, streamed results) carry the session: speech plays.
             b.page.fill("#speak-text textarea", "Signed in with a key.")
@@ -51,6 +59,25 @@ def test_ui_asks_for_the_key_then_works(tmp_path: Path) -> None:
                 )
                 time.sleep(0.1)
             assert played > 0, "the speech never started playing after signing in"
+
+            # Sign out: the sign-in form again, and the browser no longer holds the cookie.
+            b.page.click("#signout")
+            b.page.wait_for_selector("#api_key")
+            assert b.page.url.rstrip("/").endswith("/ui")
+            assert b.page.query_selector("#speak-button") is None
+            assert [c for c in b.context.cookies(srv.url + "/ui/") if c["name"] == UI_COOKIE] == []
+            b.page.goto(f"{srv.url}/ui/", wait_until="load")  # a later visit needs the key again
+            b.page.wait_for_selector("#api_key")
+            assert b.page.query_selector("#speak-button") is None
+
+            # The server ended the session: the old cookie, replayed, opens nothing any more.
+            for method, path in (
+                ("GET", "/ui/config"),
+                ("GET", "/ui/gradio_api/info"),
+                ("POST", "/ui/gradio_api/queue/join"),
+            ):
+                r = httpx.request(method, srv.url + path, headers=old_cookie, json={}, timeout=30)
+                assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key", (path, r.text)
             assert b.outside_requests == [], b.outside_requests
     finally:
         stop_server(srv)

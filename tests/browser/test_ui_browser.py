@@ -68,6 +68,24 @@ def test_speak_tab_plays_audio_while_it_is_generated(ui_server: Server) -> None:
         _assert_offline(b)
 
 
+def test_speak_tab_shows_voxserve_errors_as_plain_text(ui_server: Server) -> None:
+    """An unknown voice: the page shows voxserve's message and code, as text (never as HTML, though it
+    quotes what the user typed). Unexpected exceptions: tests/unit/ui/test_ui_errors.py."""
+    with browser(ui_server.url) as b:
+        b.open_ui()
+        b.page.fill("#speak-text textarea", "Hello.")
+        voice = b.page.locator("#speak-voice input")
+        voice.fill("<b>nobody</b>")
+        voice.press("Enter")
+        b.page.click("#speak-button")
+        toast = b.page.wait_for_selector("[data-testid='toast-body']", timeout=30_000)
+        assert toast is not None
+        text = " ".join(toast.inner_text().split())
+        assert "unknown voice '<b>nobody</b>'" in text and "(unknown_voice)" in text, text
+        assert b.page.query_selector("[data-testid='toast-body'] b") is None
+        _assert_offline(b)
+
+
 def test_transcribe_tab_shows_the_spoken_words_from_the_microphone(ui_server: Server, tmp_path: Path) -> None:
     utterance = by_name(MIC_FILE)
     mic = make_fake_mic(utterance, tmp_path / "mic.wav")

@@ -10,9 +10,10 @@ handshake, before any route code:
 * **API keys** (when ``api_keys`` is set): every path except :data:`EXEMPT_PATHS` (``/health``) needs
   one of the keys, as ``Authorization: Bearer <key>``; a WebSocket may instead offer the subprotocol
   ``openai-insecure-api-key.<key>`` (what OpenAI's Realtime API uses from browsers); a browser on the
-  UI logs in once on a small form and then carries an ``HttpOnly`` cookie scoped to ``/ui``. Missing or
-  wrong: HTTP 401 ``invalid_api_key`` with ``WWW-Authenticate: Bearer``; a WebSocket handshake is
-  answered with that same 401 response instead of being accepted.
+  UI logs in once on a small form and then carries an ``HttpOnly`` cookie scoped to ``/ui``, until it
+  signs out (``POST /ui/signout``, which ends that session on the server). Missing or wrong: HTTP 401
+  ``invalid_api_key`` with ``WWW-Authenticate: Bearer``; a WebSocket handshake is answered with that
+  same 401 response instead of being accepted.
 
 Keys are compared as SHA-256 digests with :func:`hmac.compare_digest`, against every configured key
 with no early exit, so timing tells nothing about the keys.
@@ -40,6 +41,7 @@ __all__ = [
     "EXEMPT_PATHS",
     "KEY_SUBPROTOCOL_PREFIX",
     "LOGIN_SUFFIX",
+    "SIGNOUT_SUFFIX",
     "UI_COOKIE",
     "ForbiddenOrigin",
     "KeyRing",
@@ -58,8 +60,14 @@ KEY_SUBPROTOCOL_PREFIX = "openai-insecure-api-key."
 UI_COOKIE = "voxserve_ui_session"
 LOGIN_SUFFIX = "/auth"
 """The UI's login form posts here (``/ui/auth``); answered by the middleware, never by a route."""
+SIGNOUT_SUFFIX = "/signout"
+"""The UI's sign-out form posts here (``/ui/signout``); answered by the middleware. (Not ``/logout``:
+that is a route of Gradio's own login, which voxserve does not use.)"""
 
 _MAX_LOGIN_BODY = 4096
+MAX_UI_SESSIONS = 10_000
+"""UI sessions kept at most; signing in past that ends the oldest. Only a valid key can sign in, so
+this bounds memory against a script that signs in in a loop, not against strangers."""
 
 # Response headers a browser page on an allowed origin may read.
 _EXPOSED_HEADERS = [
@@ -116,21 +124,19 @@ class ForbiddenOrigin(InvalidRequest):
 
 
 class KeyRing:
-    """The configured keys as digests, and the UI's session cookie values derived from them."""
+    """The configured keys as digests, and the UI's sign-in sessions."""
 
-    def __init__(self, keys: Iterable[str]) -> None:
+    def __init__(self, keys: Iterable[str], max_sessions: int = MAX_UI_SESSIONS) -> None:
         keys = list(keys)
         self._digests = [hashlib.sha256(k.encode()).digest() for k in keys]
-        # Cookies are HMACs of the keys under a per-process secret: a cookie is not the key, and a
-        # restart (for example with a key removed) ends every UI session.
-        self._secret = secrets.token_bytes(32)
-        self._cookies = [hashlib.sha256(self._cookie_digest(k.encode())).digest() for k in keys]
+        # A UI session is a random token, not derived from the key: it can be ended on its own (sign
+        # out) while the key stays valid. Only SHA-256 digests of the tokens are kept, in sign-in order
+        # (the oldest is ended first), in this process's memory: a restart ends every session.
+        self._sessions: dict[bytes, None] = {}
+        self._max_sessions = max_sessions
 
     def __bool__(self) -> bool:
         return bool(self._digests)
-
-    def _cookie_digest(self, key: bytes) -> bytes:
-        return hmac.new(self._secret, key, hashlib.sha256).digest()
 
     @staticmethod
     def _any_equal(candidate: bytes, known: list[bytes]) -> bool:
@@ -145,16 +151,38 @@ class KeyRing:
         return self._any_equal(hashlib.sha256(candidate.encode()).digest(), self._digests)
 
     def cookie_for(self, key: str) -> str:
-        return self._cookie_digest(key.encode()).hex()
+        """Start a UI session for ``key`` (which must be valid): the cookie value, a random token."""
+        if not self.check(key):
+            raise ValueError("not a configured key")
+        token = secrets.token_bytes(32)
+        self._sessions[hashlib.sha256(token).digest()] = None
+        while len(self._sessions) > self._max_sessions:
+            del self._sessions[next(iter(self._sessions))]
+        return token.hex()
+
+    @staticmethod
+    def _session_digest(value: str | None) -> bytes | None:
+        if value is None:
+            return None
+        try:
+            return hashlib.sha256(bytes.fromhex(value)).digest()
+        except ValueError:
+            return None
 
     def check_cookie(self, value: str | None) -> bool:
-        if value is None:
+        """Whether ``value`` is the cookie of a session that has not ended."""
+        # A dict lookup, not compare_digest: what is looked up is the SHA-256 of the token sent, which
+        # the sender cannot steer towards a stored digest, so the lookup's timing tells nothing.
+        digest = self._session_digest(value)
+        return digest is not None and digest in self._sessions
+
+    def end_session(self, value: str | None) -> bool:
+        """End the session of cookie ``value``; whether there was one."""
+        digest = self._session_digest(value)
+        if digest is None or digest not in self._sessions:
             return False
-        try:
-            raw = bytes.fromhex(value)
-        except ValueError:
-            return False
-        return self._any_equal(hashlib.sha256(raw).digest(), self._cookies)
+        del self._sessions[digest]
+        return True
 
 
 _DEFAULT_PORTS = {"http": ":80", "ws": ":80", "https": ":443", "wss": ":443"}
@@ -247,14 +275,8 @@ class SecurityMiddleware:
             for proto in _offered_subprotocols(scope):
                 if proto.startswith(KEY_SUBPROTOCOL_PREFIX):
                     ok |= self.keys.check(proto[len(KEY_SUBPROTOCOL_PREFIX) :])
-        if self._in_ui(scope["path"]) and "cookie" in headers:
-            cookie: SimpleCookie = SimpleCookie()
-            try:
-                cookie.load(headers["cookie"])
-            except Exception:  # a malformed Cookie header is simply no cookie
-                cookie = SimpleCookie()
-            morsel = cookie.get(UI_COOKIE)
-            ok |= self.keys.check_cookie(morsel.value if morsel is not None else None)
+        if self._in_ui(scope["path"]):
+            ok |= self.keys.check_cookie(_ui_cookie(headers))
         return ok
 
     # --- WebSocket -----------------------------------------------------------------------------------
@@ -285,6 +307,9 @@ class SecurityMiddleware:
         path: str = scope["path"]
         if self.keys and self.ui_path is not None and path == self.ui_path + LOGIN_SUFFIX:
             await self._login(scope, receive, send)
+            return
+        if self.keys and self.ui_path is not None and path == self.ui_path + SIGNOUT_SUFFIX:
+            await self._signout(scope, headers, send)
             return
         if self._authenticated(scope, headers):
             await self.app(scope, receive, send)
@@ -318,24 +343,76 @@ class SecurityMiddleware:
         if not key or not self.keys.check(key):
             await _send_login_page(scope, send, ui_path, failed=True)
             return
-        secure = "; Secure" if scope.get("scheme") == "https" else ""
-        cookie = (
-            f"{UI_COOKIE}={self.keys.cookie_for(key)}; Path={scope.get('root_path', '')}{ui_path}; "
-            f"HttpOnly; SameSite=Lax{secure}"
-        )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 303,
-                "headers": [
-                    (b"location", b"./"),
-                    (b"set-cookie", cookie.encode("latin-1")),
-                    (b"cache-control", b"no-store"),
-                    (b"content-length", b"0"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": b""})
+        await _send_to_ui(send, _cookie_header(scope, ui_path, self.keys.cookie_for(key)))
+
+    async def _signout(self, scope: Scope, headers: dict[str, str], send: Send) -> None:
+        """``POST /ui/signout`` (the UI's "Sign out" form): end the session on the server, expire the
+        cookie, and 303 to the UI (which shows the sign-in form again).
+
+        Only POST (a link or an image cannot sign anyone out), and only from the server's own pages:
+        browsers send ``Origin`` (and ``Sec-Fetch-Site``) with a form's POST, and a cross-site one is
+        refused with 403. The cookie is ``SameSite=Lax`` too, so another site's form would not even
+        carry it.
+        """
+        if scope["method"] != "POST":
+            await _send_json(
+                send, MethodNotAllowed("sign out with POST (the UI's Sign out button)"), [(b"allow", b"POST")]
+            )
+            return
+        scheme = str(scope.get("scheme", "http"))
+        same_origin = origin_allowed(headers.get("origin"), headers.get("host"), scheme, ())
+        if not same_origin or headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+            await _send_json(send, ForbiddenOrigin("sign out from this server's own page"), [])
+            return
+        self.keys.end_session(_ui_cookie(headers))
+        await _send_to_ui(send, _cookie_header(scope, self.ui_path or "", "", expire=True))
+
+
+class MethodNotAllowed(InvalidRequest):
+    """A method the route does not take (405)."""
+
+    status = 405
+    default_code = "method_not_allowed"
+
+
+def _ui_cookie(headers: dict[str, str]) -> str | None:
+    """The value of the UI's session cookie in a request's ``Cookie`` header, if any."""
+    if "cookie" not in headers:
+        return None
+    cookie: SimpleCookie = SimpleCookie()
+    try:
+        cookie.load(headers["cookie"])
+    except Exception:  # a malformed Cookie header is simply no cookie
+        return None
+    morsel = cookie.get(UI_COOKIE)
+    return morsel.value if morsel is not None else None
+
+
+def _cookie_header(scope: Scope, ui_path: str, value: str, *, expire: bool = False) -> str:
+    """``Set-Cookie`` for the UI's session: ``value``, or (``expire``) gone at once."""
+    secure = "; Secure" if scope.get("scheme") == "https" else ""
+    expiry = "; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT" if expire else ""
+    return (
+        f"{UI_COOKIE}={value}; Path={scope.get('root_path', '')}{ui_path}{expiry}; "
+        f"HttpOnly; SameSite=Lax{secure}"
+    )
+
+
+async def _send_to_ui(send: Send, set_cookie: str) -> None:
+    """303 to the UI (``./`` from ``/ui/auth`` or ``/ui/signout``), setting the session cookie."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 303,
+            "headers": [
+                (b"location", b"./"),
+                (b"set-cookie", set_cookie.encode("latin-1")),
+                (b"cache-control", b"no-store"),
+                (b"content-length", b"0"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": b""})
 
 
 def _missing_key_message() -> str:

@@ -1,7 +1,13 @@
 """The Gradio Blocks of the web UI and its mounting on the FastAPI app.
 
 Tabs are built by the functions in :data:`TAB_BUILDERS`, in order; each gets the :class:`UiContext`
-and creates its own ``gr.Tab``. Adding a tab is one import and one list entry.
+and creates its own ``gr.Tab``. Adding a tab is one import and one list entry. Every event handler is
+wrapped by :func:`voxserve.ui.errors.ui_handler`, and the app is mounted with ``show_error=False``, so
+the page shows voxserve's own error messages and never an exception's text.
+
+When API keys are configured, the page has a "Sign out" button: a plain form that posts to
+``/ui/signout`` (answered by :class:`voxserve.api.security.SecurityMiddleware`, which ends the
+session and sends the browser back to the sign-in form).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import Any, TypeVar
 import gradio as gr
 from fastapi import FastAPI
 
+from voxserve.api.security import SIGNOUT_SUFFIX
 from voxserve.api.state import AppState
 from voxserve.ui.chat import build_chat_tab
 from voxserve.ui.speak import build_speak_tab
@@ -72,16 +79,30 @@ _MIC_HEAD = """<script>
 </script>"""
 
 
+# A plain form, not a Gradio event: signing out is answered by the security middleware (a redirect
+# with the cookie cleared), which must navigate the whole page. The action is relative to the page
+# (/ui/), so it also works under a proxy's path prefix. The session cookie is SameSite=Lax and the
+# middleware checks the request's Origin, so no other site can post this form for the user.
+_SIGNOUT_FORM = f"""<form method="post" action=".{SIGNOUT_SUFFIX}" id="signout-form"
+  style="display:flex;justify-content:flex-end;margin:0">
+<button type="submit" id="signout" class="lg secondary">Sign out</button>
+</form>"""
+
+
 def _theme() -> gr.themes.Base:
     return gr.themes.Default(font=_SANS, font_mono=_MONO)
 
 
 def build_ui(app: FastAPI, tabs: list[TabBuilder] | None = None) -> gr.Blocks:
     """The UI's Blocks for ``app``; nothing starts until the app's lifespan runs."""
+    state: AppState = app.state.vox
     # Served files (downloads, uploaded audio) expire after an hour, checked every hour.
     with gr.Blocks(title="voxserve", analytics_enabled=False, delete_cache=(3600, 3600)) as blocks:
         ctx = UiContext(app, blocks)
-        gr.Markdown("# voxserve\nSpeak text, transcribe speech. Everything runs on this server.")
+        with gr.Row(equal_height=True):
+            gr.Markdown("# voxserve\nSpeak text, transcribe speech. Everything runs on this server.", scale=4)
+            if state.settings.api_keys:  # without keys there is no session to end
+                gr.HTML(_SIGNOUT_FORM, elem_id="signout-bar", scale=1, min_width=120)
         with gr.Tabs():
             for builder in TAB_BUILDERS if tabs is None else tabs:
                 builder(ctx)
@@ -113,18 +134,22 @@ def _with_running_loop(fn: Callable[[], T]) -> T:
     return fn()
 
 
-def mount(app: FastAPI, path: str) -> None:
-    """Mount :func:`build_ui` at ``path`` on ``app`` (same lifespan, same middleware)."""
-    _with_running_loop(lambda: _mount(app, path))
+def mount(app: FastAPI, path: str, tabs: list[TabBuilder] | None = None) -> None:
+    """Mount :func:`build_ui` at ``path`` on ``app`` (same lifespan, same middleware); ``tabs``
+    replaces :data:`TAB_BUILDERS` (tests)."""
+    _with_running_loop(lambda: _mount(app, path, tabs))
 
 
-def _mount(app: FastAPI, path: str) -> None:
+def _mount(app: FastAPI, path: str, tabs: list[TabBuilder] | None) -> None:
     settings = app.state.vox.settings
-    blocks = build_ui(app)
+    blocks = build_ui(app, tabs)
     gr.mount_gradio_app(
         app,
         blocks,
         path=path,
+        # Gradio's default (True) sends any exception's str() to the page. With False only gr.Error
+        # messages reach it: ui_handler turns voxserve's errors into those and logs anything else.
+        show_error=False,
         footer_links=[],
         run_history=False,
         ssr_mode=False,

@@ -15,7 +15,7 @@ import gradio as gr
 
 from voxserve.api.speech import iterate_audio, start_speech
 from voxserve.audio.encode import FORMATS
-from voxserve.errors import VoxserveError
+from voxserve.ui.errors import ui_handler
 from voxserve.ui.media import ensure_ffmpeg, pcm_to_wav_chunk, write_download
 
 if TYPE_CHECKING:
@@ -76,6 +76,7 @@ def build_speak_tab(ctx: UiContext) -> None:
                 )
                 download = gr.File(label="Download", interactive=False, elem_id="speak-download")
 
+        @ui_handler
         async def speak(
             text_value: str, voice_value: str, speed_value: float, fmt_value: str
         ) -> AsyncIterator[tuple[bytes | None, str | None]]:
@@ -84,37 +85,33 @@ def build_speak_tab(ctx: UiContext) -> None:
                 raise gr.Error("Type some text to speak.")
             rate = state.settings.output_sample_rate
             await asyncio.to_thread(ensure_ffmpeg, state.settings.cache_dir)
-            try:
-                started = await start_speech(
-                    state,
-                    model="voxserve",
-                    voice=voice_value or state.settings.default_voice,
-                    text=text_value,
-                    fmt="pcm",
-                    speed=float(speed_value),
-                )
-            except VoxserveError as exc:
-                raise gr.Error(exc.message) from None
+            # A VoxserveError (unknown voice, at capacity …) becomes its message on the page.
+            started = await start_speech(
+                state,
+                model="voxserve",
+                voice=voice_value or state.settings.default_voice,
+                text=text_value,
+                fmt="pcm",
+                speed=float(speed_value),
+            )
             parts: list[bytes] = []
             carry = b""
-            try:
-                async for chunk in iterate_audio(state, started):
-                    data = carry + chunk.data
-                    cut = len(data) - len(data) % 2
-                    carry = data[cut:]
-                    if cut:
-                        parts.append(data[:cut])
-                        yield pcm_to_wav_chunk(data[:cut], rate), None
-            except VoxserveError as exc:
-                raise gr.Error(exc.message) from None
-            try:
-                path = await asyncio.to_thread(write_download, b"".join(parts), rate, fmt_value or "mp3")
-            except VoxserveError as exc:
-                raise gr.Error(exc.message) from None
+            async for chunk in iterate_audio(state, started):
+                data = carry + chunk.data
+                cut = len(data) - len(data) % 2
+                carry = data[cut:]
+                if cut:
+                    parts.append(data[:cut])
+                    yield pcm_to_wav_chunk(data[:cut], rate), None
+            path = await asyncio.to_thread(write_download, b"".join(parts), rate, fmt_value or "mp3")
             yield None, path
 
         # Refresh the voice list once the engines have started (they start after the page is built).
-        ctx.blocks.load(lambda: gr.Dropdown(choices=voice_choices(ctx)), outputs=voice, queue=False)
+        @ui_handler
+        def refresh_voices() -> gr.Dropdown:
+            return gr.Dropdown(choices=voice_choices(ctx))
+
+        ctx.blocks.load(refresh_voices, outputs=voice, queue=False)
         button.click(
             speak,
             inputs=[text, voice, speed, fmt],

@@ -23,9 +23,10 @@ import numpy.typing as npt
 from voxserve.api.stt_common import pcm_converter, session_config, vad_for
 from voxserve.audio.decode import decode_audio
 from voxserve.engines.base import TranscribeOptions
-from voxserve.errors import VoxserveError
+from voxserve.errors import Unavailable, VoxserveError
 from voxserve.runtime.transcriber import Transcriber
 from voxserve.stt.session import Final, Partial, UtteranceFailed
+from voxserve.ui.errors import ui_handler
 from voxserve.ui.media import read_wav
 
 if TYPE_CHECKING:
@@ -156,7 +157,10 @@ class MicSessions:
             state = self.ctx.state
             admission = app.state.stt_admission
             if not admission.try_enter():
-                raise gr.Error("The server is transcribing as many streams as it can; try again later.")
+                raise Unavailable(
+                    "The server is transcribing as many streams as it can; try again later.",
+                    code="at_capacity",
+                )
             try:
                 pool = state.registry.stt_pool(model)
                 await pool.start()
@@ -254,15 +258,14 @@ def build_transcribe_tab(ctx: UiContext) -> None:
                     label="File transcript", lines=6, interactive=False, elem_id="stt-file-transcript"
                 )
 
+        @ui_handler
         async def on_start(model_value: str, language_value: str, request: gr.Request) -> tuple[str, str]:
             key = request.session_hash or ""
             await sessions.drop(key)
-            try:
-                await sessions.open(key, model_value, _language(language_value) or "en")
-            except VoxserveError as exc:
-                raise gr.Error(exc.message) from None
+            await sessions.open(key, model_value, _language(language_value) or "en")
             return "", "…"
 
+        @ui_handler
         async def on_chunk(
             chunk: str | None, model_value: str, language_value: str, request: gr.Request
         ) -> tuple[Any, Any]:
@@ -271,9 +274,9 @@ def build_transcribe_tab(ctx: UiContext) -> None:
                 session = await sessions.open(key, model_value, _language(language_value) or "en")
                 if chunk:
                     session.feed_file(chunk)
-            except VoxserveError as exc:
-                await sessions.drop(key)
-                raise gr.Error(exc.message) from None
+            except Exception:
+                await sessions.drop(key)  # a failed stream is not resumed: the next chunk starts anew
+                raise
             # Ten chunks a second: send only what changed, so Gradio's per-chunk work stays small (a
             # chunk that arrives while the handler is busy replaces the one before it).
             shown = (session.transcript(), session.live())
@@ -282,12 +285,14 @@ def build_transcribe_tab(ctx: UiContext) -> None:
             live_md = shown[1] if shown[1] != previous[1] else gr.skip()
             return text, live_md
 
+        @ui_handler
         async def on_stop(request: gr.Request) -> tuple[str, str]:
             session = await sessions.finish(request.session_hash or "")
             if session is None:
                 return gr.skip(), gr.skip()
             return session.transcript(), "…"
 
+        @ui_handler
         async def on_unload(request: gr.Request) -> None:
             await sessions.drop(request.session_hash or "")
 
@@ -303,25 +308,21 @@ def build_transcribe_tab(ctx: UiContext) -> None:
         mic.stop_recording(on_stop, outputs=[transcript, live])
         ctx.blocks.unload(on_unload)
 
+        @ui_handler
         async def transcribe_file(
             path: str | None, model_value: str, language_value: str
         ) -> AsyncIterator[str]:
             if not path:
                 raise gr.Error("Choose an audio file first.")
             state = ctx.state
-            try:
-                data = await asyncio.to_thread(Path(path).read_bytes)
-                audio = await asyncio.to_thread(
-                    decode_audio, data, max_seconds=state.settings.max_audio_seconds
-                )
-                del data
-                pool = state.registry.stt_pool(model_value)
-                options = TranscribeOptions(
-                    language=_language(language_value), beam_size=state.settings.stt_beam_size
-                )
-                stream = await pool.stream_call("transcribe", audio, options)
-            except VoxserveError as exc:
-                raise gr.Error(exc.message) from None
+            data = await asyncio.to_thread(Path(path).read_bytes)
+            audio = await asyncio.to_thread(decode_audio, data, max_seconds=state.settings.max_audio_seconds)
+            del data
+            pool = state.registry.stt_pool(model_value)
+            options = TranscribeOptions(
+                language=_language(language_value), beam_size=state.settings.stt_beam_size
+            )
+            stream = await pool.stream_call("transcribe", audio, options)
             text = ""
             try:
                 first = True
@@ -331,8 +332,6 @@ def build_transcribe_tab(ctx: UiContext) -> None:
                         continue
                     text += item.text
                     yield text.strip()
-            except VoxserveError as exc:
-                raise gr.Error(exc.message) from None
             finally:
                 with contextlib.suppress(Exception):
                     stream.abort()
