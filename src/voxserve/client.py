@@ -66,6 +66,7 @@ __all__ = [
     "ChatTranscript",
     "Client",
     "ClientError",
+    "FileTarget",
     "RealtimeCompleted",
     "RealtimeDelta",
     "RealtimeEvent",
@@ -858,6 +859,46 @@ class _Backlog:
             self._cond.wait_for(lambda: not self.pending(extra), _BACKLOG_WAIT_S)
 
 
+_JOBS_PATH = "/v1/audio/speech/jobs"
+_JOB_POLL_S = 1.0
+"""Default interval between two polls of a speech job's status."""
+_DOWNLOAD_CHUNK = 256 * 1024
+
+FileTarget: TypeAlias = str | os.PathLike[str] | IO[bytes]
+"""Where a download goes: a path (created or truncated) or a binary file object."""
+
+
+def _job_body(
+    text: str, voice: str, model: str, response_format: str, speed: float, extra: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "model": model,
+        "input": text,
+        "voice": voice,
+        "response_format": response_format,
+        "speed": speed,
+        **extra,
+    }
+
+
+def _job_outcome(job: dict[str, Any]) -> dict[str, Any] | None:
+    """The job if it succeeded, None while it is queued or running; raises if it failed or was
+    cancelled (with the job's own error code, such as ``synthesis_failed``)."""
+    status = job.get("status")
+    if status == "succeeded":
+        return job
+    if status in ("queued", "running"):
+        return None
+    error = job.get("error") or {}
+    code = str(error.get("code") or f"job_{status}")
+    message = str(error.get("message") or f"the job is {status}")
+    raise ClientError(f"speech job {job.get('id')} {status}: {message}", code=code)
+
+
+def _job_timeout(job_id: str, timeout: float) -> ClientError:
+    return ClientError(f"speech job {job_id} did not finish within {timeout:g} s", code="timeout")
+
+
 # --- the clients -------------------------------------------------------------------------------------
 
 
@@ -1080,6 +1121,79 @@ class AsyncClient(_Common):
         """``POST /dev/captioned_speech`` (not streamed): the audio and its word timestamps."""
         body = _speech_body(text, voice, model, response_format, speed, None, False, {})
         return _captioned((await self._request("POST", "/dev/captioned_speech", json=body)).json())
+
+    # --- long texts: speech jobs -----------------------------------------------------------------------
+
+    async def create_speech_job(
+        self,
+        text: str,
+        *,
+        voice: str = "alloy",
+        model: str = "tts-1",
+        response_format: str = "mp3",
+        speed: float = 1.0,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """``POST /v1/audio/speech/jobs``: queue a long text (up to the server's ``max_job_chars``) to be
+        spoken into a file; the ``speech.job`` object (``id``, ``status``, ...). Everything is validated
+        before it is accepted (``unknown_voice``, ``no_speakable_text``, ``too_many_jobs``, ...).
+        ``extra``: more fields (``volume_multiplier``, ``normalization_options``, ``markup``)."""
+        body = _job_body(text, voice, model, response_format, speed, extra)
+        result: dict[str, Any] = (await self._request("POST", _JOBS_PATH, json=body)).json()
+        return result
+
+    async def get_speech_job(self, job_id: str) -> dict[str, Any]:
+        """``GET /v1/audio/speech/jobs/{id}``: status and progress (``chars_done`` of ``input_chars``)."""
+        result: dict[str, Any] = (await self._request("GET", f"{_JOBS_PATH}/{job_id}")).json()
+        return result
+
+    async def list_speech_jobs(self) -> list[dict[str, Any]]:
+        """``GET /v1/audio/speech/jobs``: every job the server still holds, oldest first."""
+        result: list[dict[str, Any]] = (await self._request("GET", _JOBS_PATH)).json()["data"]
+        return result
+
+    async def wait_speech_job(
+        self, job_id: str, *, max_wait_s: float | None = None, poll_interval_s: float = _JOB_POLL_S
+    ) -> dict[str, Any]:
+        """Poll the job until it has succeeded and return it. A failed or cancelled job raises
+        :class:`ClientError` with the job's error code; ``max_wait_s`` without an end raises
+        ``code="timeout"`` (the job goes on: wait again, or delete it)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if max_wait_s is None else loop.time() + max_wait_s
+        while (done := _job_outcome(await self.get_speech_job(job_id))) is None:
+            if deadline is not None and loop.time() >= deadline:
+                raise _job_timeout(job_id, max_wait_s or 0.0)
+            wait = (
+                poll_interval_s if deadline is None else min(poll_interval_s, max(deadline - loop.time(), 0))
+            )
+            await asyncio.sleep(wait)
+        return done
+
+    async def speech_job_audio(self, job_id: str) -> bytes:
+        """``GET /v1/audio/speech/jobs/{id}/audio``: the finished file, in memory (``job_not_finished``
+        until it has succeeded). For long jobs prefer :meth:`download_speech_job`."""
+        return (await self._request("GET", f"{_JOBS_PATH}/{job_id}/audio")).content
+
+    async def download_speech_job(self, job_id: str, file: FileTarget) -> int:
+        """Stream the finished file to ``file`` (a path or a binary file object) without holding it in
+        memory; the number of bytes written. File writes run in a thread."""
+        async with self._stream("GET", f"{_JOBS_PATH}/{job_id}/audio") as response:
+            owned = isinstance(file, str | os.PathLike)
+            out = await asyncio.to_thread(open, file, "wb") if isinstance(file, str | os.PathLike) else file
+            written = 0
+            try:
+                async for chunk in response.aiter_bytes(_DOWNLOAD_CHUNK):
+                    written += await asyncio.to_thread(out.write, chunk)
+            finally:
+                if owned:
+                    await asyncio.to_thread(out.close)
+        return written
+
+    async def delete_speech_job(self, job_id: str) -> dict[str, Any]:
+        """``DELETE /v1/audio/speech/jobs/{id}``: cancel it if it is still running, delete its file;
+        the job as it ended, with ``"deleted": true``."""
+        result: dict[str, Any] = (await self._request("DELETE", f"{_JOBS_PATH}/{job_id}")).json()
+        return result
 
     # --- WebSockets ----------------------------------------------------------------------------------
 
@@ -1533,6 +1647,64 @@ class Client(_Common):
         """``POST /dev/captioned_speech`` (not streamed)."""
         body = _speech_body(text, voice, model, response_format, speed, None, False, {})
         return _captioned(self._request("POST", "/dev/captioned_speech", json=body).json())
+
+    # --- long texts: speech jobs -----------------------------------------------------------------------
+
+    def create_speech_job(
+        self,
+        text: str,
+        *,
+        voice: str = "alloy",
+        model: str = "tts-1",
+        response_format: str = "mp3",
+        speed: float = 1.0,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """``POST /v1/audio/speech/jobs`` (see :meth:`AsyncClient.create_speech_job`)."""
+        body = _job_body(text, voice, model, response_format, speed, extra)
+        result: dict[str, Any] = self._request("POST", _JOBS_PATH, json=body).json()
+        return result
+
+    def get_speech_job(self, job_id: str) -> dict[str, Any]:
+        """``GET /v1/audio/speech/jobs/{id}``: status and progress."""
+        result: dict[str, Any] = self._request("GET", f"{_JOBS_PATH}/{job_id}").json()
+        return result
+
+    def list_speech_jobs(self) -> list[dict[str, Any]]:
+        """``GET /v1/audio/speech/jobs``: every job the server still holds, oldest first."""
+        result: list[dict[str, Any]] = self._request("GET", _JOBS_PATH).json()["data"]
+        return result
+
+    def wait_speech_job(
+        self, job_id: str, *, max_wait_s: float | None = None, poll_interval_s: float = _JOB_POLL_S
+    ) -> dict[str, Any]:
+        """Poll the job until it has succeeded (see :meth:`AsyncClient.wait_speech_job`)."""
+        deadline = None if max_wait_s is None else time.monotonic() + max_wait_s
+        while (done := _job_outcome(self.get_speech_job(job_id))) is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise _job_timeout(job_id, max_wait_s or 0.0)
+            wait = (
+                poll_interval_s
+                if deadline is None
+                else min(poll_interval_s, max(deadline - time.monotonic(), 0))
+            )
+            time.sleep(wait)
+        return done
+
+    def speech_job_audio(self, job_id: str) -> bytes:
+        """``GET /v1/audio/speech/jobs/{id}/audio``: the finished file, in memory."""
+        return self._request("GET", f"{_JOBS_PATH}/{job_id}/audio").content
+
+    def download_speech_job(self, job_id: str, file: FileTarget) -> int:
+        """Stream the finished file to ``file`` (a path or a binary file object); the bytes written."""
+        with self._stream("GET", f"{_JOBS_PATH}/{job_id}/audio") as response, contextlib.ExitStack() as stack:
+            out = stack.enter_context(open(file, "wb")) if isinstance(file, str | os.PathLike) else file
+            return sum(out.write(chunk) for chunk in response.iter_bytes(_DOWNLOAD_CHUNK))
+
+    def delete_speech_job(self, job_id: str) -> dict[str, Any]:
+        """``DELETE /v1/audio/speech/jobs/{id}``: cancel and delete; the job as it ended."""
+        result: dict[str, Any] = self._request("DELETE", f"{_JOBS_PATH}/{job_id}").json()
+        return result
 
     # --- WebSockets ----------------------------------------------------------------------------------
 

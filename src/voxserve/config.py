@@ -114,6 +114,27 @@ class Settings(BaseSettings):
         0, ge=0, le=5000, description="Silence appended to every speech response (players that cut the end)."
     )
 
+    # --- long texts: speech jobs (POST /v1/audio/speech/jobs) ---------------------------------------
+    max_job_chars: int = Field(
+        500_000, ge=1, description="Longest `input` of a speech job (413 text_too_long above)."
+    )
+    max_jobs: int = Field(
+        4, ge=1, description="Speech jobs queued or running at once (429 too_many_jobs above)."
+    )
+    job_concurrency: int = Field(1, ge=1, le=64, description="Speech jobs synthesized at the same time.")
+    job_batch_chars: int = Field(
+        1000,
+        ge=100,
+        le=100_000,
+        description="Text per synthesis call of a job; live requests can take the worker between calls.",
+    )
+    jobs_dir: Path | None = Field(
+        None, description="Where job audio is written (none: a temporary folder removed at shutdown)."
+    )
+    job_ttl_s: float = Field(
+        3600.0, gt=0, description="A finished job and its file are deleted this long after it ends."
+    )
+
     # --- speech-to-text ----------------------------------------------------------------------------
     stt_models: list[str] = Field(
         default_factory=lambda: ["tiny.en", "base"], description="Built-in Whisper models offered."
@@ -225,6 +246,13 @@ class Settings(BaseSettings):
             for name, target in self.voice_aliases.items()
         }
         return self
+
+    @property
+    def max_job_body_bytes(self) -> int:
+        """The body limit of ``POST /v1/audio/speech/jobs``: room for ``max_job_chars`` characters even
+        if every one is JSON-escaped as a surrogate pair (``\\ud83d\\ude00``, 12 bytes), plus the other
+        fields. Anything larger cannot be a valid job, so it is refused before it is read."""
+        return self.max_body_bytes + 12 * self.max_job_chars
 
     def stt_model_ids(self) -> list[str]:
         return [*self.stt_models, *self.stt_model_paths]

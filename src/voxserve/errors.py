@@ -7,10 +7,13 @@ WebSocket close code, the OpenAI error ``type`` and a stable machine-readable ``
     ├── InvalidRequest                  400 invalid_request_error   (bad JSON, empty_audio, ...)
     │   ├── UnknownVoice                404 unknown_voice
     │   ├── UnknownModel                404 model_not_found
+    │   ├── UnknownJob                  404 unknown_job             (a speech job id)
+    │   ├── Conflict                    409 (job_not_finished, job_failed, job_cancelled)
     │   ├── TextTooLong                 413 text_too_long           (also audio_too_long)
     │   ├── UnsupportedMediaType        415 unsupported_media_type  (an upload that is not audio)
     │   └── InvalidValue                422 (no_speakable_text, invalid_speed, unsupported_format,
     │                                        invalid_phonemes, unsupported_language, validation_error, ...)
+    ├── RateLimited                     429 rate_limit_error        (too_many_jobs) — sends Retry-After
     ├── Unavailable                     503 (at_capacity, worker_unavailable) — sends Retry-After
     └── EngineFailure                   500 (worker_crashed, synthesis_failed, model_corrupt, ...)
 
@@ -22,12 +25,15 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 __all__ = [
+    "Conflict",
     "EngineFailure",
     "InvalidRequest",
     "InvalidValue",
     "TextTooLong",
     "Unavailable",
     "OutputError",
+    "RateLimited",
+    "UnknownJob",
     "UnknownModel",
     "UnknownVoice",
     "UnsupportedMediaType",
@@ -92,6 +98,21 @@ class UnknownModel(InvalidRequest):
     default_code = "model_not_found"
 
 
+class UnknownJob(InvalidRequest):
+    """No speech job has this id (never had one, deleted, or expired) (404)."""
+
+    status = 404
+    default_code = "unknown_job"
+
+
+class Conflict(InvalidRequest):
+    """The resource is not in a state that allows the request, such as a job's audio before the job
+    has succeeded (409)."""
+
+    status = 409
+    default_code = "conflict"
+
+
 class TextTooLong(InvalidRequest):
     """The input text or body is over its limit (413)."""
 
@@ -113,6 +134,17 @@ class InvalidValue(InvalidRequest):
 
     status = 422
     default_code = "validation_error"
+
+
+class RateLimited(VoxserveError):
+    """The client has as much outstanding work as it may (429, ``Retry-After``; WebSocket 1013): for
+    example ``max_jobs`` speech jobs already queued or running. Retry later; nothing is broken."""
+
+    status = 429
+    close_code = 1013
+    error_type = "rate_limit_error"
+    default_code = "rate_limited"
+    retry_after_s: int = 30
 
 
 class Unavailable(VoxserveError):

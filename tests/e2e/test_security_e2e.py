@@ -7,6 +7,7 @@ import json
 import shutil
 import ssl
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,7 +99,7 @@ def test_https_with_keys(secure_server: Server, tls: tuple[Path, Path, ssl.SSLCo
     context = tls[2]
     with httpx.Client(base_url=secure_server.url, verify=context, timeout=60) as client:
         assert client.get("/health").json() == {"status": "ok"}  # liveness needs no key
-        for path in ("/ready", "/metrics", "/v1/models", "/openapi.json", "/docs"):
+        for path in ("/ready", "/metrics", "/v1/models", "/openapi.json", "/docs", "/v1/audio/speech/jobs"):
             r = client.get(path)
             assert r.status_code == 401, path
             assert r.headers["www-authenticate"] == "Bearer"
@@ -110,6 +111,21 @@ def test_https_with_keys(secure_server: Server, tls: tuple[Path, Path, ssl.SSLCo
         assert client.post("/v1/audio/speech", json=body).status_code == 401
         r = client.post("/v1/audio/speech", json=body, headers=AUTH)
         assert r.status_code == 200 and r.content[:4] == b"RIFF" and len(r.content) > 10_000
+        # Speech jobs: every route needs the key; with it the job runs and its audio downloads.
+        jobs = "/v1/audio/speech/jobs"
+        assert client.post(jobs, json=body).status_code == 401
+        created = client.post(jobs, json=body, headers=AUTH)
+        assert created.status_code == 202, created.text
+        job = f"{jobs}/{created.json()['id']}"
+        for method, path in (("GET", job), ("GET", f"{job}/audio"), ("DELETE", job)):
+            assert client.request(method, path).status_code == 401, (method, path)
+        deadline = time.monotonic() + 60
+        while client.get(job, headers=AUTH).json()["status"] in ("queued", "running"):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        audio = client.get(f"{job}/audio", headers=AUTH)
+        assert audio.status_code == 200 and audio.content[:4] == b"RIFF"
+        assert client.delete(job, headers=AUTH).status_code == 200
 
 
 def test_tls_is_real(secure_server: Server) -> None:

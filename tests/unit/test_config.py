@@ -31,6 +31,20 @@ def test_defaults_are_safe() -> None:
     assert s.threads_per_worker * min(s.workers_per_engine, 2) <= 2
 
 
+def test_job_defaults_and_body_limit() -> None:
+    s = Settings()
+    assert (s.max_job_chars, s.max_jobs, s.job_concurrency, s.jobs_dir, s.job_ttl_s) == (
+        500_000,
+        4,
+        1,
+        None,
+        3600.0,
+    )
+    # Room for the longest job even when every character is a JSON-escaped surrogate pair.
+    assert s.max_job_body_bytes == s.max_body_bytes + 12 * 500_000
+    assert Settings(max_job_chars=10).max_job_body_bytes == s.max_body_bytes + 120
+
+
 def test_every_openai_voice_is_mapped() -> None:
     assert set(DEFAULT_VOICE_ALIASES) == OPENAI_VOICES
     for target in DEFAULT_VOICE_ALIASES.values():
@@ -49,6 +63,9 @@ def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     "bad",
     [
         {"max_input_chars": 0},
+        {"max_jobs": 0},
+        {"job_batch_chars": 10},
+        {"job_ttl_s": 0},
         {"engines": ["nope"]},
         {"output_sample_rate": 12345},
         {"workers_per_engine": 0},

@@ -7,11 +7,14 @@ import pickle
 import pytest
 
 from voxserve.errors import (
+    Conflict,
     EngineFailure,
     InvalidRequest,
     InvalidValue,
+    RateLimited,
     TextTooLong,
     Unavailable,
+    UnknownJob,
     UnknownModel,
     UnknownVoice,
     VoxserveError,
@@ -25,9 +28,12 @@ from voxserve.errors import (
         (InvalidRequest, 400, "invalid_request", "invalid_request_error"),
         (UnknownVoice, 404, "unknown_voice", "invalid_request_error"),
         (UnknownModel, 404, "model_not_found", "invalid_request_error"),
+        (UnknownJob, 404, "unknown_job", "invalid_request_error"),
+        (Conflict, 409, "conflict", "invalid_request_error"),
         (TextTooLong, 413, "text_too_long", "invalid_request_error"),
         (InvalidValue, 422, "validation_error", "invalid_request_error"),
         (Unavailable, 503, "at_capacity", "server_error"),
+        (RateLimited, 429, "rate_limited", "rate_limit_error"),
         (EngineFailure, 500, "synthesis_failed", "server_error"),
     ],
 )

@@ -16,8 +16,19 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from voxserve import __version__
-from voxserve.api import chat_ws, dev, realtime, speak_ws, speech, stream_ws, system, transcriptions
+from voxserve.api import (
+    chat_ws,
+    dev,
+    realtime,
+    speak_ws,
+    speech,
+    speech_jobs,
+    stream_ws,
+    system,
+    transcriptions,
+)
 from voxserve.api.errors import install_error_handlers
+from voxserve.api.jobs import SpeechJobs
 from voxserve.api.observability import LoopLagProbe, Metrics
 from voxserve.api.security import install_security
 from voxserve.api.state import AppState
@@ -33,7 +44,11 @@ _log = logging.getLogger("voxserve")
 
 
 class BodyLimitMiddleware:
-    """413 for bodies over ``max_body_bytes`` before they are read; X-Request-ID on every response."""
+    """413 for bodies over ``max_body_bytes`` before they are read; X-Request-ID on every response.
+
+    Uploads get ``max_upload_bytes``; ``path_limits`` gives other paths their own limit (the speech
+    jobs route takes texts of up to ``max_job_chars``).
+    """
 
     def __init__(
         self,
@@ -42,10 +57,12 @@ class BodyLimitMiddleware:
         max_upload_bytes: int,
         max_header_bytes: int = 32768,
         max_headers: int = 100,
+        path_limits: dict[str, int] | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_upload_bytes = max_upload_bytes
+        self.path_limits = dict(path_limits or {})
         self.max_header_bytes = max_header_bytes
         self.max_headers = max_headers
 
@@ -68,7 +85,7 @@ class BodyLimitMiddleware:
             await self._send_error(send, request_id, 431, err)
             return
         upload = scope["path"] in _UPLOAD_PATHS
-        limit = self.max_upload_bytes if upload else self.max_body_bytes
+        limit = self.max_upload_bytes if upload else self.path_limits.get(scope["path"], self.max_body_bytes)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await self._reject(send, request_id, limit, upload)
@@ -164,16 +181,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     registry = EngineRegistry(settings, on_restart=on_restart, on_done=on_done)
     probe = LoopLagProbe(metrics.loop_lag.observe)
-    state = AppState(settings=settings, registry=registry, metrics=metrics, probe=probe)
+    jobs = SpeechJobs(
+        directory=settings.jobs_dir,
+        sample_rate=settings.output_sample_rate,
+        max_jobs=settings.max_jobs,
+        concurrency=settings.job_concurrency,
+        ttl_s=settings.job_ttl_s,
+    )
+    state = AppState(settings=settings, registry=registry, metrics=metrics, probe=probe, jobs=jobs)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         probe.start()
         try:
             await registry.start()
+            await jobs.start()
             _log.info("voxserve %s ready on %s:%d", __version__, settings.host, settings.port)
             yield
         finally:
+            # Jobs first: their cancelled worker calls need live pools to answer them.
+            await jobs.stop()
             await registry.stop()
             await probe.stop()
 
@@ -192,6 +219,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.vad_lock = asyncio.Lock()
     install_error_handlers(app)
     app.include_router(speech.router)
+    app.include_router(speech_jobs.router)
     app.include_router(dev.router)
     app.include_router(transcriptions.router)
     app.include_router(stream_ws.router)
@@ -205,6 +233,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_upload_bytes=settings.max_upload_bytes,
         max_header_bytes=settings.max_header_bytes,
         max_headers=settings.max_headers,
+        path_limits={speech_jobs.JOBS_PATH: settings.max_job_body_bytes},
     )
     # Outside the body limit: API keys (every route, WebSocket and the UI), WebSocket Origin, CORS.
     install_security(app, settings, ui_path=UI_PATH if settings.ui_enabled else None)

@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from voxserve.errors import InvalidRequest, InvalidValue, Unavailable, VoxserveError
+from voxserve.errors import InvalidRequest, InvalidValue, RateLimited, Unavailable, VoxserveError
 
 __all__ = ["error_response", "install_error_handlers"]
 
@@ -27,7 +27,7 @@ _PARAM_CODES = {
 
 
 def error_response(exc: VoxserveError) -> JSONResponse:
-    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Unavailable) else None
+    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Unavailable | RateLimited) else None
     return JSONResponse(exc.to_dict(), status_code=exc.status, headers=headers)
 
 

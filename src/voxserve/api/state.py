@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
+from voxserve.api.jobs import SpeechJobs
 from voxserve.api.observability import LoopLagProbe, Metrics
 from voxserve.config import Settings
 from voxserve.runtime.registry import OPENAI_STT_MODELS, EngineRegistry
@@ -21,6 +22,8 @@ class AppState:
     registry: EngineRegistry
     metrics: Metrics
     probe: LoopLagProbe
+    jobs: SpeechJobs
+    """Long-text speech jobs (``/v1/audio/speech/jobs``)."""
 
     def model_ids(self) -> list[str]:
         """Every model id the speech route accepts (OpenAI's names and the engine families)."""

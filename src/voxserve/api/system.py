@@ -84,6 +84,7 @@ async def ready(request: Request) -> JSONResponse:
         "status": "ready" if is_ready else "starting",
         "engines": engines,
         "queue_depth": sum(s["queued"] for s in engines.values()),
+        "speech_jobs": state.jobs.counts,
         "loop_lag_p99_ms": round(state.probe.percentile(0.99) * 1000, 3),
     }
     return JSONResponse(body, status_code=200 if is_ready else 503)

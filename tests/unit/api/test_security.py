@@ -104,6 +104,8 @@ def routes(keyed_app: FastAPI) -> list[tuple[str, str, frozenset[str]]]:
     paths = {p for kind, p, _ in found if kind == "http"}
     # The walk went through the included routers and into the mounted Gradio app.
     assert {"/v1/audio/speech", "/v1/models/{model_id}", "/ready", "/metrics", "/health"} <= paths
+    jobs = "/v1/audio/speech/jobs"
+    assert {jobs, f"{jobs}/{{job_id}}", f"{jobs}/{{job_id}}/audio"} <= paths
     assert {"/docs", "/openapi.json", "/ui/", "/ui/config"} <= paths
     assert any(p.startswith("/ui/gradio_api/") for p in paths), sorted(paths)
     assert {p for kind, p, _ in found if kind == "websocket"} == WS_PATHS

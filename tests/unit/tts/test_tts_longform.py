@@ -127,7 +127,9 @@ def test_plan_section_has_no_short_first_fragment() -> None:
 
 
 def test_plan_section_normalises_like_the_speech_route() -> None:
-    assert plan_section("It costs $12.50.", max_fragment_chars=300) == ("It costs twelve dollars and fifty cents.",)
+    assert plan_section("It costs $12.50.", max_fragment_chars=300) == (
+        "It costs twelve dollars and fifty cents.",
+    )
 
 
 @pytest.mark.parametrize("text", ["." * 500_000, " " * 500_000, "\n \n" * 150_000, "a. " * 160_000])

@@ -1,0 +1,226 @@
+"""``/v1/audio/speech/jobs`` through the real app and middleware, with one fake-engine worker process.
+
+The app's lifespan is not run (it would start the real engines): the test starts the job store and a
+pool of :class:`tests.fakes.FakeEngine` itself and puts that pool in the registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import wave
+from collections.abc import AsyncIterator
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from voxserve.api.app import create_app
+from voxserve.api.state import AppState
+from voxserve.config import Settings
+from voxserve.runtime.messages import EngineSpec
+from voxserve.runtime.pool import EnginePool
+
+RATE = 16000
+SPEC = EngineSpec(engine="fake", factory="tests.fakes:FakeEngine", options={"step_s": 0.01, "steps": 2})
+JOBS = "/v1/audio/speech/jobs"
+# The fake speaks 0.05 s per word.
+TEXT = "\n\n".join(f"Paragraph {i} has exactly seven words here." for i in range(40))  # 1.9k characters
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, AppState]]:
+    settings = Settings(
+        engines=["espeak"],
+        default_voice="espeak/en-us",
+        ui_enabled=False,
+        output_sample_rate=RATE,
+        max_input_chars=200,
+        max_job_chars=5000,
+        max_jobs=2,
+        job_batch_chars=200,
+        jobs_dir=tmp_path / "jobs",
+    )
+    app = create_app(settings)
+    state: AppState = app.state.vox
+    pool = EnginePool(SPEC, 1, start_timeout_s=60, cancel_grace_s=0.5, queue_timeout_s=5)
+    state.registry.pools = {"fake": pool}
+    await pool.start()
+    await state.jobs.start()
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=30) as client:
+            yield client, state
+    finally:
+        await state.jobs.stop()
+        await pool.stop()
+
+
+def body(text: str = TEXT, **extra: Any) -> dict[str, Any]:
+    return {"model": "tts-1", "voice": "a", "input": text, "response_format": "wav", **extra}
+
+
+async def wait_status(client: httpx.AsyncClient, job_id: str, *statuses: str) -> dict[str, Any]:
+    async with asyncio.timeout(30):
+        while True:
+            job: dict[str, Any] = (await client.get(f"{JOBS}/{job_id}")).json()
+            if job["status"] in statuses:
+                return job
+            await asyncio.sleep(0.02)
+
+
+async def test_job_lifecycle(env: tuple[httpx.AsyncClient, AppState]) -> None:
+    client, state = env
+    r = await client.post(JOBS, json=body())
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert r.headers["location"] == f"{JOBS}/{job['id']}"
+    assert set(job) >= {
+        "id",
+        "object",
+        "status",
+        "created_at",
+        "input_chars",
+        "chars_done",
+        "audio_seconds",
+        "response_format",
+        "error",
+    }
+    assert job["object"] == "speech.job" and job["status"] in ("queued", "running")
+    assert job["input_chars"] == len(TEXT) and job["response_format"] == "wav" and job["error"] is None
+    assert job["voice"] == "fake/a"
+
+    early = await client.get(f"{JOBS}/{job['id']}/audio")
+    assert early.status_code == 409 and early.json()["error"]["code"] == "job_not_finished"
+
+    done = await wait_status(client, job["id"], "succeeded", "failed")
+    assert done["status"] == "succeeded", done
+    assert done["chars_done"] == len(TEXT)
+    expected_s = 0.05 * len(TEXT.split())
+    assert done["audio_seconds"] == pytest.approx(expected_s, abs=0.01)
+
+    audio = await client.get(f"{JOBS}/{job['id']}/audio")
+    assert audio.status_code == 200
+    assert audio.headers["content-type"] == "audio/wav"
+    assert int(audio.headers["content-length"]) == len(audio.content) == done["bytes"]
+    assert audio.headers["content-disposition"] == f'attachment; filename="{job["id"]}.wav"'
+    with wave.open(BytesIO(audio.content)) as w:
+        assert w.getframerate() == RATE
+        assert w.getnframes() / RATE == pytest.approx(expected_s, abs=0.01)
+
+    listed = (await client.get(JOBS)).json()
+    assert listed["object"] == "list" and [j["id"] for j in listed["data"]] == [job["id"]]
+
+    deleted = await client.delete(f"{JOBS}/{job['id']}")
+    assert deleted.status_code == 200 and deleted.json()["deleted"] is True
+    assert not (state.jobs.directory / f"{job['id']}.wav").exists()
+    for method, path in (("GET", ""), ("GET", "/audio"), ("DELETE", "")):
+        r = await client.request(method, f"{JOBS}/{job['id']}{path}")
+        assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_job", (method, path)
+
+
+async def test_pcm_download_describes_itself(env: tuple[httpx.AsyncClient, AppState]) -> None:
+    client, _ = env
+    job = (await client.post(JOBS, json=body("Four words right here.", response_format="pcm"))).json()
+    assert (await wait_status(client, job["id"], "succeeded", "failed"))["status"] == "succeeded"
+    audio = await client.get(f"{JOBS}/{job['id']}/audio")
+    assert audio.headers["content-type"] == "audio/pcm"
+    assert audio.headers["x-audio-sample-rate"] == str(RATE)
+    assert audio.headers["x-audio-encoding"] == "pcm_s16le"
+    assert len(audio.content) == 2 * round(0.05 * 4 * RATE)
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "code"),
+    [
+        (body("a " * 2500 + "b"), 413, "text_too_long"),
+        (body(voice="nobody"), 404, "unknown_voice"),
+        (body(model="nope"), 404, "model_not_found"),
+        (body("🎉 " * 300), 422, "no_speakable_text"),
+        (body("Hello [pause = 1] there.", markup="strict"), 422, "invalid_tag"),
+        (body("Say [this](/bad!/) now."), 422, "invalid_phonemes"),
+        (body(speed=9), 422, "invalid_speed"),
+        (body(response_format="ogg"), 422, "unsupported_format"),
+        (body(stream=False), 422, "unknown_field"),
+    ],
+)
+async def test_validation_before_202(
+    env: tuple[httpx.AsyncClient, AppState], payload: dict[str, Any], status: int, code: str
+) -> None:
+    client, state = env
+    r = await client.post(JOBS, json=payload)
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["code"] == code
+    assert state.jobs.list_jobs() == []
+
+
+async def test_input_over_max_input_chars_is_a_job(env: tuple[httpx.AsyncClient, AppState]) -> None:
+    client, _ = env
+    assert (await client.post("/v1/audio/speech", json=body())).status_code == 413
+    assert (await client.post(JOBS, json=body())).status_code == 202
+
+
+async def test_body_limit_fits_the_longest_job(env: tuple[httpx.AsyncClient, AppState]) -> None:
+    client, state = env
+    # 5000 emoji, each escaped as a surrogate pair: 60 kB, far over max_body_bytes (1 MiB here is
+    # bigger, so shrink the comparison to the job limit itself).
+    content = json.dumps(body("🎉" * 5000)).encode()
+    assert len(content) > 5000 * 12
+    r = await client.post(JOBS, content=content, headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "no_speakable_text"  # read and parsed
+    over = b" " * (state.settings.max_job_body_bytes + 1)
+    r = await client.post(JOBS, content=over, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
+    # Other routes keep the ordinary limit.
+    r = await client.post("/v1/audio/speech", content=b" " * (state.settings.max_body_bytes + 1))
+    assert r.status_code == 413
+
+
+async def test_too_many_jobs_and_delete_running(env: tuple[httpx.AsyncClient, AppState]) -> None:
+    client, state = env
+    long_text = "\n\n".join(["Many words to say in this paragraph, one after another."] * 60)
+    first = (await client.post(JOBS, json=body(long_text))).json()
+    second = (await client.post(JOBS, json=body(long_text))).json()
+    third = await client.post(JOBS, json=body())
+    assert third.status_code == 429 and third.json()["error"]["code"] == "too_many_jobs"
+    assert third.headers["retry-after"] == "30"
+
+    running = await wait_status(client, first["id"], "running")
+    assert (await client.get(f"{JOBS}/{second['id']}")).json()["status"] == "queued"
+    async with asyncio.timeout(20):
+        while running["chars_done"] == 0:
+            running = (await client.get(f"{JOBS}/{first['id']}")).json()
+            await asyncio.sleep(0.02)
+    assert 0 < running["chars_done"] < running["input_chars"]
+
+    path = state.jobs.directory / f"{first['id']}.wav"
+    assert path.exists()
+    r = await client.delete(f"{JOBS}/{first['id']}")
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+    assert not path.exists()
+    r = await client.delete(f"{JOBS}/{second['id']}")
+    assert r.json()["status"] == "cancelled"
+    assert (await client.post(JOBS, json=body("Room again."))).status_code == 202
+    # The one worker was given back: a live request is served.
+    live = await client.post("/v1/audio/speech", json=body("Live.", stream=False))
+    assert live.status_code == 200, live.text
+
+
+async def test_a_failing_fragment_fails_the_job(env: tuple[httpx.AsyncClient, AppState]) -> None:
+    client, state = env
+    job = (await client.post(JOBS, json=body("Hello there.\nFAIL\nMore words."))).json()
+    done = await wait_status(client, job["id"], "succeeded", "failed")
+    assert done["status"] == "failed"
+    assert done["error"]["code"] == "synthesis_failed" and "secret" not in done["error"]["message"]
+    r = await client.get(f"{JOBS}/{job['id']}/audio")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "job_failed"
+    assert list(state.jobs.directory.iterdir()) == []
+
+
+async def test_ready_reports_jobs(env: tuple[httpx.AsyncClient, AppState]) -> None:
+    client, _ = env
+    await client.post(JOBS, json=body())
+    ready = (await client.get("/ready")).json()
+    assert sum(ready["speech_jobs"].values()) == 1
