@@ -264,11 +264,25 @@ class SSEParser:
 
 @dataclass(frozen=True)
 class Word:
-    """A word with its times, in seconds of audio."""
+    """A word with its times, in seconds of audio, and (for speech) the input characters it speaks."""
 
     word: str
     start_s: float
     end_s: float
+    source_start: int | None = None
+    """Where the word's source starts in the text sent (``$100`` for "hundred"); None if unknown."""
+    source_end: int | None = None
+
+
+def _word(w: dict[str, Any], start: str, end: str) -> Word:
+    a, b = w.get("source_start"), w.get("source_end")
+    return Word(
+        str(w["word"]),
+        float(w[start]),
+        float(w[end]),
+        int(a) if a is not None else None,
+        int(b) if b is not None else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -436,7 +450,7 @@ def _sentence(event: dict[str, Any]) -> Sentence:
     return Sentence(
         str(event.get("text", "")),
         float(event.get("start_s", 0.0)),
-        tuple(Word(str(w["word"]), float(w["start_s"]), float(w["end_s"])) for w in event.get("words", ())),
+        tuple(_word(w, "start_s", "end_s") for w in event.get("words", ())),
     )
 
 
@@ -542,10 +556,7 @@ def _captioned(obj: dict[str, Any]) -> CaptionedSpeech:
     return CaptionedSpeech(
         base64.b64decode(obj.get("audio", "")),
         str(obj.get("audio_format", "")),
-        tuple(
-            Word(str(w["word"]), float(w["start_time"]), float(w["end_time"]))
-            for w in obj.get("timestamps", ())
-        ),
+        tuple(_word(w, "start_time", "end_time") for w in obj.get("timestamps", ())),
     )
 
 

@@ -204,7 +204,11 @@ class SpeechStream:
                 if isinstance(event, AudioData):
                     yield event.data
                 elif isinstance(event, SentenceStarted):
-                    words = tuple(Word(w.word, w.start_s, w.end_s) for w in event.words)
+                    sources = event.sources or (None,) * len(event.words)
+                    words = tuple(
+                        Word(w.word, w.start_s, w.end_s, *(span if span else (None, None)))
+                        for w, span in zip(event.words, sources, strict=True)
+                    )
                     yield Sentence(event.text, event.start_s, words)
                 elif isinstance(event, Failed):
                     raise event.error

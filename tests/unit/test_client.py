@@ -436,3 +436,26 @@ def test_chat_sessions_need_opening() -> None:
             client.chat().end()
     finally:
         client.close()
+
+
+def test_word_timestamps_keep_their_source_offsets() -> None:
+    from voxserve.client import _captioned, _sentence
+
+    caption = _captioned(
+        {
+            "audio": "",
+            "audio_format": "wav",
+            "timestamps": [
+                {"word": "one", "start_time": 0.1, "end_time": 0.2, "source_start": 4, "source_end": 8},
+                {"word": "x", "start_time": 0.2, "end_time": 0.3, "source_start": None, "source_end": None},
+            ],
+        }
+    )
+    assert [(w.word, w.source_start, w.source_end) for w in caption.words] == [
+        ("one", 4, 8),
+        ("x", None, None),
+    ]
+    sentence = _sentence(
+        {"text": "It", "start_s": 0.0, "words": [{"word": "It", "start_s": 0.0, "end_s": 0.1}]}
+    )
+    assert sentence.words[0].source_start is None  # an older server sends no offsets

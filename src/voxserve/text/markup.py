@@ -99,11 +99,13 @@ class Parsed:
     warnings: tuple[str, ...] = ()
 
 
-def parse_markup(source: str, mode: MarkupMode = "lenient") -> Parsed:
+def parse_markup(
+    source: str, mode: MarkupMode = "lenient", *, max_total_pause_s: float = MAX_TOTAL_PAUSE_S
+) -> Parsed:
     """Cut ``source`` into text, pauses and IPA overrides.
 
-    Raises :class:`InvalidValue` ``invalid_tag`` (422) for a pause out of range, too much silence in
-    all, or (``strict`` only) a look-alike tag.
+    Raises :class:`InvalidValue` ``invalid_tag`` (422) for a pause out of range, more than
+    ``max_total_pause_s`` of silence in all, or (``strict`` only) a look-alike tag.
     """
     if mode == "off":
         return Parsed((TextSpan(source, 0),))
@@ -125,9 +127,9 @@ def parse_markup(source: str, mode: MarkupMode = "lenient") -> Parsed:
                     param="input",
                 )
             total_pause += seconds
-            if total_pause > MAX_TOTAL_PAUSE_S:
+            if total_pause > max_total_pause_s:
                 raise InvalidValue(
-                    f"the pauses add up to more than {MAX_TOTAL_PAUSE_S:g} s of silence",
+                    f"the pauses add up to more than {max_total_pause_s:g} s of silence",
                     code="invalid_tag",
                     param="input",
                 )

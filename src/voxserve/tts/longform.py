@@ -25,11 +25,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from voxserve.errors import InvalidValue, TextTooLong
-from voxserve.text.markup import Fragment, MarkupMode, Pause, PhonemeOverride, TextSpan, parse_markup
+from voxserve.text.markup import (
+    MAX_TOTAL_PAUSE_S,
+    Fragment,
+    MarkupMode,
+    Pause,
+    PhonemeOverride,
+    TextSpan,
+    parse_markup,
+)
 from voxserve.text.normalize import NormalizationOptions
 from voxserve.tts.plan import plan_speech
 
-__all__ = ["LongTextPlan", "plan_long_text", "plan_section", "split_sections"]
+__all__ = ["LongTextPlan", "job_pause_limit_s", "plan_long_text", "plan_section", "split_sections"]
 
 # Possessive quantifiers and the look-behind keep every scan linear: a run of dots or spaces is
 # matched once, never retried from each of its characters.
@@ -63,6 +71,11 @@ class _Spans:
         if i >= 0 and pos < self._ends[i]:
             return self._starts[i], self._ends[i]
         return None
+
+
+def job_pause_limit_s(chars: int) -> float:
+    """Silence a job of ``chars`` characters may ask for: a speech request's limit per 4096 characters."""
+    return MAX_TOTAL_PAUSE_S * max(1.0, chars / 4096)
 
 
 def split_sections(text: str, section_chars: int, protected: Sequence[tuple[int, int]] = ()) -> list[str]:
@@ -152,15 +165,16 @@ def plan_long_text(
     """Validate a job's text and cut it into sections.
 
     Raises :class:`TextTooLong` (413) over ``max_chars``; :class:`InvalidValue` ``invalid_tag``
-    (422) for markup the speech route would refuse, read over the whole text (so the pauses of a job
-    add up to the same limit as a request's); and ``no_speakable_text`` (422) when no section has
+    (422) for markup the speech route would refuse, read over the whole text (the pauses of a job may
+    add up to :func:`job_pause_limit_s`); and ``no_speakable_text`` (422) when no section has
     anything to speak — found by planning sections until one has, which for real text is the first.
     """
     if len(text) > max_chars:
         raise TextTooLong(
             f"input is {len(text)} characters; the limit for a job is {max_chars}", param="input"
         )
-    parsed = parse_markup(text, markup)
+    # A book may pause as often as a request does: the silence allowed grows with the text.
+    parsed = parse_markup(text, markup, max_total_pause_s=job_pause_limit_s(len(text)))
     # Everything outside ordinary text is a tag, kept (a pause, an override) or removed (a look-alike).
     protected: list[tuple[int, int]] = []
     pos = 0

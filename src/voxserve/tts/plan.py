@@ -140,7 +140,11 @@ def plan_speech(
     ``no_speakable_text`` (422) when nothing would be spoken and ``invalid_tag`` (422) for bad markup.
     """
     if len(text) > max_input_chars:
-        raise TextTooLong(f"input is {len(text)} characters; the limit is {max_input_chars}", param="input")
+        raise TextTooLong(
+            f"input is {len(text)} characters; the limit is {max_input_chars} "
+            "(longer texts: POST /v1/audio/speech/jobs)",
+            param="input",
+        )
     opts = options or NormalizationOptions()
     parsed = parse_markup(text, markup)
     fragments: list[Fragment] = []

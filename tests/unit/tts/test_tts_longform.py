@@ -8,7 +8,7 @@ import pytest
 
 from voxserve.errors import InvalidValue, TextTooLong
 from voxserve.text.markup import Pause, PhonemeOverride
-from voxserve.tts.longform import plan_long_text, plan_section, split_sections
+from voxserve.tts.longform import job_pause_limit_s, plan_long_text, plan_section, split_sections
 
 
 def plan(text: str, section_chars: int = 300, max_chars: int = 10_000, markup: str = "lenient") -> list[str]:
@@ -138,3 +138,13 @@ def test_splitting_is_linear(text: str) -> None:
     sections = split_sections(text, 1000)
     assert time.perf_counter() - t0 < 2.0
     assert "".join(sections) == text
+
+
+def test_a_long_job_may_pause_in_proportion_to_its_length() -> None:
+    assert job_pause_limit_s(100) == 60.0 and job_pause_limit_s(4096 * 10) == 600.0
+    chapter = "A sentence of the chapter. [pause:2s] " * 1000  # 2000 s of pauses in 38 000 characters
+    with pytest.raises(InvalidValue) as info:
+        plan_long_text(chapter, max_chars=500_000, section_chars=1000, max_fragment_chars=300)
+    assert info.value.code == "invalid_tag"
+    book = "A sentence of the chapter, read aloud slowly and with care. [pause:1s] " * 200
+    assert plan_long_text(book, max_chars=500_000, section_chars=1000, max_fragment_chars=300).sections
