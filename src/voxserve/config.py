@@ -121,6 +121,11 @@ class Settings(BaseSettings):
     max_jobs: int = Field(
         4, ge=1, description="Speech jobs queued or running at once (429 too_many_jobs above)."
     )
+    max_job_storage_bytes: int = Field(
+        4 * 1024**3,
+        ge=1,
+        description="Bytes all job files may take together (429 job_storage_full above; never an eviction).",
+    )
     job_concurrency: int = Field(1, ge=1, le=64, description="Speech jobs synthesized at the same time.")
     job_batch_chars: int = Field(
         1000,

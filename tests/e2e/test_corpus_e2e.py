@@ -25,6 +25,8 @@ Rows covered by other test modules (they need their own server, fault injection 
 | ST13 | ``test_stream_ws_e2e.py::test_sessions_do_not_share_results`` |
 | ST19 | ``test_realtime_e2e.py::test_g711_ulaw`` / ``test_g711_alaw`` (real G.711 decoding) |
 | L1, L4 | ``test_faults_e2e.py``, ``test_speech_e2e.py`` (disconnects cancel, workers replaced) |
+| K23, SEC6 | ``unit/api/test_api_jobs.py``, ``test_security_e2e.py``: job files bounded by age and bytes |
+| K24 | ``engine/test_engine_kokoro.py``: blends mixed in memory, an LRU of 32, no file per mix |
 
 Rows not applicable yet:
 
@@ -32,8 +34,6 @@ Rows not applicable yet:
 |---|---|
 | P1–P5, P9, P10, ST27, M19 | no Wyoming server in voxserve (ST6 is checked as ``end`` with no audio) |
 | K26, ST15, ST26 | no GPU support: CPU-only engines, nothing to select or fall back from |
-| K23, SEC6 | no ``return_download_link`` / stored files |
-| K24 | no per-mix disk cache (blends are mixed in memory) |
 | K25 | covered by ``test_dev_e2e.py`` (whole-text phonemes, real tokens) |
 | RT1, RT2, RT6–RT8, O1, O3, S3 | engine-library and release rows (unit, engine, benchmark suites) |
 | ST2, ST3, ST16, ST17, L2, L3, L5–L10, ST25 | the long-running reliability battery (R1–R13) |

@@ -125,6 +125,13 @@ def test_https_with_keys(secure_server: Server, tls: tuple[Path, Path, ssl.SSLCo
             time.sleep(0.05)
         audio = client.get(f"{job}/audio", headers=AUTH)
         assert audio.status_code == 200 and audio.content[:4] == b"RIFF"
+        # The other key cannot see, download or delete it: 404, as if it did not exist.
+        other = {"Authorization": f"Bearer {KEYS[0]}"}
+        for method, path in (("GET", job), ("GET", f"{job}/audio"), ("DELETE", job)):
+            r = client.request(method, path, headers=other)
+            assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_job", (method, path)
+        assert client.get(jobs, headers=other).json()["data"] == []
+        assert [j["id"] for j in client.get(jobs, headers=AUTH).json()["data"]] == [created.json()["id"]]
         assert client.delete(job, headers=AUTH).status_code == 200
 
 

@@ -185,6 +185,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         directory=settings.jobs_dir,
         sample_rate=settings.output_sample_rate,
         max_jobs=settings.max_jobs,
+        max_storage_bytes=settings.max_job_storage_bytes,
         concurrency=settings.job_concurrency,
         ttl_s=settings.job_ttl_s,
     )

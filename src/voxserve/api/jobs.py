@@ -22,10 +22,10 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import secrets
 import shutil
 import tempfile
 import time
-import uuid
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -93,6 +93,10 @@ class SpeechJob:
     size_bytes: int | None = None
     """The file's size, once the job has succeeded."""
     finished_at: int | None = None
+    owner: str | None = None
+    """The principal (API key) that created the job; every other key gets a 404 for it."""
+    file_bytes: int = 0
+    """Bytes in the job's file so far (counted against ``max_storage_bytes``)."""
     ended: float | None = None
     """When the job ended, on the store's clock (for expiry)."""
     task: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -152,6 +156,7 @@ class SpeechJobs:
         directory: Path | None,
         sample_rate: int,
         max_jobs: int = 4,
+        max_storage_bytes: int | None = None,
         concurrency: int = 1,
         ttl_s: float = 3600.0,
         retry_backoff_s: float = 1.0,
@@ -160,6 +165,7 @@ class SpeechJobs:
     ) -> None:
         self.sample_rate = sample_rate
         self.max_jobs = max_jobs
+        self.max_storage_bytes = max_storage_bytes
         self.concurrency = concurrency
         self.ttl_s = ttl_s
         self.retry_backoff_s = retry_backoff_s
@@ -225,34 +231,49 @@ class SpeechJobs:
                 "one has finished",
                 code="too_many_jobs",
             )
+        if self.max_storage_bytes is not None and self.stored_bytes >= self.max_storage_bytes:
+            # Never make room by deleting a finished file nobody has downloaded yet: wait for expiry.
+            raise RateLimited(
+                f"the speech jobs' files fill their {self.max_storage_bytes} bytes; retry when finished "
+                "jobs have been deleted or have expired",
+                code="job_storage_full",
+            )
 
-    def submit(self, spec: JobSpec) -> SpeechJob:
-        """Queue a job and start its task; return it (status ``queued``)."""
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes in every job file the store holds (finished, or being written)."""
+        return sum(job.file_bytes for job in self._jobs.values())
+
+    def submit(self, spec: JobSpec, owner: str | None = None) -> SpeechJob:
+        """Queue a job for ``owner`` (a principal, None without API keys) and start its task; return
+        it (status ``queued``)."""
         self.check_capacity()
         if self._slots is None:
             raise Unavailable("the server is not accepting jobs (starting or stopping)", code="at_capacity")
-        job_id = f"{_ID_PREFIX}{uuid.uuid4().hex}"
+        job_id = f"{_ID_PREFIX}{secrets.token_hex(16)}"  # 128 random bits: ids cannot be guessed
         job = SpeechJob(
             id=job_id,
             spec=spec,
             path=self.directory / f"{job_id}.{spec.response_format}",
             created_at=int(time.time()),
             input_chars=sum(len(s) for s in spec.sections),
+            owner=owner,
         )
         self._jobs[job_id] = job
         job.task = asyncio.create_task(self._run(job, self._slots), name=job_id)
         return job
 
-    def get(self, job_id: str) -> SpeechJob:
-        """The job with this id; 404 ``unknown_job`` if there is none (or it has expired)."""
+    def get(self, job_id: str, owner: str | None = None) -> SpeechJob:
+        """``owner``'s job with this id; 404 ``unknown_job`` if there is none (or it has expired, or
+        it belongs to another key: whether an id exists is not told to other keys)."""
         job = self._jobs.get(job_id)
-        if job is None or self._expired(job):
+        if job is None or self._expired(job) or job.owner != owner:
             raise UnknownJob(f"no speech job {job_id!r}; it may have expired", param="job_id")
         return job
 
-    def list_jobs(self) -> list[SpeechJob]:
-        """Every job that has not expired, oldest first."""
-        return [job for job in self._jobs.values() if not self._expired(job)]
+    def list_jobs(self, owner: str | None = None) -> list[SpeechJob]:
+        """``owner``'s jobs that have not expired, oldest first."""
+        return [job for job in self._jobs.values() if not self._expired(job) and job.owner == owner]
 
     @property
     def counts(self) -> dict[str, int]:
@@ -262,10 +283,10 @@ class SpeechJobs:
             out[job.status if job.active else "finished"] += 1
         return out
 
-    async def delete(self, job_id: str) -> SpeechJob:
+    async def delete(self, job_id: str, owner: str | None = None) -> SpeechJob:
         """Cancel the job if it is queued or running, delete its file and forget it; return it as it
         ended (``cancelled`` if it had not finished)."""
-        job = self.get(job_id)
+        job = self.get(job_id, owner)
         del self._jobs[job_id]
         task = job.task
         if task is not None and not task.done():
@@ -351,6 +372,8 @@ class SpeechJobs:
                     pcm = await self._section_pcm(job, fragments)
                     await run_io(partial(writer.write, pcm))
                     job.audio_seconds = writer.audio_s
+                    job.file_bytes = writer.file_bytes
+                    self._check_storage(job)
                 job.chars_done += len(section)
             if job.chars_done != job.input_chars:  # cannot happen: never call a short file complete
                 raise EngineFailure("the job did not cover its whole text", code="incomplete_job")
@@ -358,14 +381,24 @@ class SpeechJobs:
                 silence = bytes(2 * round(spec.trailing_silence_s * self.sample_rate))
                 await run_io(partial(writer.write, silence))
                 job.audio_seconds = writer.audio_s
-            job.size_bytes = await run_io(writer.close)
+            job.size_bytes = job.file_bytes = await run_io(writer.close)
         except BaseException:
             # In the job's own thread, so after any write (or the file's creation) still running
             # there; shielded, so a cancelled job has deleted its file by the time its task ends.
             await asyncio.shield(loop.run_in_executor(io, lambda: _discard(opened, job.path)))
+            job.file_bytes = 0
             raise
         finally:
             io.shutdown(wait=False)
+
+    def _check_storage(self, job: SpeechJob) -> None:
+        """Fail ``job`` when the files pass ``max_storage_bytes`` (it is the one growing them)."""
+        if self.max_storage_bytes is not None and self.stored_bytes > self.max_storage_bytes:
+            raise RateLimited(
+                f"the speech jobs' files passed their {self.max_storage_bytes} bytes while this job was "
+                "written; delete finished jobs or raise max_job_storage_bytes",
+                code="job_storage_full",
+            )
 
     async def _section_pcm(self, job: SpeechJob, fragments: tuple[Fragment, ...]) -> bytes:
         """One section's audio. Buffered (one section: about a minute of audio) so that a retry after

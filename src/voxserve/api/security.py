@@ -49,6 +49,7 @@ __all__ = [
     "Unauthorized",
     "install_security",
     "origin_allowed",
+    "request_principal",
 ]
 
 EXEMPT_PATHS = frozenset({"/health"})
@@ -132,30 +133,37 @@ class KeyRing:
         # A UI session is a random token, not derived from the key: it can be ended on its own (sign
         # out) while the key stays valid. Only SHA-256 digests of the tokens are kept, in sign-in order
         # (the oldest is ended first), in this process's memory: a restart ends every session.
-        self._sessions: dict[bytes, None] = {}
+        self._sessions: dict[bytes, str] = {}
         self._max_sessions = max_sessions
 
     def __bool__(self) -> bool:
         return bool(self._digests)
 
-    @staticmethod
-    def _any_equal(candidate: bytes, known: list[bytes]) -> bool:
-        ok = False
-        for digest in known:  # every key, no early exit
-            ok |= hmac.compare_digest(candidate, digest)
-        return ok
+    def identify(self, candidate: str | None) -> str | None:
+        """The principal of key ``candidate`` (a fingerprint, never the key), or None if it is no key.
+
+        Every configured key is compared, with no early exit, so timing tells nothing about the keys.
+        """
+        if candidate is None:
+            return None
+        digest = hashlib.sha256(candidate.encode()).digest()
+        found: bytes | None = None
+        for known in self._digests:
+            if hmac.compare_digest(digest, known):
+                found = known
+        return None if found is None else _principal(found)
 
     def check(self, candidate: str | None) -> bool:
-        if candidate is None:
-            return False
-        return self._any_equal(hashlib.sha256(candidate.encode()).digest(), self._digests)
+        """Whether ``candidate`` is one of the keys."""
+        return self.identify(candidate) is not None
 
     def cookie_for(self, key: str) -> str:
         """Start a UI session for ``key`` (which must be valid): the cookie value, a random token."""
-        if not self.check(key):
+        principal = self.identify(key)
+        if principal is None:
             raise ValueError("not a configured key")
         token = secrets.token_bytes(32)
-        self._sessions[hashlib.sha256(token).digest()] = None
+        self._sessions[hashlib.sha256(token).digest()] = principal
         while len(self._sessions) > self._max_sessions:
             del self._sessions[next(iter(self._sessions))]
         return token.hex()
@@ -169,12 +177,16 @@ class KeyRing:
         except ValueError:
             return None
 
-    def check_cookie(self, value: str | None) -> bool:
-        """Whether ``value`` is the cookie of a session that has not ended."""
+    def session_principal(self, value: str | None) -> str | None:
+        """The principal of the UI session whose cookie is ``value``, if that session has not ended."""
         # A dict lookup, not compare_digest: what is looked up is the SHA-256 of the token sent, which
         # the sender cannot steer towards a stored digest, so the lookup's timing tells nothing.
         digest = self._session_digest(value)
-        return digest is not None and digest in self._sessions
+        return None if digest is None else self._sessions.get(digest)
+
+    def check_cookie(self, value: str | None) -> bool:
+        """Whether ``value`` is the cookie of a session that has not ended."""
+        return self.session_principal(value) is not None
 
     def end_session(self, value: str | None) -> bool:
         """End the session of cookie ``value``; whether there was one."""
@@ -183,6 +195,17 @@ class KeyRing:
             return False
         del self._sessions[digest]
         return True
+
+
+def _principal(key_digest: bytes) -> str:
+    """A key's principal: 16 hex digits of a hash of its digest (names it in logs and job owners)."""
+    return hashlib.sha256(b"voxserve-principal:" + key_digest).hexdigest()[:16]
+
+
+def request_principal(state: object) -> str | None:
+    """The principal :class:`SecurityMiddleware` put on a request's ``state`` (None without keys)."""
+    value = getattr(state, "principal", None)
+    return value if isinstance(value, str) else None
 
 
 _DEFAULT_PORTS = {"http": ":80", "ws": ":80", "https": ":443", "wss": ":443"}
@@ -268,16 +291,21 @@ class SecurityMiddleware:
         return self.ui_path is not None and (path == self.ui_path or path.startswith(self.ui_path + "/"))
 
     def _authenticated(self, scope: Scope, headers: dict[str, str]) -> bool:
+        """Whether the request carries a key; its principal goes to ``request.state.principal``."""
         if not self.keys or scope["path"] in EXEMPT_PATHS:
             return True
-        ok = self.keys.check(_bearer(headers))
+        principal = self.keys.identify(_bearer(headers))
         if scope["type"] == "websocket":
             for proto in _offered_subprotocols(scope):
                 if proto.startswith(KEY_SUBPROTOCOL_PREFIX):
-                    ok |= self.keys.check(proto[len(KEY_SUBPROTOCOL_PREFIX) :])
+                    principal = principal or self.keys.identify(proto[len(KEY_SUBPROTOCOL_PREFIX) :])
         if self._in_ui(scope["path"]):
-            ok |= self.keys.check_cookie(_ui_cookie(headers))
-        return ok
+            principal = principal or self.keys.session_principal(_ui_cookie(headers))
+        if principal is None:
+            return False
+        # Stored resources (speech jobs) belong to the key that made them: another key sees a 404.
+        scope.setdefault("state", {})["principal"] = principal
+        return True
 
     # --- WebSocket -----------------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from voxserve.api.jobs import JobSpec, SectionSynth, SpeechJob, SpeechJobs, pool_synthesizer
 from voxserve.api.schemas import SpeechJobRequest, voice_value
+from voxserve.api.security import request_principal
 from voxserve.api.speech import check_model, markup_warning
 from voxserve.api.state import get_state
 from voxserve.audio.encode import MEDIA_TYPES
@@ -93,7 +94,7 @@ async def create_speech_job(body: SpeechJobRequest, request: Request) -> JSONRes
         trailing_silence_s=settings.trailing_silence_ms / 1000,
         warnings=plan.warnings,
     )
-    job = jobs.submit(spec)
+    job = jobs.submit(spec, request_principal(request.state))
     headers = {"Location": f"{JOBS_PATH}/{job.id}"}
     if plan.warnings:
         headers["X-Voxserve-Warning"] = markup_warning(plan.warnings)
@@ -112,21 +113,26 @@ async def _check_overrides(synthesize: SectionSynth, overrides: tuple[PhonemeOve
 async def list_speech_jobs(request: Request) -> JSONResponse:
     """Every job that has not expired, oldest first."""
     jobs = _jobs(request)
-    return JSONResponse({"object": "list", "data": [_job_json(jobs, job) for job in jobs.list_jobs()]})
+    return JSONResponse(
+        {
+            "object": "list",
+            "data": [_job_json(jobs, job) for job in jobs.list_jobs(request_principal(request.state))],
+        }
+    )
 
 
 @router.get(JOBS_PATH + "/{job_id}", tags=["speech"])
 async def get_speech_job(job_id: str, request: Request) -> JSONResponse:
     """A job's status and progress (``chars_done`` of ``input_chars``, ``audio_seconds``)."""
     jobs = _jobs(request)
-    return JSONResponse(_job_json(jobs, jobs.get(job_id)))
+    return JSONResponse(_job_json(jobs, jobs.get(job_id, request_principal(request.state))))
 
 
 @router.get(JOBS_PATH + "/{job_id}/audio", tags=["speech"], response_class=Response)
 async def get_speech_job_audio(job_id: str, request: Request) -> Response:
     """The finished file (409 ``job_not_finished`` until the job has succeeded)."""
     state = get_state(request)
-    job = state.jobs.get(job_id)
+    job = state.jobs.get(job_id, request_principal(request.state))
     path = job.check_audio()
     try:
         # Opened before the response starts: a job that expires during the download keeps its data.
@@ -160,7 +166,7 @@ async def delete_speech_job(job_id: str, request: Request) -> JSONResponse:
     """Cancel a queued or running job, delete its file and forget it; the job as it ended, with
     ``"deleted": true``."""
     jobs = _jobs(request)
-    job = await jobs.delete(job_id)
+    job = await jobs.delete(job_id, request_principal(request.state))
     return JSONResponse(_job_json(jobs, job, deleted=True))
 
 

@@ -87,6 +87,11 @@ class AudioFileWriter:
             self.path.unlink(missing_ok=True)
 
     @property
+    def file_bytes(self) -> int:
+        """Bytes in the file so far (buffered writes included)."""
+        return self._file.tell()
+
+    @property
     def audio_s(self) -> float:
         """Seconds of audio written so far."""
         return self.data_bytes / 2 / self.sample_rate

@@ -354,3 +354,63 @@ async def test_submit_before_start_is_refused(tmp_path: Path) -> None:
     store = SpeechJobs(directory=tmp_path, sample_rate=RATE)
     with pytest.raises(Unavailable):
         store.submit(spec(FakeSynth(), TEXT))
+
+
+async def test_a_job_belongs_to_the_key_that_made_it(jobs: SpeechJobs) -> None:
+    synth = FakeSynth()
+    job = await finished(jobs.submit(spec(synth, TEXT), owner="alice"))
+    assert jobs.get(job.id, "alice") is job
+    for other in ("bob", None):
+        with pytest.raises(UnknownJob):
+            jobs.get(job.id, other)
+        with pytest.raises(UnknownJob):
+            await jobs.delete(job.id, other)
+        assert jobs.list_jobs(other) == []
+    assert jobs.list_jobs("alice") == [job]
+    assert job.path.exists()  # another key's delete touched nothing
+    assert len(job.id) == len("speechjob_") + 32  # 128 random bits
+
+
+async def storage_store(tmp_path: Path, clock: Clock, limit: int) -> SpeechJobs:
+    store = SpeechJobs(
+        directory=tmp_path / f"jobs{limit}",
+        sample_rate=RATE,
+        max_jobs=4,
+        max_storage_bytes=limit,
+        clock=clock,
+    )
+    await store.start()
+    return store
+
+
+# A finished WAV of TEXT: 44 + 12 words x 160 samples x 2 bytes.
+TEXT_WAV_BYTES = 44 + 12 * SAMPLES_PER_WORD * 2
+
+
+async def test_full_storage_refuses_new_jobs_until_files_go(tmp_path: Path, clock: Clock) -> None:
+    store = await storage_store(tmp_path, clock, TEXT_WAV_BYTES)
+    try:
+        first = await finished(store.submit(spec(FakeSynth(), TEXT)))
+        assert first.status == "succeeded" and store.stored_bytes == first.size_bytes == TEXT_WAV_BYTES
+        with pytest.raises(RateLimited) as info:
+            store.submit(spec(FakeSynth(), TEXT))
+        assert info.value.code == "job_storage_full" and info.value.status == 429
+        assert first.path.exists()  # never evicted to make room
+        await store.delete(first.id)
+        assert store.stored_bytes == 0
+        assert store.submit(spec(FakeSynth(), TEXT)).status == "queued"
+    finally:
+        await store.stop()
+
+
+async def test_a_job_that_overflows_storage_fails_and_keeps_the_others(tmp_path: Path, clock: Clock) -> None:
+    store = await storage_store(tmp_path, clock, TEXT_WAV_BYTES + 1000)
+    try:
+        first = await finished(store.submit(spec(FakeSynth(), TEXT)))
+        second = await finished(store.submit(spec(FakeSynth(), TEXT)))
+        assert second.status == "failed" and second.error is not None
+        assert second.error.code == "job_storage_full"
+        assert not second.path.exists() and first.path.exists()
+        assert store.stored_bytes == TEXT_WAV_BYTES  # the failed job's bytes are not counted
+    finally:
+        await store.stop()

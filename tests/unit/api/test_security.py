@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from pydantic import ValidationError
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.testclient import TestClient, WebSocketDenialResponse
@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from voxserve.api import security
 from voxserve.api.app import create_app
-from voxserve.api.security import UI_COOKIE, KeyRing, SecurityMiddleware, origin_allowed
+from voxserve.api.security import UI_COOKIE, KeyRing, SecurityMiddleware, origin_allowed, request_principal
 from voxserve.config import Settings
 
 KEYS = ["key-one-0123456789", "key-two-abcdefghij"]
@@ -221,6 +221,30 @@ def test_keys_are_compared_in_constant_time_against_every_key(monkeypatch: pytes
     assert not ring.check(None)
     assert not ring.check("")
     assert len(calls) == 6
+
+
+def test_each_key_is_its_own_principal_and_never_the_key() -> None:
+    ring = KeyRing(KEYS)
+    one, two = ring.identify(KEYS[0]), ring.identify(KEYS[1])
+    assert one and two and one != two
+    assert KEYS[0] not in one and ring.identify(KEYS[0]) == one  # stable within the server
+    assert ring.identify("nope") is None and ring.identify(None) is None
+    assert ring.session_principal(ring.cookie_for(KEYS[1])) == two  # a UI session acts as its key
+
+
+def test_the_principal_reaches_the_route() -> None:
+    app = create_app(Settings(api_keys=KEYS))
+    seen: list[str | None] = []
+
+    @app.get("/v1/whoami-test")
+    async def whoami(request: Request) -> dict[str, str]:
+        seen.append(request_principal(request.state))
+        return {}
+
+    client = TestClient(app)  # no lifespan: nothing starts
+    for key in KEYS:
+        assert client.get("/v1/whoami-test", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    assert len(seen) == 2 and None not in seen and seen[0] != seen[1]
 
 
 def test_ui_cookie_is_not_the_key_and_is_checked() -> None:
