@@ -71,6 +71,7 @@ class Serve:
         # Messages read while a job was running that are not for it (there should be none, but a
         # Call sent right after a cancel must not be lost).
         self.backlog: deque[Any] = deque()
+        self._rates: dict[str, int] | None = None
 
     def _next(self) -> Any:
         return self.backlog.popleft() if self.backlog else self.conn.recv()
@@ -147,12 +148,11 @@ class Serve:
 
     def _native_rate(self, voice: str, fallback: int) -> int:
         """The engine's output rate for ``voice`` (pauses before any audio are made at this rate)."""
-        infos = self.engine.voices() if hasattr(self.engine, "voices") else []
-        for info in infos:
-            if info.name == voice:
-                return int(info.sample_rate)
+        if self._rates is None:
+            infos = self.engine.voices() if hasattr(self.engine, "voices") else []
+            self._rates = {info.name: int(info.sample_rate) for info in infos}
         # A Kokoro blend is not listed by name; every voice of one engine shares its rate.
-        return int(infos[0].sample_rate) if infos else fallback
+        return self._rates.get(voice) or next(iter(self._rates.values()), fallback)
 
     def _sources(self, job: Any) -> list[tuple[int, str, Any]]:
         """``(fragment index, text, make pieces)`` for each fragment of ``job``, validated up front."""

@@ -35,7 +35,7 @@ from voxserve.text.markup import (
     parse_markup,
 )
 from voxserve.text.normalize import NormalizationOptions
-from voxserve.tts.plan import plan_speech
+from voxserve.tts.plan import plan_piece
 
 __all__ = ["LongTextPlan", "job_pause_limit_s", "plan_long_text", "plan_section", "split_sections"]
 
@@ -134,23 +134,11 @@ def plan_section(
     options: NormalizationOptions | None = None,
     markup: MarkupMode = "lenient",
 ) -> tuple[Fragment, ...]:
-    """The fragments to synthesize for one section. A section with nothing to speak is skipped in a
-    long text, not an error: it gives its pauses only (often none)."""
-    try:
-        plan = plan_speech(
-            section,
-            max_input_chars=max(len(section), 1),
-            # No short first fragment: a job has no first-byte latency to win, and a cut costs prosody.
-            first_fragment_max_chars=max_fragment_chars,
-            max_fragment_chars=max_fragment_chars,
-            options=options,
-            markup=markup,
-        )
-    except InvalidValue as exc:
-        if exc.code != "no_speakable_text":
-            raise
-        return tuple(s for s in parse_markup(section, markup).segments if isinstance(s, Pause))
-    return plan.fragments
+    """The fragments to synthesize for one section (its pauses only when it has nothing to speak:
+    skipped in a long text, not an error)."""
+    return plan_piece(
+        section, max_fragment_chars=max_fragment_chars, options=options, markup=markup
+    ).fragments
 
 
 def plan_long_text(

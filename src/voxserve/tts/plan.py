@@ -25,6 +25,7 @@ __all__ = [
     "SpeechPlan",
     "WordLocator",
     "break_long_tokens",
+    "plan_piece",
     "plan_speech",
 ]
 
@@ -145,12 +146,44 @@ def plan_speech(
             "(longer texts: POST /v1/audio/speech/jobs)",
             param="input",
         )
+    plan = _plan(text, first_fragment_max_chars, max_fragment_chars, options, markup)
+    if all(isinstance(f, Pause) for f in plan.fragments):
+        raise InvalidValue(
+            "input has no speakable text (it is empty, or only whitespace, punctuation, emoji or pauses)",
+            code="no_speakable_text",
+            param="input",
+        )
+    return plan
+
+
+def plan_piece(
+    text: str,
+    *,
+    max_fragment_chars: int,
+    options: NormalizationOptions | None = None,
+    markup: MarkupMode = "lenient",
+) -> SpeechPlan:
+    """Plan one piece of a longer text (a speech job's section, a fragment of a text stream).
+
+    No length limit and no short first fragment of its own (the whole text has those), and a piece with
+    nothing to speak is no error: its plan holds only its pauses (often none). Bad markup still raises
+    ``invalid_tag``.
+    """
+    return _plan(text, max_fragment_chars, max_fragment_chars, options, markup)
+
+
+def _plan(
+    text: str,
+    first_max: int,
+    max_fragment_chars: int,
+    options: NormalizationOptions | None,
+    markup: MarkupMode,
+) -> SpeechPlan:
     opts = options or NormalizationOptions()
     parsed = parse_markup(text, markup)
     fragments: list[Fragment] = []
     words: list[tuple[SourceWord, ...]] = []
     spoken_parts: list[str] = []
-    first_max = first_fragment_max_chars
     for segment in parsed.segments:
         if isinstance(segment, Pause):
             fragments.append(segment)
@@ -177,12 +210,6 @@ def plan_speech(
                 cursor += count
             # Only the very first fragment is kept short (it sets the latency to first audio).
             first_max = max_fragment_chars
-    if not any(not isinstance(f, Pause) for f in fragments):
-        raise InvalidValue(
-            "input has no speakable text (it is empty, or only whitespace, punctuation, emoji or pauses)",
-            code="no_speakable_text",
-            param="input",
-        )
     return SpeechPlan(
         text=" ".join(spoken_parts), fragments=tuple(fragments), words=tuple(words), warnings=parsed.warnings
     )

@@ -30,7 +30,7 @@ from voxserve.runtime.messages import Chunk
 from voxserve.text.markup import Fragment, Pause
 from voxserve.text.normalize import NormalizationOptions
 from voxserve.text.sentences import IncrementalSplitter
-from voxserve.tts.plan import SpeechPlan, plan_speech
+from voxserve.tts.plan import SpeechPlan, plan_piece
 
 __all__ = [
     "STREAM_FORMATS",
@@ -283,20 +283,13 @@ class SpeakSession:
         self._raw = self._raw[at + len(fragment) :]
         return offset
 
-    def _plan(self, fragment: str) -> SpeechPlan | None:
-        """The fragment's markup read and its text normalised; ``None`` if nothing in it is spoken."""
-        try:
-            return plan_speech(
-                fragment,
-                max_input_chars=len(fragment),
-                first_fragment_max_chars=self._max_fragment,
-                max_fragment_chars=self._max_fragment,
-                options=None if self._normalize else NormalizationOptions(normalize=False),
-            )
-        except InvalidValue as exc:
-            if exc.code == "no_speakable_text":
-                return None
-            raise
+    def _plan(self, fragment: str) -> SpeechPlan:
+        """The fragment's markup read and its text normalised (a pause alone is kept)."""
+        return plan_piece(
+            fragment,
+            max_fragment_chars=self._max_fragment,
+            options=None if self._normalize else NormalizationOptions(normalize=False),
+        )
 
     async def _encode(self, pcm: bytes) -> bytes:
         audio = s16_to_float(pcm)
@@ -325,7 +318,7 @@ class SpeakSession:
             self._pending_chars = max(0, self._pending_chars - len(fragment))
             try:
                 plan = self._plan(fragment)
-                if plan is None:
+                if not plan.fragments:
                     continue
                 await self._speak(fragment, plan, offset)
             except VoxserveError as exc:

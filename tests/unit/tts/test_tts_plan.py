@@ -10,7 +10,14 @@ from voxserve.engines.base import WordTiming
 from voxserve.errors import InvalidValue, TextTooLong
 from voxserve.text.markup import Pause, PhonemeOverride
 from voxserve.text.normalize import NormalizationOptions
-from voxserve.tts.plan import MAX_TOKEN_CHARS, Fragment, SpeechPlan, break_long_tokens, plan_speech
+from voxserve.tts.plan import (
+    MAX_TOKEN_CHARS,
+    Fragment,
+    SpeechPlan,
+    break_long_tokens,
+    plan_piece,
+    plan_speech,
+)
 
 
 def plan(text: str, limit: int = 4096) -> tuple[Fragment, ...]:
@@ -150,3 +157,12 @@ def test_word_locator_handles_split_words() -> None:
     words += [WordTiming(w, 0.0, 0.1) for w in ("seven", "today")]
     got = [text[s[0] : s[1]] for s in p.locator().locate(0, words) if s]
     assert got == ["It", "costs"] + ["3,497"] * 6 + ["today"]
+
+
+def test_a_piece_of_a_longer_text_may_hold_only_pauses() -> None:
+    assert plan_piece("[pause:1s]", max_fragment_chars=300).fragments == (Pause(1.0, 0, 10),)
+    assert plan_piece("🎉 ...", max_fragment_chars=300).fragments == ()
+    long_first = "Streaming speech should start quickly, even when the first sentence is long and winding."
+    assert plan_piece(long_first, max_fragment_chars=300).fragments == (long_first,)  # no short first cut
+    with pytest.raises(InvalidValue):
+        plan_piece("[pause:99s] hi", max_fragment_chars=300)

@@ -41,7 +41,7 @@ class FakeStream:
         pcm = np.full(100, 1000, dtype="<i2").tobytes()
         for i in range(2):
             await asyncio.sleep(self.delay_s)
-            words = (WordTiming(self.text.split()[0], 0.0, 0.05),) if i == 0 else ()
+            words = (WordTiming(self.text.split()[0], 0.0, 0.05),) if i == 0 and self.text else ()
             yield Chunk(1, pcm, fragment=0 if i == 0 else -1, text=self.text, words=words)
 
     def __aiter__(self) -> AsyncIterator[Chunk]:
@@ -255,3 +255,21 @@ async def test_markup_in_pushed_text_is_read_never_spoken() -> None:
     await h.finish()
     assert synthesized == [(Pause(1.0, 0, 10), "Hello", "there.")]
     assert h.spoken == ["Hello there."]
+
+
+async def test_a_pause_alone_is_still_heard() -> None:
+    h = Harness()
+    synthesized: list[tuple[Fragment, ...]] = []
+    original = h.synth
+
+    async def spy(fragments: tuple[Fragment, ...]) -> FakeStream:
+        synthesized.append(fragments)
+        return await original(fragments)
+
+    h.session._synthesize = spy  # type: ignore[assignment]
+    h.session.push("Hello. ")
+    h.session.push("[pause:500ms]")
+    h.session.flush()
+    h.session.push("🎉")  # nothing to speak and no pause: skipped
+    await h.finish()
+    assert synthesized == [("Hello.",), (Pause(0.5, 0, 13),)]
