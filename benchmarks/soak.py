@@ -152,21 +152,24 @@ def lag_buckets(url: str) -> dict[float, float]:
     }
 
 
-def tree_rss_mb(pid: int) -> float:
-    """RSS of ``pid`` and its children (the worker processes), in MB."""
-    total = 0.0
+def tree_rss_mb(pid: int) -> dict[int, float]:
+    """RSS of ``pid`` and of each of its children (the worker processes), in MB, by PID."""
+    out: dict[int, float] = {}
     pids = [pid]
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        pids += [int(p) for p in children.read_text().split()]
+    # Children are listed per thread, and workers are started from the server's other threads too.
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            pids += [int(p) for p in children.read_text().split()]
+        except FileNotFoundError:  # the thread ended
+            continue
     for p in pids:
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) / 1024
+                    out[p] = int(line.split()[1]) / 1024
         except FileNotFoundError:
             continue
-    return total
+    return out
 
 
 def slope_per_minute(samples: list[tuple[float, float]]) -> float:
@@ -179,8 +182,43 @@ def slope_per_minute(samples: list[tuple[float, float]]) -> float:
     return 0.0 if var == 0 else 60 * sum((t - mt) * (v - mv) for t, v in samples) / var
 
 
-def run(minutes: float, tts: int, stt: int, tmp: Path) -> tuple[Report, float, float, float, float]:
-    """Run the soak; return the report, RSS at start and end (MB), RSS slope (MB/min), lag p99 (s)."""
+@dataclass
+class Memory:
+    """RSS samples of the server and its workers: ``(seconds, MB)`` per PID."""
+
+    server_pid: int
+    samples: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
+
+    def add(self, t: float, by_pid: dict[int, float]) -> None:
+        for pid, mb in by_pid.items():
+            self.samples.setdefault(pid, []).append((t, mb))
+
+    def total(self) -> list[tuple[float, float]]:
+        """The tree's RSS over time (every PID alive at each sample)."""
+        times = sorted({t for series in self.samples.values() for t, _ in series})
+        by_time: dict[float, float] = dict.fromkeys(times, 0.0)
+        for series in self.samples.values():
+            for t, mb in series:
+                by_time[t] += mb
+        return sorted(by_time.items())
+
+    def lines(self) -> list[str]:
+        """One line per process: first and last RSS and the steady-state slope."""
+        out = []
+        for pid, series in sorted(self.samples.items(), key=lambda kv: kv[0] != self.server_pid):
+            name = "server" if pid == self.server_pid else f"worker {pid}"
+            slope = slope_per_minute(steady(series))
+            out.append(f"  {name}: {series[0][1]:.0f} -> {series[-1][1]:.0f} MB, slope {slope:+.2f} MB/min")
+        return out
+
+
+def steady(samples: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    # The first minute holds start-up growth (caches, arenas): the slope is over the rest when there is one.
+    return [s for s in samples if s[0] >= 60] if samples and samples[-1][0] > 120 else samples
+
+
+def run(minutes: float, tts: int, stt: int, tmp: Path) -> tuple[Report, Memory, float]:
+    """Run the soak; return the report, the memory samples and the loop-lag p99 (s)."""
     server = start_server(
         tmp,
         env={
@@ -221,9 +259,9 @@ def run(minutes: float, tts: int, stt: int, tmp: Path) -> tuple[Report, float, f
         for t in threads:
             t.start()
         t0 = time.monotonic()
-        rss: list[tuple[float, float]] = []
+        memory = Memory(server.process.pid)
         while any(t.is_alive() for t in threads):
-            rss.append((time.monotonic() - t0, tree_rss_mb(server.process.pid)))
+            memory.add(time.monotonic() - t0, tree_rss_mb(server.process.pid))
             for t in threads:
                 t.join(timeout=2.0)
         after = lag_buckets(base)
@@ -232,9 +270,7 @@ def run(minutes: float, tts: int, stt: int, tmp: Path) -> tuple[Report, float, f
     delta = {le: after[le] - before.get(le, 0.0) for le in after}
     total = delta[float("inf")]
     p99 = next(le for le in sorted(delta) if delta[le] >= 0.99 * total) if total else 0.0
-    # The first minute holds start-up growth (caches, arenas): the slope is over the rest when there is one.
-    steady = [s for s in rss if s[0] >= 60] if rss and rss[-1][0] > 120 else rss
-    return report, rss[0][1], rss[-1][1], slope_per_minute(steady), p99
+    return report, memory, p99
 
 
 def main() -> None:
@@ -243,13 +279,16 @@ def main() -> None:
     parser.add_argument("--tts", type=int, default=2)
     parser.add_argument("--stt", type=int, default=2)
     args = parser.parse_args()
-    report, rss0, rss1, slope, p99 = run(args.minutes, args.tts, args.stt, Path(tempfile.mkdtemp()))
+    report, memory, p99 = run(args.minutes, args.tts, args.stt, Path(tempfile.mkdtemp()))
+    total = memory.total()
     print(f"soak: {args.minutes:g} min, {args.tts} TTS + {args.stt} STT concurrent sessions")
     print(f"sessions: {report.tts_sessions} TTS, {report.stt_sessions} STT")
     print(f"failures (lost/duplicated audio, bad transcripts, unexpected closes): {len(report.failures)}")
     for failure in report.failures[:20]:
         print(f"  {failure}")
-    print(f"server + workers RSS: {rss0:.0f} -> {rss1:.0f} MB, slope {slope:+.2f} MB/min")
+    slope = slope_per_minute(steady(total))
+    print(f"server + workers RSS: {total[0][1]:.0f} -> {total[-1][1]:.0f} MB, slope {slope:+.2f} MB/min")
+    print("\n".join(memory.lines()))
     print(f"event-loop lag p99 <= {p99 * 1000:.1f} ms (histogram bucket bound)")
     sys.exit(1 if report.failures else 0)
 
