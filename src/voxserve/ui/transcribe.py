@@ -40,6 +40,12 @@ _STREAM_EVERY_S = 0.25
 _FINISH_TIMEOUT_S = 15.0
 
 
+MAX_QUEUED_CHUNKS = 120
+"""Microphone chunks waiting to be transcribed, per session: 30 s of audio at one chunk per 0.25 s.
+A session further behind than that is failing its user anyway; it ends with ``backlog_full`` rather
+than queueing without bound or dropping audio unnoticed."""
+
+
 class MicSession:
     """One browser session's live transcription: its Transcriber and the text shown so far."""
 
@@ -54,8 +60,9 @@ class MicSession:
         self._channels = 1
         self.closed = False
         # Gradio keeps only the latest chunk for a stream handler that is still busy, so the handler
-        # just queues the chunk; this session's feeder task feeds them in order.
-        self._chunks: asyncio.Queue[str | None] = asyncio.Queue()
+        # just queues the chunk; this session's feeder task feeds them in order. Bounded (one more
+        # place for the end marker): a session that falls that far behind ends with an error.
+        self._chunks: asyncio.Queue[str | None] = asyncio.Queue(MAX_QUEUED_CHUNKS + 1)
         self._feeder = asyncio.create_task(self._feed_loop(), name="ui-mic-feeder")
         self.error: VoxserveError | None = None
         self.shown: tuple[str, str] = ("", "…")
@@ -100,8 +107,15 @@ class MicSession:
         return self._convert(frames[: len(frames) - len(frames) % 2])
 
     def feed_file(self, path: str) -> None:
-        """Queue one chunk file from the browser; raises the feeder's error, if it failed."""
+        """Queue one chunk file from the browser; raises the feeder's error, if it failed, and
+        ``backlog_full`` when :data:`MAX_QUEUED_CHUNKS` chunks already wait (never drops audio)."""
         if self.error is not None:
+            raise self.error
+        if self._chunks.qsize() >= MAX_QUEUED_CHUNKS:
+            self.error = Unavailable(
+                "transcription fell too far behind the microphone; stop and start again",
+                code="backlog_full",
+            )
             raise self.error
         self._chunks.put_nowait(path)
 
