@@ -75,11 +75,25 @@ class Metrics:
             "voxserve_queue_depth", "Requests waiting for a worker.", ["engine"], registry=r
         )
         self.busy_workers = Gauge("voxserve_busy_workers", "Workers serving a job.", ["engine"], registry=r)
+        self.speech_jobs = Gauge(
+            "voxserve_speech_jobs",
+            "Speech jobs held, by state (queued, running, finished).",
+            ["state"],
+            registry=r,
+        )
+        self.speech_job_bytes = Gauge(
+            "voxserve_speech_job_bytes",
+            "Bytes in speech job files (bounded by max_job_storage_bytes).",
+            registry=r,
+        )
 
-    def render(self, stats: dict[str, Any]) -> bytes:
+    def render(self, stats: dict[str, Any], jobs: dict[str, int] | None = None, job_bytes: int = 0) -> bytes:
         for engine, s in stats.items():
             self.queue_depth.labels(engine).set(s["queued"])
             self.busy_workers.labels(engine).set(s["busy"])
+        for name, count in (jobs or {}).items():
+            self.speech_jobs.labels(name).set(count)
+        self.speech_job_bytes.set(job_bytes)
         return bytes(generate_latest(self.registry))
 
 

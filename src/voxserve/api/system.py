@@ -94,5 +94,5 @@ async def ready(request: Request) -> JSONResponse:
 async def metrics(request: Request) -> Response:
     """Prometheus metrics."""
     state = get_state(request)
-    data = state.metrics.render(state.registry.stats())
+    data = state.metrics.render(state.registry.stats(), state.jobs.counts, state.jobs.stored_bytes)
     return Response(data, media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -224,3 +224,13 @@ async def test_ready_reports_jobs(env: tuple[httpx.AsyncClient, AppState]) -> No
     await client.post(JOBS, json=body())
     ready = (await client.get("/ready")).json()
     assert sum(ready["speech_jobs"].values()) == 1
+
+
+async def test_metrics_report_jobs_and_their_bytes(env: tuple[httpx.AsyncClient, AppState]) -> None:
+    client, state = env
+    created = (await client.post(JOBS, json=body())).json()
+    done = await wait_status(client, created["id"], "succeeded")
+    text = (await client.get("/metrics")).text
+    assert 'voxserve_speech_jobs{state="finished"} 1.0' in text
+    assert f"voxserve_speech_job_bytes {float(done['bytes'])}" in text
+    assert state.jobs.stored_bytes == done["bytes"] > 0
