@@ -75,6 +75,7 @@ def _serve(args: argparse.Namespace) -> int:
         llm_model=args.llm_model,
         llm_api_key=args.llm_api_key,
         api_keys=args.api_key,
+        allow_unauthenticated=args.allow_unauthenticated or None,
         ssl_certfile=args.ssl_certfile,
         ssl_keyfile=args.ssl_keyfile,
     )
@@ -217,6 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="a key clients must send as 'Authorization: Bearer <key>'; repeat for several "
         "(or VOXSERVE_API_KEYS, which keeps keys out of the process list)",
+    )
+    serve.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="serve a non-loopback --host without API keys (refused otherwise)",
     )
     serve.add_argument("--ssl-certfile", help="PEM certificate (chain): serve HTTPS and WSS")
     serve.add_argument("--ssl-keyfile", help="PEM private key for --ssl-certfile")

@@ -8,6 +8,7 @@ start-up; a bad value stops the server with a clear message.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -42,6 +43,16 @@ DEFAULT_VOICE_ALIASES: dict[str, str] = {
 }
 
 
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or a name) binds only this machine's loopback interface."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # another name: it may resolve to any interface
+
+
 class Settings(BaseSettings):
     """voxserve settings; see docs/configuration.md for the full reference."""
 
@@ -52,6 +63,9 @@ class Settings(BaseSettings):
 
     # --- network -----------------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="Address to bind; loopback unless told otherwise.")
+    allow_unauthenticated: bool = Field(
+        False, description="Serve a non-loopback host without API keys (refused at start-up otherwise)."
+    )
     port: int = Field(8000, ge=0, le=65535)
 
     # --- security (see docs/security.md) ------------------------------------------------------------
@@ -223,6 +237,18 @@ class Settings(BaseSettings):
                 raise ValueError(f"{origin!r} is not an origin such as https://example.com or *")
             out.append(origin)
         return list(dict.fromkeys(out))
+
+    @model_validator(mode="after")
+    def _public_needs_a_key(self) -> Settings:
+        # A server other machines can reach answers anyone who finds it: that takes a key, or saying
+        # in so many words that no key is wanted (a trusted network, or a proxy that authenticates).
+        if not _is_loopback(self.host) and not self.api_keys and not self.allow_unauthenticated:
+            raise ValueError(
+                f"host {self.host!r} can be reached from other machines, and no API key is set: set "
+                "api_keys (VOXSERVE_API_KEYS or --api-key), or allow_unauthenticated "
+                "(VOXSERVE_ALLOW_UNAUTHENTICATED=true or --allow-unauthenticated) to serve it without keys"
+            )
+        return self
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:

@@ -27,6 +27,8 @@ Rows covered by other test modules (they need their own server, fault injection 
 | L1, L4 | ``test_faults_e2e.py``, ``test_speech_e2e.py`` (disconnects cancel, workers replaced) |
 | K23, SEC6 | ``unit/api/test_api_jobs.py``, ``test_security_e2e.py``: job files bounded by age and bytes |
 | K24 | ``engine/test_engine_kokoro.py``: blends mixed in memory, an LRU of 32, no file per mix |
+| SEC1–4, SEC7 | ``unit/api/test_security.py``, ``test_security_e2e.py``: keys, Origin, CORS, TLS, host |
+| SEC5 | no admin or debug routes: ``/dev/*`` needs the key like every route (the route walk) |
 
 Rows not applicable yet:
 
@@ -39,7 +41,6 @@ Rows not applicable yet:
 | ST2, ST3, ST16, ST17, L2, L3, L5–L10, ST25 | the long-running reliability battery (R1–R13) |
 | ST4 | needs a plosive-onset recording; prefix padding is a unit test of the session |
 | ST14 | WhisperLive's per-session VAD flag; voxserve has no shared option to leak |
-| SEC1–SEC5, SEC7 | API keys, Origin checks and CORS are being added (``api/security.py``) |
 """
 
 from __future__ import annotations

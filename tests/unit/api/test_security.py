@@ -495,7 +495,7 @@ def _serve_kwargs(
     from voxserve import cli
     from voxserve.api import app as app_module
 
-    for name in ("HOST", "PORT", "API_KEYS", "SSL_CERTFILE", "SSL_KEYFILE"):
+    for name in ("HOST", "PORT", "API_KEYS", "ALLOW_UNAUTHENTICATED", "SSL_CERTFILE", "SSL_KEYFILE"):
         if clear_env:
             monkeypatch.delenv(f"VOXSERVE_{name}", raising=False)
     built: list[Settings] = []
@@ -511,8 +511,27 @@ def test_serve_binds_loopback_unless_told_otherwise(monkeypatch: pytest.MonkeyPa
     assert kwargs["host"] == "127.0.0.1" and kwargs["port"] == 8000
     assert kwargs["ssl_certfile"] is None and kwargs["ssl_keyfile"] is None
     assert settings.api_keys == [] and settings.cors_allow_origins == [] and settings.ws_allowed_origins == []
-    _, kwargs = _serve_kwargs(monkeypatch, ["serve", "--host", "0.0.0.0"])
+    # Reachable from other machines: a key, or saying that none is wanted (corpus SEC7).
+    with pytest.raises(SystemExit) as info:
+        _serve_kwargs(monkeypatch, ["serve", "--host", "0.0.0.0"])
+    assert "allow_unauthenticated" in str(info.value) and "api_keys" in str(info.value)
+    _, kwargs = _serve_kwargs(monkeypatch, ["serve", "--host", "0.0.0.0", "--api-key", "k-1"])
     assert kwargs["host"] == "0.0.0.0"
+    _, kwargs = _serve_kwargs(monkeypatch, ["serve", "--host", "0.0.0.0", "--allow-unauthenticated"])
+    assert kwargs["host"] == "0.0.0.0"
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost", "::1", "[::1]"])
+def test_loopback_hosts_need_no_key(host: str) -> None:
+    assert Settings(host=host).host == host
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20", "voxserve.example"])
+def test_reachable_hosts_need_a_key_or_a_waiver(host: str) -> None:
+    with pytest.raises(ValueError, match="can be reached from other machines"):
+        Settings(host=host)
+    assert Settings(host=host, api_keys=["k-1"]).host == host
+    assert Settings(host=host, allow_unauthenticated=True).host == host
 
 
 def test_serve_key_and_tls_flags(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
