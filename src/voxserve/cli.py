@@ -64,6 +64,7 @@ def _run_server(app: Any, **uvicorn_options: Any) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from voxserve.api.app import create_app
+    from voxserve.api.deadlines import header_deadline_protocol
 
     settings = _settings(
         host=args.host,
@@ -87,6 +88,7 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=settings.log_level,
         timeout_graceful_shutdown=10,
         ws_max_size=settings.ws_max_message_bytes,
+        http=header_deadline_protocol(settings.header_timeout_s),
         ws_ping_interval=settings.ws_ping_interval_s,
         ws_ping_timeout=settings.ws_ping_timeout_s,
         ssl_certfile=str(settings.ssl_certfile) if settings.ssl_certfile else None,

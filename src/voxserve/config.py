@@ -118,6 +118,15 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest JSON request body (413 above).")
     max_header_bytes: int = Field(32768, ge=1024, description="Largest total of request headers (431 above).")
     max_headers: int = Field(100, ge=10, description="Most request header fields (431 above).")
+    header_timeout_s: float = Field(
+        10.0, gt=0, le=600, description="A request's headers must arrive within this (408 and close after)."
+    )
+    body_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="Longest wait for the next piece of a request body (408 after)."
+    )
+    body_min_bytes_per_s: int = Field(
+        16384, ge=0, description="After body_timeout_s, a body slower than this on average is cut (408)."
+    )
     first_fragment_max_chars: int = Field(
         60, ge=10, description="A longer first sentence is cut at a clause so audio starts sooner."
     )

@@ -8,12 +8,14 @@ WebSocket close code, the OpenAI error ``type`` and a stable machine-readable ``
     │   ├── UnknownVoice                404 unknown_voice
     │   ├── UnknownModel                404 model_not_found
     │   ├── UnknownJob                  404 unknown_job             (a speech job id)
+    │   ├── RequestTimeout              408 request_timeout         (headers or body too slow)
     │   ├── Conflict                    409 (job_not_finished, job_failed, job_cancelled)
     │   ├── TextTooLong                 413 text_too_long           (also audio_too_long)
     │   ├── UnsupportedMediaType        415 unsupported_media_type  (an upload that is not audio)
     │   └── InvalidValue                422 (no_speakable_text, invalid_speed, unsupported_format,
     │                                        invalid_phonemes, unsupported_language, validation_error, ...)
-    ├── RateLimited                     429 rate_limit_error        (too_many_jobs) — sends Retry-After
+    ├── RateLimited                     429 rate_limit_error        (too_many_jobs, job_storage_full)
+    │                                                               — sends Retry-After
     ├── Unavailable                     503 (at_capacity, worker_unavailable) — sends Retry-After
     └── EngineFailure                   500 (worker_crashed, synthesis_failed, model_corrupt, ...)
 
@@ -33,6 +35,7 @@ __all__ = [
     "Unavailable",
     "OutputError",
     "RateLimited",
+    "RequestTimeout",
     "UnknownJob",
     "UnknownModel",
     "UnknownVoice",
@@ -111,6 +114,13 @@ class Conflict(InvalidRequest):
 
     status = 409
     default_code = "conflict"
+
+
+class RequestTimeout(InvalidRequest):
+    """The request's headers or body did not arrive in time (408): a slow or stalled client."""
+
+    status = 408
+    default_code = "request_timeout"
 
 
 class TextTooLong(InvalidRequest):

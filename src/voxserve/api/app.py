@@ -34,7 +34,7 @@ from voxserve.api.security import install_security
 from voxserve.api.state import AppState
 from voxserve.api.stt_common import StreamAdmission
 from voxserve.config import Settings
-from voxserve.errors import InvalidRequest, TextTooLong, VoxserveError
+from voxserve.errors import InvalidRequest, RequestTimeout, TextTooLong, VoxserveError
 from voxserve.runtime.registry import EngineRegistry
 from voxserve.ui import UI_PATH
 
@@ -47,7 +47,9 @@ class BodyLimitMiddleware:
     """413 for bodies over ``max_body_bytes`` before they are read; X-Request-ID on every response.
 
     Uploads get ``max_upload_bytes``; ``path_limits`` gives other paths their own limit (the speech
-    jobs route takes texts of up to ``max_job_chars``).
+    jobs route takes texts of up to ``max_job_chars``). A body that stalls for ``body_timeout_s``, or
+    that after that long arrives slower than ``body_min_bytes_per_s`` on average, is cut with 408
+    ``request_timeout`` (uvicorn has no body deadline: a slow upload would hold its request forever).
     """
 
     def __init__(
@@ -58,6 +60,8 @@ class BodyLimitMiddleware:
         max_header_bytes: int = 32768,
         max_headers: int = 100,
         path_limits: dict[str, int] | None = None,
+        body_timeout_s: float = 30.0,
+        body_min_bytes_per_s: int = 16384,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
@@ -65,6 +69,8 @@ class BodyLimitMiddleware:
         self.path_limits = dict(path_limits or {})
         self.max_header_bytes = max_header_bytes
         self.max_headers = max_headers
+        self.body_timeout_s = body_timeout_s
+        self.body_min_bytes_per_s = body_min_bytes_per_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -88,32 +94,51 @@ class BodyLimitMiddleware:
         limit = self.max_upload_bytes if upload else self.path_limits.get(scope["path"], self.max_body_bytes)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await self._reject(send, request_id, limit, upload)
+            await self._refuse(send, request_id, _BodyTooLarge, limit, upload)
             return
         seen = 0
         started = False
-        exceeded = False
+        exceeded: type[_BodyRefused] | None = None
         replaced = False
+        body_done = False
+        loop = asyncio.get_running_loop()
+        body_started = loop.time()
 
         async def limited_receive() -> Message:
-            nonlocal seen, exceeded
-            message = await receive()
+            nonlocal seen, exceeded, body_done
+            if body_done:
+                return await receive()  # after the body: waiting for a disconnect is not timed
+            try:
+                async with asyncio.timeout(self.body_timeout_s):
+                    message = await receive()
+            except TimeoutError:
+                exceeded = _BodyTooSlow
+                raise _BodyTooSlow from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
+                body_done = not message.get("more_body", False)
                 if seen > limit:
-                    exceeded = True
+                    exceeded = _BodyTooLarge
                     raise _BodyTooLarge
+                elapsed = loop.time() - body_started
+                if (
+                    not body_done
+                    and elapsed > self.body_timeout_s
+                    and seen < self.body_min_bytes_per_s * elapsed
+                ):
+                    exceeded = _BodyTooSlow
+                    raise _BodyTooSlow
             return message
 
         async def send_with_id(message: Message) -> None:
             nonlocal started, replaced
-            if replaced or (exceeded and not started):
+            if replaced or (exceeded is not None and not started):
                 # The app caught the error and answered itself (FastAPI turns any failure while it
-                # parses a multipart form into a 400): the answer is still the 413, and the app's own
-                # response is dropped.
+                # parses a multipart form into a 400): the answer is still the 413 (or 408), and the
+                # app's own response is dropped.
                 if message["type"] == "http.response.start" and not replaced:
                     started = replaced = True
-                    await self._reject(send, request_id, limit, upload)
+                    await self._refuse(send, request_id, exceeded or _BodyTooLarge, limit, upload)
                 return
             if message["type"] == "http.response.start":
                 started = True
@@ -125,13 +150,21 @@ class BodyLimitMiddleware:
 
         try:
             await self.app(scope, limited_receive, send_with_id)
-        except _BodyTooLarge:
+        except _BodyRefused as exc:
             if not started:
-                await self._reject(send, request_id, limit, upload)
+                await self._refuse(send, request_id, type(exc), limit, upload)
 
-    async def _reject(self, send: Send, request_id: str, limit: int, upload: bool) -> None:
-        code = "file_too_large" if upload else "body_too_large"
-        err = TextTooLong(f"request body is over {limit} bytes", code=code)
+    async def _refuse(
+        self, send: Send, request_id: str, why: type[_BodyRefused], limit: int, upload: bool
+    ) -> None:
+        if why is _BodyTooSlow:
+            err: VoxserveError = RequestTimeout(
+                f"the request body stalled for {self.body_timeout_s:g} s or arrived slower than "
+                f"{self.body_min_bytes_per_s} bytes/s",
+            )
+        else:
+            code = "file_too_large" if upload else "body_too_large"
+            err = TextTooLong(f"request body is over {limit} bytes", code=code)
         await self._send_error(send, request_id, err.status, err)
 
     @staticmethod
@@ -159,7 +192,15 @@ _UPLOAD_PATHS = frozenset(
 )
 
 
-class _BodyTooLarge(Exception):
+class _BodyRefused(Exception):
+    """Raised from ``receive`` to stop the app reading a body it must not get."""
+
+
+class _BodyTooLarge(_BodyRefused):
+    pass
+
+
+class _BodyTooSlow(_BodyRefused):
     pass
 
 
@@ -235,6 +276,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_header_bytes=settings.max_header_bytes,
         max_headers=settings.max_headers,
         path_limits={speech_jobs.JOBS_PATH: settings.max_job_body_bytes},
+        body_timeout_s=settings.body_timeout_s,
+        body_min_bytes_per_s=settings.body_min_bytes_per_s,
     )
     # Outside the body limit: API keys (every route, WebSocket and the UI), WebSocket Origin, CORS.
     install_security(app, settings, ui_path=UI_PATH if settings.ui_enabled else None)
