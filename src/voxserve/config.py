@@ -181,6 +181,11 @@ class Settings(BaseSettings):
     ws_max_message_bytes: int = Field(262_144, ge=1024, description="Largest WebSocket message (close 1009).")
     ws_ping_interval_s: float = Field(10.0, gt=0, description="Keepalive ping interval.")
     ws_ping_timeout_s: float = Field(10.0, gt=0, description="Close a peer that does not answer a ping.")
+    ws_send_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="A speak or chat session whose client leaves audio unread this long is ended (1008).",
+    )
     session_idle_timeout_s: float = Field(60.0, gt=0, description="Close a stream with no audio this long.")
     max_session_s: float = Field(3600.0, gt=0, description="Longest streaming session.")
     max_stt_sessions: int = Field(

@@ -30,7 +30,7 @@ Rows covered by other test modules (they need their own server, fault injection 
 | SEC1–4, SEC7 | ``unit/api/test_security.py``, ``test_security_e2e.py``: keys, Origin, CORS, TLS, host |
 | SEC5 | no admin or debug routes: ``/dev/*`` needs the key like every route (the route walk) |
 | L2, L6, L9 | ``test_faults_e2e.py``: pings (1011), idle timeout, 1013 at capacity, SIGTERM closes 1001 |
-| L7 | ``test_deadlines_e2e.py``: headers within ``header_timeout_s``, stalled bodies, both 408 |
+| L7, L8 | ``test_deadlines_e2e.py``: slow headers and bodies get 408; a speak client not reading is ended |
 
 Rows not applicable yet:
 
@@ -40,7 +40,7 @@ Rows not applicable yet:
 | K26, ST15, ST26 | no GPU support: CPU-only engines, nothing to select or fall back from |
 | K25 | covered by ``test_dev_e2e.py`` (whole-text phonemes, real tokens) |
 | RT1, RT2, RT6–RT8, O1, O3, S3 | engine-library and release rows (unit, engine, benchmark suites) |
-| ST2, ST3, ST16, ST17, L3, L5, L8, L10, ST25 | the long-running reliability battery (R1–R13) |
+| ST2, ST3, ST16, ST17, L3, L5, L10, ST25 | the long-running reliability battery (R1–R13) |
 | ST4 | needs a plosive-onset recording; prefix padding is a unit test of the session |
 | ST14 | WhisperLive's per-session VAD flag; voxserve has no shared option to leak |
 """

@@ -1,6 +1,7 @@
-"""Slow clients against a real ``voxserve serve`` (corpus L7): headers that do not arrive in
+"""Slow clients against a real ``voxserve serve`` (corpus L7, L8): headers that do not arrive in
 ``header_timeout_s`` get 408 and a closed connection; a stalled body gets 408; a WebSocket, whose
-handshake was on time, is not touched by either deadline."""
+handshake was on time, is not touched by either deadline; a speak client that stops reading its audio
+is ended after ``ws_send_timeout_s`` and frees its session."""
 
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from tests.e2e.conftest import Server, start_server, stop_server
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 pytestmark = pytest.mark.e2e
 
 HEADER_TIMEOUT_S = 1.0
 BODY_TIMEOUT_S = 1.0
+SEND_TIMEOUT_S = 2.0
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +37,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             "VOXSERVE_UI_ENABLED": "false",
             "VOXSERVE_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S),
             "VOXSERVE_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S),
+            "VOXSERVE_WS_SEND_TIMEOUT_S": str(SEND_TIMEOUT_S),
+            "VOXSERVE_MAX_SPEAK_SESSIONS": "1",
+            # Pings far apart, so that only the send timeout can end a client that stopped reading.
+            "VOXSERVE_WS_PING_INTERVAL_S": "300",
         },
     )
     try:
@@ -140,3 +147,38 @@ def test_normal_requests_and_websockets_outlive_the_deadlines(server: Server) ->
                 if events[-1] in ("done", "error"):
                     break
     assert events[-1] == "done" and "sentence" in events
+
+
+def speak_url(server: Server) -> str:
+    return server.url.replace("http://", "ws://") + "/v1/stream/speak"
+
+
+def test_a_client_that_stops_reading_audio_is_ended_and_frees_its_session(server: Server) -> None:
+    url = urlsplit(server.url)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window: the server blocks soon
+    sock.connect((url.hostname, url.port))
+    paragraph = "This sentence is here to make a lot of audio that nobody will ever read. " * 50
+    # max_queue=1: the client library stops reading the socket once one message waits unread; no
+    # client pings, which it could not answer either.
+    with connect(
+        speak_url(server), sock=sock, max_queue=1, ping_interval=None, open_timeout=30, close_timeout=1
+    ) as reader:
+        reader.send(json.dumps({"type": "config", "voice": "espeak/en-us", "response_format": "pcm"}))
+        assert json.loads(reader.recv(timeout=30))["type"] == "ready"
+        for _ in range(3):  # about 10 minutes of audio
+            reader.send(json.dumps({"type": "text", "text": paragraph[:4000]}))
+        reader.send(json.dumps({"type": "end"}))
+        t0 = time.monotonic()
+        # The one speak session is held until the server gives up on the reader; then a new one fits.
+        while True:
+            assert time.monotonic() - t0 < 20, "the stalled session still holds the only slot"
+            with connect(speak_url(server), open_timeout=30) as other:
+                try:
+                    other.send(json.dumps({"type": "config", "voice": "espeak/en-us"}))
+                    if json.loads(other.recv(timeout=30))["type"] == "ready":
+                        break
+                except ConnectionClosed:
+                    assert other.close_code == 1013  # at capacity: still the stalled session
+            time.sleep(0.5)
+    assert time.monotonic() - t0 >= SEND_TIMEOUT_S - 0.5

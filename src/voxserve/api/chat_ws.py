@@ -107,7 +107,7 @@ async def stream_chat(ws: WebSocket) -> None:
 
 async def _serve(ws: WebSocket, state: AppState) -> None:
     settings = state.settings
-    send = Sender(ws)
+    send = Sender(ws, settings.ws_send_timeout_s)
     llm: ChatLLM | None = getattr(ws.app.state, "llm", None) or make_llm(state)
     if llm is None:
         await send.json({"type": "error", "code": "llm_not_configured", "message": NO_LLM})
@@ -178,12 +178,27 @@ async def _serve(ws: WebSocket, state: AppState) -> None:
 
 
 async def _loop(ws: WebSocket, chat: VoiceChat, send: Sender, convert: Any, idle_s: float) -> None:
+    stalled = asyncio.create_task(send.stalled.wait())
+    try:
+        await _receive_loop(ws, chat, send, convert, idle_s, stalled)
+    finally:
+        stalled.cancel()
+
+
+async def _receive_loop(
+    ws: WebSocket, chat: VoiceChat, send: Sender, convert: Any, idle_s: float, stalled: asyncio.Task[Any]
+) -> None:
     while True:
-        try:
-            message = await asyncio.wait_for(ws.receive(), idle_s)
-        except TimeoutError:
-            await ws.close(1000, "idle timeout: no message received")
+        receive = asyncio.create_task(ws.receive())
+        done, _ = await asyncio.wait({receive, stalled}, timeout=idle_s, return_when=asyncio.FIRST_COMPLETED)
+        if receive not in done:
+            receive.cancel()
+            if stalled in done:
+                await send.close_stalled()  # the client left the answer's audio unread
+            else:
+                await ws.close(1000, "idle timeout: no message received")
             return
+        message = receive.result()
         if message["type"] == "websocket.disconnect":
             return
         data = message.get("bytes")

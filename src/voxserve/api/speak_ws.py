@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -191,24 +192,48 @@ async def stream_speak(ws: WebSocket) -> None:
 
 
 class Sender:
-    """Serialises sends: the runner task and the receive loop both write to the socket."""
+    """Serialises sends: the runner task and the receive loop both write to the socket.
 
-    def __init__(self, ws: WebSocket) -> None:
+    A send waits while the client does not read (the server's socket buffer is full): synthesis then
+    pauses, which bounds the memory a slow reader costs. A send still waiting after
+    ``send_timeout_s`` marks the client :attr:`stalled` (the session ends, close 1008) and every later
+    send is dropped.
+    """
+
+    def __init__(self, ws: WebSocket, send_timeout_s: float = 30.0) -> None:
         self.ws = ws
         self.lock = asyncio.Lock()
+        self.send_timeout_s = send_timeout_s
+        self.stalled = asyncio.Event()
+
+    async def _send(self, send: Callable[[], Awaitable[None]]) -> None:
+        if self.stalled.is_set():
+            return
+        async with self.lock:
+            try:
+                async with asyncio.timeout(self.send_timeout_s):
+                    await send()
+            except TimeoutError:
+                _log.warning("client left audio unread for %.0f s: ending its session", self.send_timeout_s)
+                self.stalled.set()
 
     async def json(self, obj: dict[str, Any]) -> None:
-        async with self.lock:
-            await self.ws.send_text(json.dumps(obj, separators=(",", ":")))
+        text = json.dumps(obj, separators=(",", ":"))
+        await self._send(lambda: self.ws.send_text(text))
 
     async def event(self, event: SpeakEvent) -> None:
         if isinstance(event, AudioData):
-            async with self.lock:
-                await self.ws.send_bytes(event.data)
+            await self._send(lambda: self.ws.send_bytes(event.data))
             return
         obj = event_json(event)
         if obj is not None:
             await self.json(obj)
+
+    async def close_stalled(self) -> None:
+        """Close a stalled client's socket with 1008 if the close frame can still be sent."""
+        with contextlib.suppress(Exception):  # the socket may be unwritable or gone
+            async with asyncio.timeout(1.0):
+                await self.ws.close(code=1008, reason="the client did not read its audio")
 
 
 async def receive_config(ws: WebSocket, idle_timeout_s: float) -> Any | None:
@@ -232,7 +257,7 @@ async def receive_config(ws: WebSocket, idle_timeout_s: float) -> Any | None:
 
 async def _serve(ws: WebSocket, state: AppState) -> None:
     settings = state.settings
-    send = Sender(ws)
+    send = Sender(ws, settings.ws_send_timeout_s)
     try:
         cfg = await receive_config(ws, settings.session_idle_timeout_s)
         if cfg is None:
@@ -254,15 +279,19 @@ async def _serve(ws: WebSocket, state: AppState) -> None:
         }
     )
     finished = asyncio.create_task(session.finished.wait())
+    stalled = asyncio.create_task(send.stalled.wait())
     receive: asyncio.Task[Any] | None = None
     try:
         while True:
             receive = asyncio.create_task(ws.receive())
             done, _ = await asyncio.wait(
-                {receive, finished},
+                {receive, finished, stalled},
                 timeout=settings.session_idle_timeout_s,
                 return_when=asyncio.FIRST_COMPLETED,
             )
+            if stalled in done:
+                await send.close_stalled()
+                return
             if finished in done:
                 await ws.close(code=1000, reason="done")
                 return
@@ -275,7 +304,7 @@ async def _serve(ws: WebSocket, state: AppState) -> None:
                 return
             await _handle(message, session, send)
     finally:
-        for task in (receive, finished):
+        for task in (receive, finished, stalled):
             if task is not None:
                 task.cancel()
         await session.close()
