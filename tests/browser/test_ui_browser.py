@@ -110,14 +110,19 @@ def test_transcribe_tab_shows_the_spoken_words_from_the_microphone(ui_server: Se
         latency = b.mic_latency_s(mic.speech_start_s)
         live_text = transcript()
         b.page.click("#stt-mic .stop-button")
-        assert wer(utterance.text, live_text) <= 0.35, (
+        # While the mic streams, the last words are a tentative partial (measured 0.2-0.42 WER across
+        # runs, by where the VAD cuts); the finals, flushed when recording stops, are held to 0.35.
+        assert wer(utterance.text, live_text) <= 0.5, (
             f"WER {wer(utterance.text, live_text):.2f}: {live_text!r}"
         )
         assert latency is not None and latency <= FIRST_PARTIAL_BOUND_S, latency
         print(f"first partial {latency:.2f} s after speech starts; WER {wer(utterance.text, live_text):.3f}")
-        # Stopping flushes the last final; the transcript stays.
+        # Stopping flushes the last final; the transcript stays and holds every word.
         b.page.wait_for_selector("#stt-mic .record-button", timeout=30_000)
         assert transcript().startswith(live_text[: len(live_text) // 2])
+        assert _poll(lambda: wer(utterance.text, transcript()) <= 0.35, 30, 0.25), (
+            f"final WER {wer(utterance.text, transcript()):.2f}: {transcript()!r}"
+        )
         _assert_offline(b)
 
 
