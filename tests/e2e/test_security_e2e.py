@@ -170,7 +170,8 @@ def test_wss_needs_a_key_and_an_allowed_origin(
     # A subprotocol, as a browser does (OpenAI's Realtime convention).
     realtime = f"{base}/v1/realtime?intent=transcription"
     offered = [Subprotocol("realtime"), Subprotocol(f"openai-insecure-api-key.{KEYS[0]}")]
-    with connect(realtime, ssl=context, subprotocols=offered) as ws:
+    # open_timeout: the first transcription session starts the Whisper worker (model load) first.
+    with connect(realtime, ssl=context, subprotocols=offered, open_timeout=60) as ws:
         assert ws.subprotocol == "realtime"
         created = json.loads(ws.recv(timeout=60))
         assert created["type"] in ("session.created", "transcription_session.created"), created
