@@ -1,0 +1,228 @@
+"""JSON on the wire: one safe :func:`loads`, one compact :func:`dumps`, and typed field readers.
+
+Every parser in :mod:`voxserve.protocol` reads text through :func:`loads`, so every protocol refuses
+the same inputs the same way:
+
+- text that is not JSON (or bytes that are not UTF-8): :class:`InvalidRequest` ``invalid_json``;
+- JSON nested deeper than :data:`MAX_DEPTH` arrays or objects: ``invalid_json`` too. The depth is
+  measured without recursion before :func:`json.loads` runs, so 200 KB of ``[[[...`` costs one linear
+  scan instead of a :class:`RecursionError` (which is also caught, should the interpreter's limit be
+  lower than the bound).
+
+The field readers (:func:`get_str`, :func:`get_int`, ...) check one field's type and raise
+:class:`InvalidRequest` with the caller's code, so no parser ever leaks ``KeyError`` or ``TypeError``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from itertools import accumulate
+from typing import Any, ClassVar, Self
+
+from voxserve.errors import InvalidRequest
+
+__all__ = [
+    "MAX_DEPTH",
+    "WireMessage",
+    "describe",
+    "dumps",
+    "get_bool",
+    "get_int",
+    "get_list",
+    "get_number",
+    "get_object",
+    "get_opt_int",
+    "get_opt_number",
+    "get_opt_str",
+    "get_str",
+    "invalid",
+    "loads",
+    "nesting_depth",
+]
+
+MAX_DEPTH = 64
+"""Deepest nesting of arrays and objects a wire message may have (no voxserve message needs 8)."""
+
+# A JSON string, escapes included (the unrolled form never backtracks), and the structural brackets.
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_BRACKETS = re.compile(r"[\[\]{}]")
+_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def invalid(code: str, message: str, *, param: str | None = None) -> InvalidRequest:
+    """An :class:`InvalidRequest` with a stable ``code`` (the error a peer is sent)."""
+    return InvalidRequest(message, code=code, param=param)
+
+
+def nesting_depth(text: str) -> int:
+    """How deeply arrays and objects nest in ``text`` (brackets inside strings do not count).
+
+    Linear time, no recursion; meaningful for any text, JSON or not.
+    """
+    if text.count("[") + text.count("{") == 0:
+        return 0
+    brackets = _BRACKETS.findall(_STRING.sub("", text))
+    return max(0, max(accumulate(_STEP[b] for b in brackets), default=0))
+
+
+def loads(
+    data: str | bytes,
+    *,
+    code: str = "invalid_json",
+    message: str = "text messages must be JSON",
+) -> Any:
+    """Parse one JSON text; raise :class:`InvalidRequest` ``code`` (``invalid_json``) with ``message``
+    if it is not JSON, not UTF-8, or nested deeper than :data:`MAX_DEPTH`.
+
+    ``NaN`` and ``Infinity`` are accepted, as Python's :mod:`json` does; range checks refuse them.
+    """
+    if isinstance(data, bytes | bytearray | memoryview):
+        try:
+            data = bytes(data).decode("utf-8")
+        except UnicodeDecodeError:
+            raise invalid(code, message) from None
+    # The cheap count bounds the depth from above: most messages skip the scan.
+    if data.count("[") + data.count("{") > MAX_DEPTH and nesting_depth(data) > MAX_DEPTH:
+        raise invalid(code, message)
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):  # JSONDecodeError, too many int digits, deep nesting
+        raise invalid(code, message) from None
+
+
+def dumps(obj: Mapping[str, Any], *, ensure_ascii: bool = True) -> str:
+    """Compact JSON (``","`` and ``":"`` separators), as every voxserve endpoint sends it."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=ensure_ascii)
+
+
+def describe(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for error messages that quote a peer's value."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class WireMessage:
+    """Base of every typed wire message: a JSON object whose ``"type"`` is :attr:`type`.
+
+    Subclasses are frozen dataclasses; they implement :meth:`to_json` and :meth:`from_json`.
+    """
+
+    type: ClassVar[str]
+    """The message's ``"type"`` on the wire."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The message as a JSON object (a ``dict`` ready for :func:`json.dumps`)."""
+        raise NotImplementedError
+
+    def to_text(self) -> str:
+        """The message as one compact JSON text (a WebSocket text frame)."""
+        return dumps(self.to_json())
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> Self:
+        """Build the message from a parsed JSON object whose ``"type"`` is :attr:`type`.
+
+        Raises:
+            InvalidRequest: a field has the wrong type or value (the code says which rule).
+        """
+        raise NotImplementedError
+
+
+# ------------------------------------------------------------------------------- field readers
+#
+# ``obj[key]`` must have the named type; absent keys take ``default`` when one is given. Booleans are
+# never numbers (``True`` is an ``int`` to Python, not to a peer). Each raises ``invalid(code, ...)``.
+
+_ABSENT: Any = object()
+
+
+def _missing(key: str, code: str) -> InvalidRequest:
+    return invalid(code, f"{key} is required", param=key)
+
+
+def get_str(obj: Mapping[str, Any], key: str, *, code: str = "invalid_event", default: Any = _ABSENT) -> str:
+    """``obj[key]`` as a string."""
+    value = obj.get(key, default)
+    if value is _ABSENT:
+        raise _missing(key, code)
+    if not isinstance(value, str):
+        raise invalid(code, f"{key} must be a string", param=key)
+    return value
+
+
+def get_opt_str(obj: Mapping[str, Any], key: str, *, code: str = "invalid_event") -> str | None:
+    """``obj[key]`` as a string or ``None`` (absent or ``null``)."""
+    value = obj.get(key)
+    if value is not None and not isinstance(value, str):
+        raise invalid(code, f"{key} must be a string or null", param=key)
+    return value
+
+
+def get_bool(
+    obj: Mapping[str, Any], key: str, *, code: str = "invalid_event", default: Any = _ABSENT
+) -> bool:
+    """``obj[key]`` as a boolean (``true``/``false`` only)."""
+    value = obj.get(key, default)
+    if value is _ABSENT:
+        raise _missing(key, code)
+    if not isinstance(value, bool):
+        raise invalid(code, f"{key} must be true or false", param=key)
+    return value
+
+
+def get_int(obj: Mapping[str, Any], key: str, *, code: str = "invalid_event", default: Any = _ABSENT) -> int:
+    """``obj[key]`` as an integer."""
+    value = obj.get(key, default)
+    if value is _ABSENT:
+        raise _missing(key, code)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise invalid(code, f"{key} must be an integer", param=key)
+    return value
+
+
+def get_opt_int(obj: Mapping[str, Any], key: str, *, code: str = "invalid_event") -> int | None:
+    """``obj[key]`` as an integer or ``None`` (absent or ``null``)."""
+    return None if obj.get(key) is None else get_int(obj, key, code=code)
+
+
+def get_number(
+    obj: Mapping[str, Any], key: str, *, code: str = "invalid_event", default: Any = _ABSENT
+) -> float:
+    """``obj[key]`` as a number; an integer stays an ``int`` so that it serialises as it came."""
+    value = obj.get(key, default)
+    if value is _ABSENT:
+        raise _missing(key, code)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise invalid(code, f"{key} must be a number", param=key)
+    return value
+
+
+def get_opt_number(obj: Mapping[str, Any], key: str, *, code: str = "invalid_event") -> float | None:
+    """``obj[key]`` as a number or ``None`` (absent or ``null``)."""
+    return None if obj.get(key) is None else get_number(obj, key, code=code)
+
+
+def get_object(
+    obj: Mapping[str, Any], key: str, *, code: str = "invalid_event", default: Any = _ABSENT
+) -> dict[str, Any]:
+    """``obj[key]`` as a JSON object."""
+    value = obj.get(key, default)
+    if value is _ABSENT:
+        raise _missing(key, code)
+    if not isinstance(value, dict):
+        raise invalid(code, f"{key} must be an object", param=key)
+    return value
+
+
+def get_list(
+    obj: Mapping[str, Any], key: str, *, code: str = "invalid_event", default: Any = _ABSENT
+) -> list[Any]:
+    """``obj[key]`` as a JSON array."""
+    value = obj.get(key, default)
+    if value is _ABSENT:
+        raise _missing(key, code)
+    if not isinstance(value, list):
+        raise invalid(code, f"{key} must be an array", param=key)
+    return value
