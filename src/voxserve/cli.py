@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 from pathlib import Path
@@ -132,6 +131,9 @@ def _voices(args: argparse.Namespace) -> int:
 def _transcribe(args: argparse.Namespace) -> int:
     import httpx
 
+    from voxserve.client import ClientError
+    from voxserve.client.protocol.routes import TranscriptionEvents
+
     path = Path(args.file)
     if not path.is_file():
         sys.exit(f"voxserve transcribe: no such file: {path}")
@@ -153,19 +155,26 @@ def _transcribe(args: argparse.Namespace) -> int:
                 if r.status_code != 200:
                     r.read()
                     sys.exit(f"voxserve transcribe: {_error_text(r)}")
-                for line in r.iter_lines():
-                    if not line.startswith("data: "):
-                        continue
-                    event = json.loads(line[6:])
-                    if event["type"] == "transcript.text.delta":
-                        print(event["delta"], end="", flush=True)
-                    elif event["type"] == "transcript.text.done":
-                        print()
-                    elif event["type"] == "error":
-                        sys.exit(f"\nvoxserve transcribe: {event['error'].get('message')}")
+                events = TranscriptionEvents()  # the Python client's SSE reader
+                try:
+                    for chunk in r.iter_bytes():
+                        _print_transcription(events.feed(chunk))
+                    _print_transcription(events.end())
+                except ClientError as exc:  # an error event
+                    sys.exit(f"\nvoxserve transcribe: {exc.message}")
     except httpx.TransportError as exc:
         sys.exit(f"voxserve transcribe: cannot reach {args.server}: {exc}")
     return 0
+
+
+def _print_transcription(events: list[Any]) -> None:
+    from voxserve.client import TranscriptionDelta, TranscriptionDone
+
+    for event in events:
+        if isinstance(event, TranscriptionDelta):
+            print(event.delta, end="", flush=True)
+        elif isinstance(event, TranscriptionDone):
+            print()
 
 
 def _error_text(response: Any) -> str:
@@ -177,8 +186,7 @@ def _error_text(response: Any) -> str:
 
 
 def _listen(args: argparse.Namespace) -> int:
-    from websockets.exceptions import InvalidStatus
-
+    from voxserve.client import ClientError
     from voxserve.listen import listen
 
     path = Path(args.file)
@@ -190,12 +198,12 @@ def _listen(args: argparse.Namespace) -> int:
                 path, args.server, pace=args.pace, show_partials=not args.finals_only, api_key=args.api_key
             )
         )
-    except OSError as exc:
-        sys.exit(f"voxserve listen: cannot reach {args.server}: {exc}")
-    except InvalidStatus as exc:  # refused at the handshake: a missing or wrong key, a bad Origin
-        status = exc.response.status_code
-        hint = " (invalid_api_key: pass --api-key or set VOXSERVE_API_KEY)" if status == 401 else ""
-        sys.exit(f"voxserve listen: the server refused the stream: HTTP {status}{hint}")
+    except ClientError as exc:
+        if exc.code == "connection_error":
+            sys.exit(f"voxserve listen: cannot reach {args.server}: {exc.message}")
+        # Refused at the handshake (a missing or wrong key, a bad Origin), or an error mid-stream.
+        hint = " (pass --api-key or set VOXSERVE_API_KEY)" if exc.status == 401 else ""
+        sys.exit(f"voxserve listen: {exc}{hint}")
     return 0
 
 

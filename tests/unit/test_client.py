@@ -1,4 +1,5 @@
-"""The library's pure logic: error mapping, SSE parsing, text/audio pieces, lazy exports, the sync bridge."""
+"""The library's public names and pure logic: error mapping, SSE parsing, text/audio pieces, lazy exports,
+the sync bridge. The sans-I/O core has its own tests in tests/unit/client/."""
 
 from __future__ import annotations
 
@@ -29,18 +30,17 @@ from voxserve.client import (
     Sentence,
     SSEParser,
     Word,
-    _Answer,
-    _Backlog,
-    _chat_config,
-    _chat_event,
-    _RealtimeTracker,
-    _sync_audio_frames,
-    _sync_text_pieces,
     error_from_close,
     error_from_event,
     error_from_response,
     text_pieces,
 )
+from voxserve.client.protocol import chat as chat_protocol
+from voxserve.client.protocol.chat import Answer, chat_event
+from voxserve.client.protocol.realtime import realtime_transcribe
+from voxserve.client.protocol.speak import speak_stream_events
+from voxserve.client.protocol.transcribe import transcribe_stream
+from voxserve.client.sync import _items
 from voxserve.errors import InvalidValue, VoxserveError
 from voxserve.speech_stream import SpeechStream, _iterate_on_loop_thread
 
@@ -161,40 +161,52 @@ def test_sse_parser() -> None:
 
 
 def test_realtime_tracker_waits_for_every_committed_item() -> None:
-    t = _RealtimeTracker()
-    assert t.handle({"type": "input_audio_buffer.committed", "item_id": "a"}) is None
-    assert t.handle({"type": "input_audio_buffer.committed", "item_id": "b"}) is None
-    assert t.handle(
-        {"type": "conversation.item.input_audio_transcription.delta", "item_id": "a", "delta": "Hi"}
+    t = realtime_transcribe(b"")
+    assert _rt(t, {"type": "input_audio_buffer.committed", "item_id": "a"}) is None
+    assert _rt(t, {"type": "input_audio_buffer.committed", "item_id": "b"}) is None
+    assert _rt(
+        t, {"type": "conversation.item.input_audio_transcription.delta", "item_id": "a", "delta": "Hi"}
     ) == RealtimeDelta("a", "Hi")
     # The end commit found nothing to commit: not an error.
     assert (
-        t.handle(
+        _rt(
+            t,
             {
                 "type": "error",
                 "error": {"code": "input_audio_buffer_commit_empty", "event_id": "voxserve_client_commit"},
-            }
+            },
         )
         is None
     )
-    t.handle({"type": "input_audio_buffer.cleared"})
-    assert not t.done
-    assert t.handle(
-        {"type": "conversation.item.input_audio_transcription.completed", "item_id": "a", "transcript": "Hi."}
+    _rt(t, {"type": "input_audio_buffer.cleared"})
+    assert not t.finished
+    assert _rt(
+        t,
+        {
+            "type": "conversation.item.input_audio_transcription.completed",
+            "item_id": "a",
+            "transcript": "Hi.",
+        },
     ) == RealtimeCompleted("a", "Hi.")
-    assert not t.done
-    failed = t.handle(
+    assert not t.finished
+    failed = _rt(
+        t,
         {
             "type": "conversation.item.input_audio_transcription.failed",
             "item_id": "b",
             "error": {"code": "transcription_failed", "message": "decode failed"},
-        }
+        },
     )
     assert failed == RealtimeFailed("b", "transcription_failed", "decode failed")
-    assert t.done
+    assert t.finished
     with pytest.raises(ClientError) as info:
-        t.handle({"type": "error", "error": {"code": "invalid_base64", "message": "bad"}})
+        _rt(t, {"type": "error", "error": {"code": "invalid_base64", "message": "bad"}})
     assert info.value.code == "invalid_base64"
+
+
+def _rt(protocol: object, event: dict[str, object]) -> object:
+    events = protocol.receive(json.dumps(event))  # type: ignore[attr-defined]
+    return events[0] if events else None
 
 
 async def test_text_pieces_from_every_kind_of_source() -> None:
@@ -239,32 +251,25 @@ async def test_a_blocking_text_source_does_not_block_the_loop() -> None:
 
 
 def test_sync_sources() -> None:
-    assert list(_sync_text_pieces("abcd", 2)) == ["ab", "cd"]
-    assert list(_sync_text_pieces(iter(["a", "bcd"]), 2)) == ["a", "bc", "d"]
-    assert list(_sync_audio_frames(b"\x00" * 5, 2)) == [b"\x00\x00", b"\x00\x00", b"\x00"]
-    assert list(_sync_audio_frames([b"\x01" * 3, b""], 2)) == [b"\x01\x01", b"\x01"]
+    def pieces(protocol: object) -> list[object]:
+        return [p for item in _items(protocol) for p in protocol.pieces(item)]  # type: ignore[arg-type, attr-defined]
+
+    speak = speak_stream_events("")
+    assert pieces(speak_stream_events("a" * 1500)) == ["a" * 1000, "a" * 500]
+    assert pieces(speak_stream_events(iter(["a", "bcd"]))) == ["a", "bcd"]
+    audio = transcribe_stream(b"\x00" * 5)
+    audio.frame_bytes = 2
+    assert pieces(audio) == [b"\x00\x00", b"\x00\x00", b"\x00"]
+    audio = transcribe_stream([b"\x01" * 3, b""])
+    audio.frame_bytes = 2
+    assert pieces(audio) == [b"\x01\x01", b"\x01"]
 
     async def agen() -> AsyncIterator[str]:
         yield "x"
 
+    speak.source = agen()
     with pytest.raises(TypeError, match="AsyncClient"):
-        list(_sync_text_pieces(agen()))  # type: ignore[arg-type]
-
-
-async def test_backlog_waits_for_spoken_text() -> None:
-    backlog = _Backlog(10)
-    await asyncio.wait_for(backlog.room(8), 1)  # nothing pending: no wait
-    backlog.sent = 8
-
-    async def speak_later() -> None:
-        await asyncio.sleep(0)
-        backlog.on_sentence("12345678")
-
-    task = asyncio.create_task(speak_later())
-    await asyncio.wait_for(backlog.room(5), 5)
-    await task
-    assert not backlog.pending(5)
-    assert backlog.pending(11) is False  # nothing unspoken: one big piece may always go
+        pieces(speak)
 
 
 def test_base_urls() -> None:
@@ -288,7 +293,7 @@ def test_importing_voxserve_is_lazy_and_starts_nothing() -> None:
         "assert multiprocessing.active_children() == []\n"
         "assert 'voxserve.client' not in sys.modules and 'httpx' not in sys.modules\n"
         "from voxserve import AsyncClient, Client, ClientError, SpeechStream, iterate_in_thread\n"
-        "assert Client.__module__ == 'voxserve.client'\n"
+        "assert Client.__module__ == 'voxserve.client.sync'\n"
         "assert iterate_in_thread.__module__ == 'voxserve.runtime.bridge'\n"
         "assert threading.active_count() == 1\n"
         "assert 'SpeechStream' in dir(voxserve)\n"
@@ -352,7 +357,7 @@ def test_sync_iteration_raises_the_async_error() -> None:
 
 
 def test_chat_config() -> None:
-    cfg = json.loads(_chat_config(None, "pcm", 1.0, 16000, "linear16", "en", None, True, True))
+    cfg = chat_protocol.chat().config
     assert cfg == {
         "type": "config",
         "response_format": "pcm",
@@ -363,7 +368,17 @@ def test_chat_config() -> None:
         "barge_in": True,
         "interim_results": True,
     }
-    cfg = json.loads(_chat_config("alloy", "mp3", 1.5, 24000, "float32", None, "Be brief.", False, False))
+    cfg = chat_protocol.chat(
+        voice="alloy",
+        response_format="mp3",
+        speed=1.5,
+        sample_rate_hz=24000,
+        encoding="float32",
+        language=None,
+        system_prompt="Be brief.",
+        barge_in=False,
+        interim_results=False,
+    ).config
     assert (cfg["voice"], cfg["system_prompt"], cfg["barge_in"], cfg["language"]) == (
         "alloy",
         "Be brief.",
@@ -393,16 +408,16 @@ def test_chat_events_are_typed() -> None:
         ({"type": "error", "code": "llm_error", "message": "down"}, ChatError("llm_error", "down")),
     ]
     for message, expected in cases:
-        assert _chat_event(json.dumps(message)) == expected, message
-    assert _chat_event(b"\x01\x02") == b"\x01\x02"
-    assert _chat_event("[1, 2]") is None
+        assert chat_event(json.dumps(message)) == expected, message
+    assert chat_event(b"\x01\x02") == b"\x01\x02"
+    assert chat_event("[1, 2]") is None
     with pytest.raises(ClientError) as info:
-        _chat_event("{nope")
+        chat_event("{nope")
     assert info.value.code == "invalid_event"
 
 
 def test_answer_collects_its_own_turn_only() -> None:
-    answer = _Answer("  Second?  ")
+    answer = Answer("  Second?  ")
     feed = [
         b"old audio",  # the previous answer, still arriving
         ChatResponseStarted(1, "First?"),
@@ -422,10 +437,10 @@ def test_answer_collects_its_own_turn_only() -> None:
     assert answer.handle(ChatResponseDone(2, "New.", False)) is False
     assert answer.result() == ("New.", b"new-1new-2")
     with pytest.raises(ClientError) as info:
-        _Answer("x").result()
+        Answer("x").result()
     assert info.value.code == "closed"
     with pytest.raises(ClientError) as info:
-        _Answer("x").handle(ChatError("llm_unavailable", "down"))
+        Answer("x").handle(ChatError("llm_unavailable", "down"))
     assert info.value.code == "llm_unavailable"
 
 
@@ -439,9 +454,10 @@ def test_chat_sessions_need_opening() -> None:
 
 
 def test_word_timestamps_keep_their_source_offsets() -> None:
-    from voxserve.client import _captioned, _sentence
+    from voxserve.client.protocol.routes import captioned
+    from voxserve.client.protocol.words import sentence
 
-    caption = _captioned(
+    caption = captioned(
         {
             "audio": "",
             "audio_format": "wav",
@@ -455,7 +471,5 @@ def test_word_timestamps_keep_their_source_offsets() -> None:
         ("one", 4, 8),
         ("x", None, None),
     ]
-    sentence = _sentence(
-        {"text": "It", "start_s": 0.0, "words": [{"word": "It", "start_s": 0.0, "end_s": 0.1}]}
-    )
-    assert sentence.words[0].source_start is None  # an older server sends no offsets
+    spoken = sentence({"text": "It", "start_s": 0.0, "words": [{"word": "It", "start_s": 0.0, "end_s": 0.1}]})
+    assert spoken.words[0].source_start is None  # an older server sends no offsets
