@@ -3,22 +3,24 @@ server, OpenAI): messages in, the answer's text deltas out as they arrive.
 
 Built on httpx rather than the ``openai`` package so the server needs no SDK; the wire format is the
 documented one: ``POST {base_url}/chat/completions`` with ``stream: true``, answered by Server-Sent
-Events whose ``data:`` lines hold ``chat.completion.chunk`` objects, ended by ``data: [DONE]``.
+Events whose ``data:`` lines hold ``chat.completion.chunk`` objects, ended by ``data: [DONE]``. The
+events are read by :mod:`voxserve.protocol.sse`, the project's one SSE parser.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import httpx
 
 from voxserve.errors import Unavailable
+from voxserve.protocol.sse import Event, SSEDecoder, SSEError
 
-__all__ = ["ChatLLM", "ChatMessage", "LLMError", "OpenAIChatLLM", "parse_sse_line"]
+__all__ = ["ChatLLM", "ChatMessage", "LLMError", "OpenAIChatLLM", "parse_chunk", "parse_sse_line"]
 
 _log = logging.getLogger("voxserve.llm")
 
@@ -43,20 +45,19 @@ class ChatLLM(Protocol):
         ...
 
 
-def parse_sse_line(line: str) -> str | None:
-    """The text delta in one SSE line of a chat-completions stream ('' for none, None at [DONE]).
+def parse_chunk(data: str) -> str | None:
+    """The text delta in one event's ``data`` of a chat-completions stream ('' for none, None at
+    ``[DONE]``).
 
-    Lines other than ``data:`` (comments, ``event:``, blanks) carry no text. A ``data:`` line that is
-    not a chunk object is an :class:`LLMError`: a proxy's HTML error page must not be spoken.
+    Data that is not a chunk object is an :class:`LLMError`: a proxy's HTML error page must not be
+    spoken.
     """
-    if not line.startswith("data:"):
-        return ""
-    payload = line[5:].strip()
+    payload = data.strip()
     if payload == "[DONE]":
         return None
     try:
         chunk = json.loads(payload)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         raise LLMError("the LLM sent a stream line that is not JSON", code="llm_bad_response") from None
     if not isinstance(chunk, dict):
         raise LLMError("the LLM sent an unexpected stream line", code="llm_bad_response")
@@ -70,6 +71,20 @@ def parse_sse_line(line: str) -> str | None:
     delta = choices[0].get("delta") or {}
     content = delta.get("content") if isinstance(delta, dict) else None
     return content if isinstance(content, str) else ""
+
+
+def parse_sse_line(line: str) -> str | None:
+    """The text delta in one SSE line that is a whole event (see :func:`parse_chunk`): lines other
+    than ``data:`` (comments, ``event:``, blanks) carry no text."""
+    decoder = SSEDecoder()
+    decoder.feed_line(line)
+    event = decoder.flush()
+    return parse_chunk(event.data) if event is not None else ""
+
+
+def _deltas(events: list[Event]) -> Iterator[str | None]:
+    for event in events:
+        yield parse_chunk(event.data)
 
 
 class OpenAIChatLLM:
@@ -114,11 +129,18 @@ class OpenAIChatLLM:
                         f"the LLM at {self.base_url} answered {response.status_code}: {detail}",
                         code="llm_error",
                     )
-                async for line in response.aiter_lines():
-                    delta = parse_sse_line(line)
-                    if delta is None:
-                        return
-                    if delta:
-                        yield delta
+                events = SSEDecoder()  # voxserve's one SSE parser
+                async for chunk in response.aiter_bytes():
+                    for delta in _deltas(events.feed(chunk)):
+                        if delta is None:
+                            return
+                        if delta:
+                            yield delta
+                last = events.flush()  # a stream cut after its last data line
+                delta = parse_chunk(last.data) if last is not None else None
+                if delta:
+                    yield delta
         except httpx.HTTPError as exc:
             raise LLMError(f"cannot reach the LLM at {self.base_url}: {exc}") from exc
+        except SSEError as exc:
+            raise LLMError(f"the LLM sent a bad stream: {exc}", code="llm_bad_response") from None
