@@ -40,6 +40,13 @@ from voxserve.protocol.realtime import (
     parse_server_event,
 )
 
+
+def _update(text: str) -> TranscriptionSessionUpdate | SessionUpdate:
+    update = parse_client_message(text)
+    assert isinstance(update, TranscriptionSessionUpdate | SessionUpdate)
+    return update
+
+
 TD = {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300, "silence_duration_ms": 500}
 SESSION = TranscriptionSession(max_message_bytes=262144)
 
@@ -169,7 +176,7 @@ def test_beta_update_keeps_what_it_does_not_name() -> None:
     assert SESSION.apply(update) == SESSION
     # input_audio_transcription null or [] reads as {} (as the server always took it)
     for value in ("null", "[]", "0", '""'):
-        parsed = parse_client_message(
+        parsed = _update(
             '{"type":"transcription_session.update","session":{"input_audio_transcription":' + value + "}}"
         )
         assert SESSION.apply(parsed) == SESSION
@@ -180,7 +187,7 @@ def test_turn_detection_null_then_back() -> None:
     assert manual.turn_detection is None
     assert manual.to_json("beta")["turn_detection"] is None
     back = manual.apply(
-        parse_client_message(
+        _update(
             '{"type":"session.update","session":{"audio":{"input":{"turn_detection":{"type":"server_vad"}}}}}'
         )
     )
@@ -235,7 +242,7 @@ def test_ga_update_without_format_means_pcm16() -> None:
         '{"audio":{"input":{"format":null}}}',
         '{"audio":{"input":{"format":{}}}}',
     ):
-        update = parse_client_message('{"type":"session.update","session":' + session + "}")
+        update = _update('{"type":"session.update","session":' + session + "}")
         assert ulaw.apply(update).input_audio_format == "pcm16"
     assert SessionUpdate(KEEP).to_json() == {
         "type": "session.update",
