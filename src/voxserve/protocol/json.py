@@ -45,8 +45,11 @@ __all__ = [
 MAX_DEPTH = 64
 """Deepest nesting of arrays and objects a wire message may have (no voxserve message needs 8)."""
 
-# A JSON string, escapes included (the unrolled form never backtracks), and the structural brackets.
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# A JSON string, escapes included, or an unterminated one up to the end of the text. Possessive
+# quantifiers and the end-of-text alternative make every match attempt consume all it scans, so the
+# scan stays linear even for '"\\"\\"\\"...' (a pattern that must find a closing quote would restart
+# at each of those quotes and scan to the end each time: quadratic).
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*+(?:"|\\?\Z)', re.DOTALL)
 _BRACKETS = re.compile(r"[\[\]{}]")
 _STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 

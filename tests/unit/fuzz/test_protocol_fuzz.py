@@ -454,12 +454,25 @@ def _deep(kind: str, size: int) -> str:
     if kind == "mixed":
         n = size // 6
         return '[{"a":' * n + "0" + "}]" * n
+    if kind == "quotes":  # strings that never end, then brackets: the depth scan must stay linear
+        return '{"type":"text","text":"' + '\\"' * (size // 2) + "[" * 100
     # Deep JSON inside a message of every type: a valid envelope around the nesting.
     n = size // 2
     return '{"type":"' + kind + '","text":' + "[" * n + "]" * n + "}"
 
 
-_DEEP_KINDS = ["lists", "open", "objects", "mixed", "text", "audio", "config", "session.update", "error"]
+_DEEP_KINDS = [
+    "lists",
+    "open",
+    "objects",
+    "mixed",
+    "quotes",
+    "text",
+    "audio",
+    "config",
+    "session.update",
+    "error",
+]
 
 
 @pytest.mark.parametrize("kind", _DEEP_KINDS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 
 import pytest
 
@@ -46,6 +47,17 @@ def test_brackets_in_strings_do_not_count() -> None:
     assert wire.nesting_depth("no brackets") == 0
     assert wire.nesting_depth("]]][") == 0
     assert wire.nesting_depth("[[]]]") == 2
+
+
+def test_depth_scan_is_linear_on_escaped_quotes() -> None:
+    # Each '"' could start a string that never ends: a scan that restarted at each one was quadratic.
+    text = '"' + '\\"' * 100_000 + "[" * (wire.MAX_DEPTH + 1)
+    started = time.perf_counter()
+    with pytest.raises(InvalidRequest):
+        wire.loads(text)
+    assert wire.nesting_depth(text) == 0
+    assert wire.nesting_depth('"a\\' + "[" * 3) == 0
+    assert time.perf_counter() - started < 2.0
 
 
 def test_recursion_error_is_invalid_json(monkeypatch: pytest.MonkeyPatch) -> None:
