@@ -8,6 +8,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 import hashlib
+import math
 import subprocess
 import sys
 import wave
@@ -26,6 +27,7 @@ from voxserve.engines.whisper import (
     WhisperEngine,
     available_models,
     base_model_folder,
+    segment_confidence,
 )
 from voxserve.errors import EngineFailure, InvalidValue
 
@@ -50,6 +52,43 @@ def text_of(engine: WhisperEngine, audio: np.ndarray, options: TranscribeOptions
 @pytest.fixture(scope="module")
 def tiny() -> WhisperEngine:
     return WhisperEngine("tiny.en", threads=1)
+
+
+def confidence(engine: WhisperEngine, audio: np.ndarray) -> float:
+    """Every segment's confidence is in (0, 1]; the result is their duration-weighted mean (what a
+    streaming Final carries), 0.0 when nothing was recognised."""
+    _, segments = engine.transcribe(audio, TranscribeOptions())
+    spoken = [s for s in segments if s.text.strip()]
+    for s in spoken:
+        assert s.confidence is not None and 0.0 < s.confidence <= 1.0, s
+        assert s.confidence == pytest.approx(segment_confidence(s.avg_logprob))
+    if not spoken:
+        return 0.0
+    durations = [max(0.0, s.end_s - s.start_s) for s in spoken]
+    return sum(d * (s.confidence or 0.0) for d, s in zip(durations, spoken, strict=True)) / sum(durations)
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_confidence_is_lower_for_garbled_or_noisy_audio_than_for_clear_speech(
+    tiny: WhisperEngine, name: str
+) -> None:
+    clean = load(name)
+    garbled = clean[::-1].copy()  # the same voice and spectrum, played backwards: no words to find
+    rng = np.random.default_rng(0)
+    noisy = (clean + rng.normal(0.0, 1.8 * float(np.std(clean)), clean.size)).astype(np.float32)  # -5 dB SNR
+    c_clean = confidence(tiny, clean)
+    c_garbled = confidence(tiny, garbled)
+    c_noisy = confidence(tiny, noisy)
+    assert c_clean > 0.0
+    assert c_garbled < c_clean and c_noisy < c_clean, (c_clean, c_garbled, c_noisy)
+
+
+def test_segment_confidence_is_the_mean_token_probability() -> None:
+    assert segment_confidence(0.0) == 1.0
+    assert segment_confidence(math.log(0.5)) == pytest.approx(0.5)
+    assert segment_confidence(0.3) == 1.0  # clipped
+    assert segment_confidence(float("-inf")) == 0.0
+    assert segment_confidence(float("nan")) == 0.0
 
 
 def test_importing_has_no_side_effects() -> None:

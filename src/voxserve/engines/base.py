@@ -138,6 +138,9 @@ class Segment:
     avg_logprob: float = 0.0
     no_speech_prob: float = 0.0
     temperature: float = 0.0
+    confidence: float | None = None
+    """How sure the model is of ``text``, from 0 to 1 (Whisper: its mean token probability);
+    None when the engine does not say."""
 
 
 @dataclass(frozen=True)

@@ -360,5 +360,19 @@ def _segments(raw: Iterator[Any], with_words: bool) -> Iterator[Segment]:
             avg_logprob=float(seg.avg_logprob),
             no_speech_prob=float(seg.no_speech_prob),
             temperature=float(seg.temperature or 0.0),
+            confidence=segment_confidence(float(seg.avg_logprob)),
         )
         index += 1
+
+
+def segment_confidence(avg_logprob: float) -> float:
+    """A segment's confidence: the geometric mean of its tokens' probabilities, ``exp(avg_logprob)``,
+    clipped to [0, 1] (0 for a missing or non-finite log probability).
+
+    faster-whisper computes ``avg_logprob`` per 30 s decoding window, so the segments of one window
+    share it. It is low for garbled or noisy audio, where the decoder hesitates between tokens (and
+    falls back to sampling at a higher temperature), and near 1 for clear speech.
+    """
+    if not math.isfinite(avg_logprob):
+        return 0.0
+    return min(1.0, max(0.0, math.exp(avg_logprob)))

@@ -264,6 +264,9 @@ class Final:
     start_s: float
     end_s: float
     words: tuple[Word, ...] = ()
+    confidence: float = 0.0
+    """The model's confidence in ``text``, 0 to 1: its segments' confidences, weighted by their
+    duration; 0.0 when the engine gives none (Google's "not set")."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,6 +415,19 @@ class _InFlight:
 
 def _transcript(segments: Sequence[Segment]) -> str:
     return " ".join(text for s in segments if (text := s.text.strip()))
+
+
+def _confidence(segments: Sequence[Segment]) -> float:
+    """The duration-weighted mean of the confidences of the segments that have text and one."""
+    rated = [
+        (s.end_s - s.start_s, s.confidence) for s in segments if s.confidence is not None and s.text.strip()
+    ]
+    if not rated:
+        return 0.0
+    total = sum(max(0.0, d) for d, _ in rated)
+    if total <= 0.0:  # zero-length segments: a plain mean
+        return sum(c for _, c in rated) / len(rated)
+    return sum(max(0.0, d) * c for d, c in rated) / total
 
 
 class StreamingSession:
@@ -957,7 +973,9 @@ class StreamingSession:
             for s in segments
             for w in s.words
         )
-        final = Final(job.utterance_id, _transcript(segments), job.start_s, job.end_s, words)
+        final = Final(
+            job.utterance_id, _transcript(segments), job.start_s, job.end_s, words, _confidence(segments)
+        )
         job.audio = _EMPTY  # no retry needed any more
         if job.speculative:
             job.result = final  # becomes the Final if the silence lasts

@@ -950,6 +950,30 @@ def test_partials_follow_local_agreement() -> None:
     assert final.text == "To be, or not to be."
 
 
+@pytest.mark.parametrize(
+    ("segments", "expected"),
+    [
+        # Weighted by duration: 1 s at 0.9 and 3 s at 0.5.
+        ([Segment(0, 0.0, 1.0, " One.", confidence=0.9), Segment(1, 1.0, 4.0, " Two.", confidence=0.5)], 0.6),
+        ([Segment(0, 0.0, 2.0, " Sure.", confidence=1.0)], 1.0),
+        # A segment without text or without a confidence does not count.
+        ([Segment(0, 0.0, 1.0, " Yes.", confidence=0.8), Segment(1, 1.0, 9.0, "  ", confidence=0.1)], 0.8),
+        ([Segment(0, 0.0, 1.0, " Yes.", confidence=0.8), Segment(1, 1.0, 9.0, " no")], 0.8),
+        # Zero-length segments: a plain mean.
+        ([Segment(0, 1.0, 1.0, " a", confidence=0.2), Segment(1, 1.0, 1.0, " b", confidence=0.4)], 0.3),
+        # An engine that gives no confidence: 0.0, "not set".
+        ([Segment(0, 0.0, 1.0, " Hello.")], 0.0),
+    ],
+)
+def test_a_final_carries_the_duration_weighted_confidence_of_its_segments(
+    segments: list[Segment], expected: float
+) -> None:
+    d = make(decode=lambda request: segments if request.kind == "final" else [])
+    d.feed(join(silence(0.5), tone(1.0), silence(1.0)))
+    (final,) = d.finals()
+    assert final.confidence == pytest.approx(expected)
+
+
 def test_prompt_carries_previous_finals() -> None:
     d = make(SessionConfig(prompt="Glossary: voxserve."))
     d.feed(join(silence(0.5), tone(1.0), silence(1.0), tone(1.0), silence(1.0)))
