@@ -15,7 +15,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,17 +105,20 @@ def start_stub_llm(
     with open(log, "wb") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=root, env=dict(os.environ))
     stub = StubLLM(f"http://127.0.0.1:{port}/v1", proc)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    from tests.timing import WaitTimeout, until
+
+    def answers() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"stub LLM exited: {log.read_text(errors='replace')}")
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/requests", timeout=1)
-            return stub
-        except httpx.TransportError:
-            time.sleep(0.1)
-    stub.stop()
-    raise RuntimeError("stub LLM did not start")
+        httpx.get(f"http://127.0.0.1:{port}/requests", timeout=1)
+        return True
+
+    try:
+        until(answers, 30, 0.1, ignore=(httpx.TransportError,), message="the stub LLM answers")
+    except WaitTimeout:
+        stub.stop()
+        raise
+    return stub
 
 
 def main() -> None:

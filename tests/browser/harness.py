@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from tests.e2e.conftest import Server, start_server
 from tests.speech_dev import Utterance
+from tests.timing import scaled
 
 CHROMIUM = Path(os.environ.get("VOXSERVE_CHROMIUM", "/usr/bin/chromium"))
 MIC_RATE = 44100  # what Chromium's fake capture device runs at: no resampling there
@@ -128,8 +129,8 @@ class Browser:
     outside_requests: list[str] = field(default_factory=list)
 
     def open_ui(self, timeout_s: float = 60) -> None:
-        self.page.goto(f"{self.base_url}/ui/", wait_until="load", timeout=timeout_s * 1000)
-        self.page.wait_for_selector("#speak-button", timeout=timeout_s * 1000)
+        self.page.goto(f"{self.base_url}/ui/", wait_until="load", timeout=scaled_ms(timeout_s))
+        self.page.wait_for_selector("#speak-button", timeout=scaled_ms(timeout_s))
 
     def mic_elapsed_s(self) -> float | None:
         """Seconds since the microphone opened (the fake device's file position, until it loops)."""
@@ -144,6 +145,11 @@ class Browser:
         if opened is None or first is None:
             return None
         return float(first - opened) / 1000 - speech_start_s
+
+
+def scaled_ms(seconds: float) -> float:
+    """A nominal bound in seconds, scaled (tests/timing.py), in Playwright's milliseconds."""
+    return scaled(seconds) * 1000
 
 
 def chromium_missing_message() -> str | None:
@@ -174,10 +180,10 @@ def browser(base_url: str, fake_mic: Path | None = None) -> Iterator[Browser]:
                 executable_path=str(CHROMIUM),
                 headless=True,
                 args=args,
-                timeout=60_000,
+                timeout=scaled_ms(60),
             )
             try:
-                context.set_default_timeout(30_000)
+                context.set_default_timeout(scaled_ms(30))
                 context.add_init_script(_INIT_SCRIPT)
                 page = context.pages[0] if context.pages else context.new_page()
                 b = Browser(context, page, base_url)

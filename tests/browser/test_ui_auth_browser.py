@@ -3,13 +3,13 @@ ends the session on the server."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-from tests.browser.harness import SERVER_ENV, browser, chromium_missing_message
+from tests.browser.harness import SERVER_ENV, browser, chromium_missing_message, scaled_ms
 from tests.e2e.conftest import start_server, stop_server
+from tests.timing import scaled, until
 
 from voxserve.api.security import UI_COOKIE
 
@@ -36,29 +36,34 @@ def test_ui_asks_for_the_key_then_works(tmp_path: Path) -> None:
 
             b.page.fill("#api_key", KEY)
             b.page.click("#login")
-            b.page.wait_for_selector("#speak-button", timeout=60_000)
+            b.page.wait_for_selector("#speak-button", timeout=scaled_ms(60))
             assert b.page.url.rstrip("/").endswith("/ui")
             cookies = b.context.cookies(srv.url + "/ui/")
             assert [c["httpOnly"] for c in cookies if c["name"] == UI_COOKIE] == [True]
             old_cookie = {
                 "Cookie": f"{UI_COOKIE}={next(c['value'] for c in cookies if c['name'] == UI_COOKIE)}"
             }
-            assert httpx.get(f"{srv.url}/ui/config", headers=old_cookie, timeout=30).status_code == 200
+            assert (
+                httpx.get(f"{srv.url}/ui/config", headers=old_cookie, timeout=scaled(30)).status_code == 200
+            )
 
             # Gradio's own API calls (queue, streamed results) carry the session: speech plays.
             b.page.fill("#speak-text textarea", "Signed in with a key.")
             b.page.click("#speak-button")
-            deadline = time.monotonic() + 45
-            played = 0.0
-            while time.monotonic() < deadline and played <= 0:
-                played = float(
-                    b.page.evaluate(
-                        "() => { const a = document.querySelector('#speak-audio audio');"
-                        " return a && a.currentSrc ? a.currentTime : 0; }"
+            until(
+                lambda: (
+                    float(
+                        b.page.evaluate(
+                            "() => { const a = document.querySelector('#speak-audio audio');"
+                            " return a && a.currentSrc ? a.currentTime : 0; }"
+                        )
                     )
-                )
-                time.sleep(0.1)
-            assert played > 0, "the speech never started playing after signing in"
+                    > 0
+                ),
+                45,
+                0.1,
+                message="the speech starts playing after signing in",
+            )
 
             # Sign out: the sign-in form again, and the browser no longer holds the cookie.
             b.page.click("#signout")
@@ -76,7 +81,7 @@ def test_ui_asks_for_the_key_then_works(tmp_path: Path) -> None:
                 ("GET", "/ui/gradio_api/info"),
                 ("POST", "/ui/gradio_api/queue/join"),
             ):
-                r = httpx.request(method, srv.url + path, headers=old_cookie, json={}, timeout=30)
+                r = httpx.request(method, srv.url + path, headers=old_cookie, json={}, timeout=scaled(30))
                 assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key", (path, r.text)
             assert b.outside_requests == [], b.outside_requests
     finally:

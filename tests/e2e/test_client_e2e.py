@@ -12,6 +12,7 @@ from tests.audio_helpers import duration
 from tests.e2e.conftest import Server, free_port
 from tests.e2e.ws_helpers import pcm16
 from tests.speech_dev import by_name
+from tests.timing import scaled
 from tests.wer import errors, wer
 
 from voxserve import AsyncClient, Client, ClientError
@@ -249,7 +250,7 @@ async def test_async_transcribe_stream_from_an_async_microphone(aclient: AsyncCl
             await asyncio.sleep(0)
             yield pcm[i : i + 3200]
 
-    async with asyncio.timeout(120):
+    async with asyncio.timeout(scaled(120)):
         results = [r async for r in aclient.transcribe_stream(microphone(), interim_results=False)]
     assert results and all(r.is_final for r in results)
     assert wer(u.text, " ".join(r.transcript for r in results)) <= 0.25
@@ -258,7 +259,7 @@ async def test_async_transcribe_stream_from_an_async_microphone(aclient: AsyncCl
 async def test_async_realtime_transcribe(aclient: AsyncClient) -> None:
     u = by_name("fleurs_en_007.wav")
     pcm = pcm16(u.path, rate=24000)
-    async with asyncio.timeout(120):
+    async with asyncio.timeout(scaled(120)):
         events = [e async for e in aclient.realtime_transcribe(pcm)]
     text = " ".join(e.transcript for e in events if isinstance(e, RealtimeCompleted))
     assert errors(u.text, text)[0] <= 3, text
@@ -267,7 +268,7 @@ async def test_async_realtime_transcribe(aclient: AsyncClient) -> None:
 async def test_async_speak_stream_sync_and_async_tokens(aclient: AsyncClient) -> None:
     for source in (token_generator(), async_tokens(), TEXT):
         sentences: list[Sentence] = []
-        async with asyncio.timeout(120):
+        async with asyncio.timeout(scaled(120)):
             audio = b"".join(
                 [c async for c in aclient.speak_stream(source, voice="alloy", on_sentence=sentences.append)]
             )
@@ -289,14 +290,14 @@ async def test_async_speak_stream_does_not_wait_for_a_slow_generator(aclient: As
 
     def slow_llm() -> Iterator[str]:
         yield "This first sentence is complete. "
-        if not release.wait(60):  # blocks its thread, never the loop
+        if not release.wait(scaled(60)):  # blocks its thread, never the loop
             raise TimeoutError("the test never released the generator")
         yield "And here is the rest."
         finished.set()
 
     audio = bytearray()
     try:
-        async with asyncio.timeout(120):
+        async with asyncio.timeout(scaled(120)):
             stream = aclient.speak_stream(slow_llm())
             async with contextlib.aclosing(stream):  # type: ignore[type-var]
                 async for chunk in stream:

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from tests.e2e.conftest import Server, start_server, stop_server
+from tests.timing import scaled, until
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
@@ -51,22 +52,23 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 def raw(server: Server) -> socket.socket:
     url = urlsplit(server.url)
-    sock = socket.create_connection((url.hostname, url.port), timeout=10)
+    sock = socket.create_connection((url.hostname, url.port), timeout=scaled(10))
     return sock
 
 
-def read_until_closed(sock: socket.socket, limit_s: float) -> tuple[bytes, float]:
-    """Everything the server sends until it closes; and how long that took."""
-    t0 = time.monotonic()
-    sock.settimeout(limit_s)
+def read_until_closed(sock: socket.socket, limit_s: float) -> bytes:
+    """Everything the server sends until it closes (giving up after ``limit_s``, nominal, scaled).
+
+    How soon after the deadline the server closes is benchmarks/reaction_bench.py's number."""
+    sock.settimeout(scaled(limit_s))
     data = b""
     while True:
         try:
             chunk = sock.recv(65536)
         except TimeoutError:
-            raise AssertionError(f"still open after {limit_s} s; got {data[:200]!r}") from None
+            raise AssertionError(f"still open after {scaled(limit_s)} s; got {data[:200]!r}") from None
         if not chunk:
-            return data, time.monotonic() - t0
+            return data
         data += chunk
 
 
@@ -89,16 +91,15 @@ def read_response(sock: socket.socket) -> bytes:
 def test_trickled_headers_get_408_and_a_close(server: Server) -> None:
     with raw(server) as sock:
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finished
-        data, took = read_until_closed(sock, HEADER_TIMEOUT_S + 5)
+        data = read_until_closed(sock, HEADER_TIMEOUT_S + 5)
     assert data.startswith(b"HTTP/1.1 408 "), data[:100]
     assert json.loads(data.split(b"\r\n\r\n", 1)[1])["error"]["code"] == "request_timeout"
-    assert took <= HEADER_TIMEOUT_S + 1.5
 
 
 def test_a_silent_connection_is_closed(server: Server) -> None:
     with raw(server) as sock:
-        data, took = read_until_closed(sock, HEADER_TIMEOUT_S + 5)
-    assert data == b"" and took <= HEADER_TIMEOUT_S + 1.5
+        data = read_until_closed(sock, HEADER_TIMEOUT_S + 5)
+    assert data == b""
 
 
 def test_a_second_request_on_a_kept_alive_connection_has_its_own_deadline(server: Server) -> None:
@@ -108,7 +109,7 @@ def test_a_second_request_on_a_kept_alive_connection_has_its_own_deadline(server
         assert first.startswith(b"HTTP/1.1 200 ") and first.endswith(b'{"status":"ok"}'), first[:300]
         time.sleep(HEADER_TIMEOUT_S / 2)  # the client's own pace: idle, not yet a request
         sock.sendall(b"GET /health HTTP/1.1\r\n")
-        data, _ = read_until_closed(sock, HEADER_TIMEOUT_S + 5)
+        data = read_until_closed(sock, HEADER_TIMEOUT_S + 5)
     assert data.startswith(b"HTTP/1.1 408 "), data[:100]
 
 
@@ -120,10 +121,9 @@ def test_a_stalled_body_gets_408(server: Server) -> None:
             + f"content-length: {len(body)}\r\n\r\n".encode()
             + body[:10]
         )
-        data, took = read_until_closed(sock, BODY_TIMEOUT_S + 5)
+        data = read_until_closed(sock, BODY_TIMEOUT_S + 5)
     assert data.startswith(b"HTTP/1.1 408 "), data[:100]
     assert b"request_timeout" in data
-    assert took <= BODY_TIMEOUT_S + 1.5
 
 
 def test_normal_requests_and_websockets_outlive_the_deadlines(server: Server) -> None:
@@ -133,15 +133,19 @@ def test_normal_requests_and_websockets_outlive_the_deadlines(server: Server) ->
         timeout=60,
     )
     assert r.status_code == 200 and len(r.content) > 1000
-    with connect(server.url.replace("http://", "ws://") + "/v1/stream/speak", open_timeout=30) as ws:
+    with connect(server.url.replace("http://", "ws://") + "/v1/stream/speak", open_timeout=scaled(30)) as ws:
         ws.send(json.dumps({"type": "config", "voice": "espeak/en-us"}))
-        assert json.loads(ws.recv(timeout=30))["type"] == "ready"
-        time.sleep(HEADER_TIMEOUT_S + 0.5)  # past the header deadline: the socket is the app's now
+        assert json.loads(ws.recv(timeout=scaled(30)))["type"] == "ready"
+        # Past the header deadline the socket is the app's: an observation window (there is no
+        # request whose answer would prove the deadline timer has fired) in which nothing arrives
+        # and nothing closes.
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=scaled(HEADER_TIMEOUT_S + 0.5))
         ws.send(json.dumps({"type": "text", "text": "Still here."}))
         ws.send(json.dumps({"type": "end"}))
         events = []
         while True:
-            message = ws.recv(timeout=30)
+            message = ws.recv(timeout=scaled(30))
             if isinstance(message, str):
                 events.append(json.loads(message)["type"])
                 if events[-1] in ("done", "error"):
@@ -162,23 +166,30 @@ def test_a_client_that_stops_reading_audio_is_ended_and_frees_its_session(server
     # max_queue=1: the client library stops reading the socket once one message waits unread; no
     # client pings, which it could not answer either.
     with connect(
-        speak_url(server), sock=sock, max_queue=1, ping_interval=None, open_timeout=30, close_timeout=1
+        speak_url(server),
+        sock=sock,
+        max_queue=1,
+        ping_interval=None,
+        open_timeout=scaled(30),
+        close_timeout=1,
     ) as reader:
         reader.send(json.dumps({"type": "config", "voice": "espeak/en-us", "response_format": "pcm"}))
-        assert json.loads(reader.recv(timeout=30))["type"] == "ready"
+        assert json.loads(reader.recv(timeout=scaled(30)))["type"] == "ready"
         for _ in range(3):  # about 10 minutes of audio
             reader.send(json.dumps({"type": "text", "text": paragraph[:4000]}))
         reader.send(json.dumps({"type": "end"}))
         t0 = time.monotonic()
-        # The one speak session is held until the server gives up on the reader; then a new one fits.
-        while True:
-            assert time.monotonic() - t0 < 20, "the stalled session still holds the only slot"
-            with connect(speak_url(server), open_timeout=30) as other:
+
+        def slot_is_free() -> bool:
+            with connect(speak_url(server), open_timeout=scaled(30)) as other:
                 try:
                     other.send(json.dumps({"type": "config", "voice": "espeak/en-us"}))
-                    if json.loads(other.recv(timeout=30))["type"] == "ready":
-                        break
+                    ready: bool = json.loads(other.recv(timeout=scaled(30)))["type"] == "ready"
+                    return ready
                 except ConnectionClosed:
                     assert other.close_code == 1013  # at capacity: still the stalled session
-            time.sleep(0.5)
-    assert time.monotonic() - t0 >= SEND_TIMEOUT_S - 0.5
+                    return False
+
+        # The one speak session is held until the server gives up on the reader; then a new one fits.
+        until(slot_is_free, 20, 0.5, message="the stalled session frees the only speak slot")
+    assert time.monotonic() - t0 >= SEND_TIMEOUT_S - 0.5  # not before ws_send_timeout_s

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from tests.e2e.conftest import Server, start_server, stop_server
+from tests.timing import deadline_in, scaled, until
 
 pytestmark = pytest.mark.e2e
 
@@ -47,15 +48,15 @@ def worker_pid(url: str) -> int:
 
 
 def wait_replaced(url: str, old: int, timeout_s: float = 30) -> int:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    def replacement() -> int | None:
         r = httpx.get(f"{url}/ready")
         if r.status_code == 200:
             pids = r.json()["engines"]["piper"]["pids"]
             if pids and pids[0] != old and r.json()["engines"]["piper"]["alive"] == 1:
                 return int(pids[0])
-        time.sleep(0.1)
-    raise AssertionError("worker not replaced")
+        return None
+
+    return until(replacement, timeout_s, 0.1, message=f"worker {old} replaced")
 
 
 def test_kill_during_audio_stream_aborts_the_body(one_worker: Server) -> None:
@@ -67,12 +68,11 @@ def test_kill_during_audio_stream_aborts_the_body(one_worker: Server) -> None:
         chunks = r.iter_raw()
         next(chunks)
         os.kill(pid, signal.SIGKILL)
-        t0 = time.monotonic()
-        # The body must end with a transfer error (never look like complete, shorter audio).
+        # The body must end with a transfer error (never look like complete, shorter audio), not hang
+        # until the client's read timeout (how soon: benchmarks/reaction_bench.py).
         with pytest.raises(httpx.RemoteProtocolError):
             for _ in chunks:
                 pass
-        assert time.monotonic() - t0 < 1.0
     new = wait_replaced(url, pid)
     assert new != pid
     r = httpx.post(f"{url}/v1/audio/speech", json=body | {"input": "Back again."}, timeout=30)
@@ -129,15 +129,15 @@ def test_streaming_sessions_at_capacity_close_1013(one_worker: Server) -> None:
     config = json.dumps({"type": "config", "sample_rate_hz": 16000, "encoding": "linear16"})
     with connect(url) as first:  # N = max_stt_sessions = 1: accepted
         first.send(config)
-        assert json.loads(first.recv(timeout=30))["type"] == "ready"
-        t0 = time.monotonic()
+        assert json.loads(first.recv(timeout=scaled(30)))["type"] == "ready"
         with connect(url) as second:  # N + 1: told to come back later
             _, code = drain(second, timeout_s=5)
-        # Refused at once, not queued (benchmarks/load_bench.py measures it against the 100 ms goal).
-        assert code == 1013 and time.monotonic() - t0 < 1.0
+        # Refused, not queued: closed while the first session still holds the slot (how fast:
+        # benchmarks/load_bench.py, against the 100 ms goal).
+        assert code == 1013
     with connect(url) as again:  # the slot is free again
         again.send(config)
-        assert json.loads(again.recv(timeout=30))["type"] == "ready"
+        assert json.loads(again.recv(timeout=scaled(30)))["type"] == "ready"
 
 
 def test_silent_stream_is_closed_after_the_idle_timeout(one_worker: Server) -> None:
@@ -147,13 +147,15 @@ def test_silent_stream_is_closed_after_the_idle_timeout(one_worker: Server) -> N
     url = one_worker.url.replace("http://", "ws://") + "/v1/stream/transcribe"
     with connect(url) as ws:
         ws.send(json.dumps({"type": "config", "sample_rate_hz": 16000, "encoding": "linear16"}))
-        assert json.loads(ws.recv(timeout=30))["idle_timeout_s"] == 2.0
+        assert json.loads(ws.recv(timeout=scaled(30)))["idle_timeout_s"] == 2.0
         t0 = time.monotonic()
         _, code = drain(ws, timeout_s=10)
         elapsed = time.monotonic() - t0
         reason = ws.close_reason
     assert code == 1000 and "idle" in (reason or "")
-    assert 1.9 < elapsed < 4.0
+    # Not before the 2 s idle timeout (a lower bound holds on any machine; how soon after it:
+    # benchmarks/reaction_bench.py).
+    assert elapsed > 1.9
 
 
 def test_stream_longer_than_max_session_s_is_closed_1008(one_worker: Server) -> None:
@@ -163,15 +165,15 @@ def test_stream_longer_than_max_session_s_is_closed_1008(one_worker: Server) -> 
     url = one_worker.url.replace("http://", "ws://") + "/v1/stream/transcribe"
     with connect(url) as ws:
         ws.send(json.dumps({"type": "config", "sample_rate_hz": 16000, "encoding": "linear16"}))
-        assert json.loads(ws.recv(timeout=30))["max_session_s"] == 4.0
+        assert json.loads(ws.recv(timeout=scaled(30)))["max_session_s"] == 4.0
         t0 = time.monotonic()
         with pytest.raises(ConnectionClosed):
-            for _ in range(200):  # 100 ms of silence at a time, at real-time pace: bounded at 20 s
+            for _ in range(int(scaled(200))):  # 100 ms of silence at a time, at real-time pace
                 ws.send(b"\x00\x00" * 1600)
                 time.sleep(0.1)
         elapsed = time.monotonic() - t0
     assert ws.close_code == 1008 and "maximum session length" in (ws.close_reason or ""), ws.close_reason
-    assert 3.5 < elapsed < 8.0
+    assert elapsed > 3.5  # not before max_session_s = 4 (how soon after: benchmarks/reaction_bench.py)
 
 
 def test_realtime_idle_and_max_session(one_worker: Server) -> None:
@@ -180,24 +182,24 @@ def test_realtime_idle_and_max_session(one_worker: Server) -> None:
 
     url = one_worker.url.replace("http://", "ws://") + "/v1/realtime?intent=transcription"
     with connect(url) as silent:
-        assert json.loads(silent.recv(timeout=30))["type"] == "transcription_session.created"
+        assert json.loads(silent.recv(timeout=scaled(30)))["type"] == "transcription_session.created"
         t0 = time.monotonic()
         with pytest.raises(ConnectionClosed):
-            silent.recv(timeout=10)
+            silent.recv(timeout=scaled(10))
         assert silent.close_code == 1000 and "idle" in (silent.close_reason or "")
-        assert 1.9 < time.monotonic() - t0 < 4.0
+        assert time.monotonic() - t0 > 1.9  # not before the 2 s idle timeout
     with connect(url) as talker:
-        talker.recv(timeout=30)
+        talker.recv(timeout=scaled(30))
         t0 = time.monotonic()
         chunk = json.dumps(
             {"type": "input_audio_buffer.append", "audio": base64.b64encode(bytes(4800)).decode()}
         )
         with pytest.raises(ConnectionClosed):
-            for _ in range(200):  # 100 ms of silence at a time, at real-time pace: bounded at 20 s
+            for _ in range(int(scaled(200))):  # 100 ms of silence at a time, at real-time pace
                 talker.send(chunk)
                 time.sleep(0.1)
         assert talker.close_code == 1008, talker.close_reason
-        assert 3.5 < time.monotonic() - t0 < 8.0
+        assert time.monotonic() - t0 > 3.5  # not before max_session_s = 4
 
 
 def test_shutdown_closes_streams_1001_and_leaves_no_processes(tmp_path: Path) -> None:
@@ -225,22 +227,23 @@ def test_shutdown_closes_streams_1001_and_leaves_no_processes(tmp_path: Path) ->
             transcribe.send(json.dumps({"type": "config"}))
             speak.send(json.dumps({"type": "config"}))
             for ws in sockets:
-                assert "type" in json.loads(ws.recv(timeout=30))
-            t0 = time.monotonic()
+                assert "type" in json.loads(ws.recv(timeout=scaled(30)))
             srv.process.send_signal(signal.SIGTERM)
+            # Each socket gets its 1001 close (how soon after SIGTERM: benchmarks/reaction_bench.py).
             for ws in sockets:
                 with pytest.raises(ConnectionClosed):
                     for _ in range(1000):  # bounded: events the server may still send first
-                        ws.recv(timeout=10)
+                        ws.recv(timeout=scaled(10))
                 assert ws.close_code == 1001, (ws.close_code, ws.close_reason)
-        assert time.monotonic() - t0 < 5.0
-        srv.process.wait(30)
+        srv.process.wait(scaled(30))
     finally:
         stop_server(srv)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
-        time.sleep(0.1)
-    assert not [pid for pid in pids if Path(f"/proc/{pid}").exists()], "orphan worker processes"
+    until(
+        lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids),
+        10,
+        0.1,
+        message=lambda: f"no orphan worker processes: {[p for p in pids if Path(f'/proc/{p}').exists()]}",
+    )
 
 
 def test_over_capacity_requests_get_503_at_once(one_worker: Server) -> None:
@@ -262,18 +265,21 @@ def test_over_capacity_requests_get_503_at_once(one_worker: Server) -> None:
 
         waiter = threading.Thread(target=wait_in_queue)
         waiter.start()
-        for _ in range(200):  # bounded: up to 10 s for the request to reach the queue
-            if httpx.get(f"{url}/ready").json()["engines"]["piper"]["queued"] == 1:
-                break
-            time.sleep(0.05)
-        t0 = time.monotonic()
-        refused = httpx.post(f"{url}/v1/audio/speech", json=body | {"input": "One too many."}, timeout=10)
-        elapsed = time.monotonic() - t0
+        until(
+            lambda: httpx.get(f"{url}/ready").json()["engines"]["piper"]["queued"] == 1,
+            10,
+            message="the second request reaches the queue",
+        )
+        # Refused while the queue is still full: the answer comes before the busy request ends, so it
+        # was not queued (how fast: benchmarks/load_bench.py, against the 100 ms goal).
+        refused = httpx.post(
+            f"{url}/v1/audio/speech", json=body | {"input": "One too many."}, timeout=scaled(10)
+        )
         assert refused.status_code == 503 and refused.json()["error"]["code"] == "at_capacity"
         assert "retry-after" in refused.headers
-        assert elapsed < 1.0, f"refused after {elapsed:.3f} s"
+        assert queued == []
     # The busy client left (its job is cancelled): the queued request is served.
-    waiter.join(60)
+    waiter.join(scaled(60))
     assert queued == [200]
 
 
@@ -294,7 +300,7 @@ def test_killing_one_worker_leaves_the_other_request_whole(tmp_path: Path) -> No
         url = srv.url
         body = {"model": "tts-1", "voice": "alloy", "input": LONG, "response_format": "pcm"}
         outcomes: list[str] = []
-        started = threading.Barrier(3, timeout=60)
+        started = threading.Barrier(3, timeout=scaled(60))
 
         def request() -> None:
             with httpx.Client(timeout=120) as c, c.stream("POST", f"{url}/v1/audio/speech", json=body) as r:
@@ -314,7 +320,7 @@ def test_killing_one_worker_leaves_the_other_request_whole(tmp_path: Path) -> No
         pids = httpx.get(f"{url}/ready").json()["engines"]["piper"]["pids"]
         os.kill(pids[0], signal.SIGKILL)
         for t in threads:
-            t.join(120)
+            t.join(scaled(120))
         assert sorted(o.split()[0] for o in outcomes) == ["aborted", "complete"], outcomes
         complete = next(o for o in outcomes if o.startswith("complete"))
         assert int(complete.split()[1]) > 48000 * 60  # minutes of audio, not a truncated body
@@ -331,7 +337,7 @@ def test_a_peer_that_ignores_pings_is_dropped(one_worker: Server) -> None:
     import struct
 
     host, port = one_worker.url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
+    with socket.create_connection((host, int(port)), timeout=scaled(10)) as sock:
         key = b64.b64encode(os.urandom(16)).decode()
         sock.sendall(
             (
@@ -340,13 +346,12 @@ def test_a_peer_that_ignores_pings_is_dropped(one_worker: Server) -> None:
             ).encode()
         )
         received = b""
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < 15:  # bounded: read until the server hangs up
+        deadline = deadline_in(15)
+        while time.monotonic() < deadline:  # bounded: read until the server hangs up
             chunk = sock.recv(4096)
             if not chunk:
                 break
             received += chunk
-        elapsed = time.monotonic() - t0
     head, _, frames = received.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 101"), head[:100]
     opcodes = []
@@ -357,6 +362,6 @@ def test_a_peer_that_ignores_pings_is_dropped(one_worker: Server) -> None:
             (close_code,) = struct.unpack("!H", frames[2:4])
         frames = frames[2 + length :]
     assert 0x9 in opcodes, opcodes  # the server pinged
-    assert opcodes[-1] == 0x8 and close_code == 1011, opcodes  # then gave up on us
-    assert elapsed < 10
+    # Then gave up on us (how soon after the ping timeout: benchmarks/reaction_bench.py).
+    assert opcodes[-1] == 0x8 and close_code == 1011, opcodes
     assert httpx.get(f"{one_worker.url}/health").status_code == 200

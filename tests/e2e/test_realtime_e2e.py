@@ -10,6 +10,7 @@ import pytest
 from tests.e2e.conftest import Server
 from tests.e2e.ws_helpers import collect_until, pcm16
 from tests.speech_dev import by_name
+from tests.timing import scaled
 from tests.wer import errors
 from websockets.sync.client import connect
 
@@ -74,10 +75,10 @@ def test_server_vad_session(server: Server, beta: bool) -> None:
     u = by_name("fleurs_en_007.wav")
     pcm = pcm16(u.path, rate=24000) + b"\x00\x00" * 24000
     with connect(url(server, beta)) as ws:
-        created = json.loads(ws.recv(timeout=30))
+        created = json.loads(ws.recv(timeout=scaled(30)))
         assert created["type"] == ("transcription_session.created" if beta else "session.created")
         ws.send(json.dumps(beta_update() if beta else GA_UPDATE))
-        updated = json.loads(ws.recv(timeout=30))
+        updated = json.loads(ws.recv(timeout=scaled(30)))
         assert updated["type"] == ("transcription_session.updated" if beta else "session.updated")
         append_all(ws, pcm)
         events = collect_until(ws, completed, timeout_s=60)
@@ -105,9 +106,9 @@ def test_g711_ulaw(server: Server) -> None:
     ulaw = (~((sign << 7) | (exponent << 4) | mantissa)) & 0xFF
     data = ulaw.astype(np.uint8).tobytes() + b"\xff" * 8000
     with connect(url(server, True)) as ws:
-        ws.recv(timeout=30)
+        ws.recv(timeout=scaled(30))
         ws.send(json.dumps(beta_update("g711_ulaw")))
-        assert json.loads(ws.recv(timeout=30))["session"]["input_audio_format"] == "g711_ulaw"
+        assert json.loads(ws.recv(timeout=scaled(30)))["session"]["input_audio_format"] == "g711_ulaw"
         append_all(ws, data, step=4000)
         events = collect_until(ws, completed, timeout_s=60)
     assert errors(u.text, str(events[-1]["transcript"]))[0] <= 2, events[-1]
@@ -135,7 +136,7 @@ def test_g711_alaw(server: Server) -> None:
     linear = np.frombuffer(pcm16(u.path, rate=8000), "<i2").astype(np.int32)
     data = alaw_encode(linear) + alaw_encode(np.zeros(8000, np.int32))
     with connect(url(server, False)) as ws:
-        ws.recv(timeout=30)
+        ws.recv(timeout=scaled(30))
         ws.send(
             json.dumps(
                 {
@@ -147,7 +148,7 @@ def test_g711_alaw(server: Server) -> None:
                 }
             )
         )
-        updated = json.loads(ws.recv(timeout=30))
+        updated = json.loads(ws.recv(timeout=scaled(30)))
         assert updated["type"] == "session.updated", updated
         append_all(ws, data, step=4000)
         events = collect_until(ws, completed, timeout_s=60)
@@ -157,21 +158,21 @@ def test_g711_alaw(server: Server) -> None:
 def test_manual_commit_and_errors(server: Server) -> None:
     u = by_name("speech_recognition_english_123.wav")
     with connect(url(server, True)) as ws:
-        ws.recv(timeout=30)
+        ws.recv(timeout=scaled(30))
         update = beta_update()
         update["session"]["turn_detection"] = None  # type: ignore[index]
         ws.send(json.dumps(update))
-        assert json.loads(ws.recv(timeout=30))["session"]["turn_detection"] is None
+        assert json.loads(ws.recv(timeout=scaled(30)))["session"]["turn_detection"] is None
         ws.send(json.dumps({"type": "input_audio_buffer.commit", "event_id": "e1"}))
-        err = json.loads(ws.recv(timeout=10))
+        err = json.loads(ws.recv(timeout=scaled(10)))
         assert err["type"] == "error" and err["error"]["code"] == "input_audio_buffer_commit_empty"
         assert err["error"]["event_id"] == "e1"
         ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": "%%%"}))
-        assert json.loads(ws.recv(timeout=10))["error"]["code"] == "invalid_base64"
+        assert json.loads(ws.recv(timeout=scaled(10)))["error"]["code"] == "invalid_base64"
         ws.send("{oops")
-        assert json.loads(ws.recv(timeout=10))["error"]["code"] == "invalid_json"
+        assert json.loads(ws.recv(timeout=scaled(10)))["error"]["code"] == "invalid_json"
         ws.send(json.dumps({"type": "response.create"}))
-        assert json.loads(ws.recv(timeout=10))["error"]["code"] == "unknown_event"
+        assert json.loads(ws.recv(timeout=scaled(10)))["error"]["code"] == "unknown_event"
         append_all(ws, pcm16(u.path, rate=24000))
         ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
         events = collect_until(ws, completed, timeout_s=60)
@@ -183,10 +184,10 @@ def test_manual_commit_and_errors(server: Server) -> None:
 
 def test_clear_and_bad_format(server: Server) -> None:
     with connect(url(server, False)) as ws:
-        ws.recv(timeout=30)
+        ws.recv(timeout=scaled(30))
         bad = json.loads(json.dumps(GA_UPDATE))
         bad["session"]["audio"]["input"]["format"] = {"type": "audio/pcm", "rate": 16000}
         ws.send(json.dumps(bad))
-        assert json.loads(ws.recv(timeout=10))["error"]["code"] == "unsupported_format"
+        assert json.loads(ws.recv(timeout=scaled(10)))["error"]["code"] == "unsupported_format"
         ws.send(json.dumps({"type": "input_audio_buffer.clear"}))
-        assert json.loads(ws.recv(timeout=10))["type"] == "input_audio_buffer.cleared"
+        assert json.loads(ws.recv(timeout=scaled(10)))["type"] == "input_audio_buffer.cleared"

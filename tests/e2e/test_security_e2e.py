@@ -7,13 +7,13 @@ import json
 import shutil
 import ssl
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from tests.e2e.conftest import Server, start_server, stop_server
+from tests.timing import scaled, until
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 from websockets.typing import Origin, Subprotocol
@@ -119,10 +119,7 @@ def test_https_with_keys(secure_server: Server, tls: tuple[Path, Path, ssl.SSLCo
         job = f"{jobs}/{created.json()['id']}"
         for method, path in (("GET", job), ("GET", f"{job}/audio"), ("DELETE", job)):
             assert client.request(method, path).status_code == 401, (method, path)
-        deadline = time.monotonic() + 60
-        while client.get(job, headers=AUTH).json()["status"] in ("queued", "running"):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        until(lambda: client.get(job, headers=AUTH).json()["status"] not in ("queued", "running"), 60)
         audio = client.get(f"{job}/audio", headers=AUTH)
         assert audio.status_code == 200 and audio.content[:4] == b"RIFF"
         # The other key cannot see, download or delete it: 404, as if it did not exist.
@@ -164,14 +161,14 @@ def test_wss_needs_a_key_and_an_allowed_origin(
     own = secure_server.url
     with connect(speak, ssl=context, additional_headers=AUTH, origin=Origin(own)) as ws:
         ws.send(json.dumps({"type": "config", "voice": "alloy", "response_format": "pcm"}))
-        ready = json.loads(ws.recv(timeout=60))
+        ready = json.loads(ws.recv(timeout=scaled(60)))
         assert ready["type"] == "ready", ready
 
     # A subprotocol, as a browser does (OpenAI's Realtime convention).
     realtime = f"{base}/v1/realtime?intent=transcription"
     offered = [Subprotocol("realtime"), Subprotocol(f"openai-insecure-api-key.{KEYS[0]}")]
     # open_timeout: the first transcription session starts the Whisper worker (model load) first.
-    with connect(realtime, ssl=context, subprotocols=offered, open_timeout=60) as ws:
+    with connect(realtime, ssl=context, subprotocols=offered, open_timeout=scaled(60)) as ws:
         assert ws.subprotocol == "realtime"
-        created = json.loads(ws.recv(timeout=60))
+        created = json.loads(ws.recv(timeout=scaled(60)))
         assert created["type"] in ("session.created", "transcription_session.created"), created

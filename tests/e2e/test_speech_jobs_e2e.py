@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import os
-import time
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from tests.e2e.conftest import Server, start_server, stop_server
+from tests.timing import until
 
 from voxserve.client import Client
 
@@ -74,16 +74,14 @@ def job_body(text: str, voice: str = "espeak/en-us", **extra: Any) -> dict[str, 
     return {"model": "tts-1", "voice": voice, "input": text, "response_format": "wav", **extra}
 
 
-def poll(http: httpx.Client, job_id: str, until: Any, timeout_s: float = 60) -> dict[str, Any]:
-    """The job's state once ``until(job)`` holds (polled with a deadline)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
+def poll(http: httpx.Client, job_id: str, state: Any, timeout_s: float = 60) -> dict[str, Any]:
+    """The job's state once ``state(job)`` holds (polled with a deadline)."""
+
+    def reached() -> dict[str, Any] | None:
         job: dict[str, Any] = http.get(f"{JOBS}/{job_id}").json()
-        if until(job):
-            return job
-        if time.monotonic() > deadline:
-            raise AssertionError(f"job never reached the state: {job}")
-        time.sleep(0.05)
+        return job if state(job) else None
+
+    return until(reached, timeout_s, message=lambda: f"job {job_id} reaches the state")
 
 
 def wav_seconds(data: bytes) -> float:
@@ -141,11 +139,10 @@ def test_running_job_progress_live_requests_limits_and_cancel(
     later = poll(http, job["id"], lambda j: j["chars_done"] > first["chars_done"])
     assert later["status"] == "running" and later["audio_seconds"] > 0 and later["chars_done"] < len(TEXT)
 
-    # A live request on the same (single) Piper worker is served between two sections.
-    t0 = time.monotonic()
+    # A live request on the same (single) Piper worker is served between two sections: while the job
+    # still runs, not after it.
     live = http.post("/v1/audio/speech", json=job_body("A live request while a job runs.", voice="alloy"))
     assert live.status_code == 200 and wav_seconds_streamed(live.content) > 1.0
-    assert time.monotonic() - t0 < 10
     assert http.get(f"{JOBS}/{job['id']}").json()["status"] == "running"
 
     # max_jobs (2) counts queued and running jobs; one job runs at a time.
@@ -157,9 +154,7 @@ def test_running_job_progress_live_requests_limits_and_cancel(
 
     path = jobs_dir / f"{job['id']}.mp3"
     assert path.exists()
-    t0 = time.monotonic()
     cancelled = http.delete(f"{JOBS}/{job['id']}")
-    assert time.monotonic() - t0 < 3
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
     assert not path.exists()
     gone = http.get(f"{JOBS}/{job['id']}")
@@ -208,15 +203,12 @@ def test_shutdown_cancels_jobs_and_removes_the_temporary_folder(tmp_path: Path) 
     try:
         with Client(srv.url, timeout=60) as client:
             job = client.create_speech_job(TEXT, voice="alloy", response_format="flac")
-            deadline = time.monotonic() + 60
-            while client.get_speech_job(job["id"])["chars_done"] == 0:  # running, its file half written
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+            # Running, its file half written.
+            until(lambda: client.get_speech_job(job["id"])["chars_done"] > 0, 60)
             folders = [p for p in tmp.iterdir() if p.name.startswith("voxserve-jobs-")]
             assert len(folders) == 1 and [f.name for f in folders[0].iterdir()] == [f"{job['id']}.flac"]
     finally:
-        t0 = time.monotonic()
-        stop_server(srv)
-    assert time.monotonic() - t0 < 10
-    assert srv.process.returncode is not None
+        code = stop_server(srv)
+    # A clean exit on SIGTERM, not the kill after stop_server's bound (uvicorn re-raises SIGTERM: -15).
+    assert code in (0, -15), srv.log_text()
     assert os.listdir(tmp) == []

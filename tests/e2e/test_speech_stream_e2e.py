@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from tests.audio_helpers import duration
 from tests.e2e.conftest import Server
+from tests.timing import scaled
 from tests.wer import wer
 
 from voxserve import Client, ClientError, SpeechStream
@@ -61,7 +62,7 @@ class SlowLLM:
     def __call__(self) -> Iterator[str]:
         yield "This first sentence "
         yield "is complete. "
-        if not self.release.wait(60):
+        if not self.release.wait(scaled(60)):
             raise TimeoutError("the test never released the generator")
         yield "And here is the rest."
         self.finished.set()
@@ -71,7 +72,7 @@ async def read_released(stream: SpeechStream, llm: SlowLLM) -> bytes:
     """Read all audio; release the generator only once the first chunk has arrived."""
     audio = bytearray()
     try:
-        async with asyncio.timeout(180), stream:
+        async with asyncio.timeout(scaled(180)), stream:
             async for chunk in stream:
                 if not llm.release.is_set():
                     assert not llm.finished.is_set()
@@ -93,7 +94,7 @@ async def test_remote_sources(server: Server, kind: str) -> None:
     stream = SpeechStream(
         source, voice="alloy", response_format="wav", server=server.url, on_sentence=sentences.append
     )
-    async with asyncio.timeout(120), stream:
+    async with asyncio.timeout(scaled(120)), stream:
         audio = b"".join([chunk async for chunk in stream])
     assert [s.text for s in stream.sentences] == [s.text for s in sentences]
     assert " ".join(s.text for s in sentences) == TEXT
@@ -125,7 +126,7 @@ def test_remote_sync_iteration_and_errors(server: Server) -> None:
 async def test_local_str_and_async_generator() -> None:
     for source in (TEXT, async_tokens()):
         stream = SpeechStream(source, voice="alloy", response_format="pcm", settings=local_settings())
-        async with asyncio.timeout(180), stream:
+        async with asyncio.timeout(scaled(180)), stream:
             audio = b"".join([chunk async for chunk in stream])
         assert " ".join(s.text for s in stream.sentences) == TEXT
         assert stream.sentences[0].words
@@ -161,7 +162,7 @@ def test_local_stopping_early_stops_the_workers() -> None:
 async def test_local_unknown_voice() -> None:
     stream = SpeechStream("Hello.", voice="nobody", settings=local_settings())
     with pytest.raises(UnknownVoice):
-        async with asyncio.timeout(120), stream:
+        async with asyncio.timeout(scaled(120)), stream:
             _ = [chunk async for chunk in stream]
     assert no_workers_left()
 
@@ -169,7 +170,7 @@ async def test_local_unknown_voice() -> None:
 async def test_local_aclose_mid_stream_stops_the_workers() -> None:
     long_text = " ".join(f"This is sentence number {i} of a long answer." for i in range(1, 40))
     stream = SpeechStream(long_text, settings=local_settings())
-    async with asyncio.timeout(120), stream:
+    async with asyncio.timeout(scaled(120)), stream:
         chunks = 0
         async for _ in stream:
             chunks += 1

@@ -12,6 +12,7 @@ import pytest
 from tests.e2e.conftest import Server
 from tests.e2e.ws_helpers import collect_until, drain, pcm16
 from tests.speech_dev import by_name
+from tests.timing import scaled
 from tests.wer import errors
 from websockets.sync.client import connect
 
@@ -40,7 +41,7 @@ def test_stream_gives_partials_then_finals(server: Server, as_base64: bool) -> N
     pcm = pcm16(u.path)
     with connect(ws_url(server)) as ws:
         ws.send(json.dumps(CONFIG))
-        assert json.loads(ws.recv(timeout=30))["type"] == "ready"
+        assert json.loads(ws.recv(timeout=scaled(30)))["type"] == "ready"
         step = 3200  # 100 ms
         for i in range(0, len(pcm), step):
             frame = pcm[i : i + step]
@@ -74,7 +75,7 @@ def test_float32_and_resampled_input(server: Server) -> None:
         ws.send(
             json.dumps(CONFIG | {"sample_rate_hz": 48000, "encoding": "float32", "interim_results": False})
         )
-        ws.recv(timeout=30)
+        ws.recv(timeout=scaled(30))
         for i in range(0, len(data), 19200):
             ws.send(data[i : i + 19200])
         ws.send(json.dumps({"type": "end"}))
@@ -100,9 +101,9 @@ def test_bad_messages_get_error_events_and_the_session_stays_open(
 ) -> None:
     with connect(ws_url(server)) as ws:
         ws.send(json.dumps(CONFIG))
-        ws.recv(timeout=30)
+        ws.recv(timeout=scaled(30))
         ws.send(message)  # type: ignore[arg-type]
-        event = json.loads(ws.recv(timeout=10))
+        event = json.loads(ws.recv(timeout=scaled(10)))
         assert event == {"type": "error", "code": code, "message": event["message"]}
         ws.send(b"\x00\x00" * 1600)  # still accepts audio
         ws.send(json.dumps({"type": "end"}))
@@ -113,9 +114,9 @@ def test_bad_messages_get_error_events_and_the_session_stays_open(
 def test_nan_floats_are_rejected(server: Server) -> None:
     with connect(ws_url(server)) as ws:
         ws.send(json.dumps(CONFIG | {"encoding": "float32"}))
-        ws.recv(timeout=30)
+        ws.recv(timeout=scaled(30))
         ws.send(struct.pack("<4f", 0.0, math.nan, 0.1, math.inf))
-        event = json.loads(ws.recv(timeout=10))
+        event = json.loads(ws.recv(timeout=scaled(10)))
         assert event["type"] == "error" and event["code"] == "non_finite_samples"
 
 
@@ -134,7 +135,7 @@ def test_bad_or_missing_config_closes_1008(server: Server, first: object) -> Non
 def test_oversized_message_closes_1009(server: Server) -> None:
     with connect(ws_url(server), max_size=None) as ws:
         ws.send(json.dumps(CONFIG))
-        ws.recv(timeout=30)
+        ws.recv(timeout=scaled(30))
         ws.send(b"\x00" * (262_144 + 2))
         _, code = drain(ws, timeout_s=10)
     assert code == 1009
@@ -143,7 +144,7 @@ def test_oversized_message_closes_1009(server: Server) -> None:
 def test_message_at_the_limit_is_accepted(server: Server) -> None:
     with connect(ws_url(server), max_size=None) as ws:
         ws.send(json.dumps(CONFIG))
-        ws.recv(timeout=30)
+        ws.recv(timeout=scaled(30))
         ws.send(b"\x00" * 262_144)
         ws.send(json.dumps({"type": "end"}))
         _, code = drain(ws, timeout_s=30)
@@ -155,7 +156,7 @@ def test_sessions_do_not_share_results(server: Server) -> None:
     with connect(ws_url(server)) as wa, connect(ws_url(server)) as wb:
         for ws in (wa, wb):
             ws.send(json.dumps(CONFIG | {"interim_results": False}))
-            ws.recv(timeout=30)
+            ws.recv(timeout=scaled(30))
         pa, pb = pcm16(a.path), pcm16(b.path)
         for i in range(0, max(len(pa), len(pb)), 3200):
             if i < len(pa):
@@ -176,7 +177,7 @@ def test_speech_events(server: Server) -> None:
     u = by_name("speech_recognition_english_123.wav")
     with connect(ws_url(server)) as ws:
         ws.send(json.dumps(CONFIG))
-        ws.recv(timeout=30)
+        ws.recv(timeout=scaled(30))
         ws.send(pcm16(u.path))
         ws.send(b"\x00\x00" * 16000)  # one second of silence ends the utterance
         events = collect_until(ws, lambda e: e["type"] == "result" and e["results"][0]["is_final"])

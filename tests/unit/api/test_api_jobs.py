@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import wave
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 
 import pytest
+from tests.timing import holds_for_async, scaled, until_async
 
 from voxserve.api.jobs import JobSpec, SpeechJob, SpeechJobs
 from voxserve.errors import Conflict, EngineFailure, OutputError, RateLimited, Unavailable, UnknownJob
@@ -101,17 +101,9 @@ async def jobs(tmp_path: Path, clock: Clock) -> AsyncIterator[SpeechJobs]:
         await store.stop()
 
 
-async def until(predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
-
-
 async def finished(job: SpeechJob) -> SpeechJob:
     assert job.task is not None
-    await asyncio.wait([job.task], timeout=5.0)
+    await asyncio.wait([job.task], timeout=scaled(5))
     assert job.task.done()
     return job
 
@@ -156,17 +148,18 @@ async def test_progress_moves_section_by_section(jobs: SpeechJobs) -> None:
     synth = FakeSynth()
     synth.gate = asyncio.Event()
     job = jobs.submit(spec(synth, TEXT))
-    await until(lambda: job.status == "running")
+    await until_async(lambda: job.status == "running")
     seen = {job.chars_done}
     with pytest.raises(Conflict) as info:
         job.check_audio()
     assert info.value.status == 409 and info.value.code == "job_not_finished"
-    while job.status == "running":
-        synth.gate.set()
-        await asyncio.sleep(0)
-        synth.gate.clear()
-        seen.add(job.chars_done)
-        await asyncio.sleep(0.001)
+    async with asyncio.timeout(scaled(10)):  # give-up bound: one section per step of the gate
+        while job.status == "running":
+            synth.gate.set()
+            await asyncio.sleep(0)
+            synth.gate.clear()
+            seen.add(job.chars_done)
+            await asyncio.sleep(0.001)
     await finished(job)
     assert job.status == "succeeded"
     assert len(seen) > 2 and sorted(seen)[-2] < job.chars_done == len(TEXT)
@@ -248,9 +241,10 @@ async def test_one_job_at_a_time_and_at_most_max_jobs(jobs: SpeechJobs) -> None:
     synth.gate = asyncio.Event()
     first = jobs.submit(spec(synth, TEXT))
     second = jobs.submit(spec(synth, TEXT))
-    await until(lambda: first.status == "running")
-    await asyncio.sleep(0.01)
-    assert second.status == "queued"
+    await until_async(lambda: first.status == "running" and synth.calls == 1)
+    # An observation window: the first job holds the gate, and nothing would signal a second job
+    # starting beside it other than its status. 10 ms is many turns of the event loop here.
+    await holds_for_async(lambda: second.status == "queued", 0.01, 0.001)
     with pytest.raises(RateLimited) as info:
         jobs.submit(spec(synth, TEXT))
     assert info.value.code == "too_many_jobs" and info.value.status == 429
@@ -268,10 +262,10 @@ async def test_delete_cancels_a_running_job_at_once(jobs: SpeechJobs) -> None:
     synth = FakeSynth()
     synth.gate = asyncio.Event()
     job = jobs.submit(spec(synth, TEXT))
-    await until(lambda: job.status == "running" and job.path.exists())
-    t0 = time.monotonic()
-    deleted = await jobs.delete(job.id)
-    assert time.monotonic() - t0 < 1.0
+    await until_async(lambda: job.status == "running" and job.path.exists())
+    # The gate never opens: a delete that waited for the section to end would never return.
+    async with asyncio.timeout(scaled(5)):
+        deleted = await jobs.delete(job.id)
     assert deleted is job and job.status == "cancelled"
     assert not job.path.exists()
     assert synth.closed == synth.calls  # the section's synthesis was closed (its worker job aborted)
@@ -330,7 +324,7 @@ async def test_stop_cancels_jobs_and_removes_files(tmp_path: Path) -> None:
     done = await finished(store.submit(spec(synth, TEXT)))
     synth.gate = asyncio.Event()
     running = store.submit(spec(synth, TEXT))
-    await until(lambda: running.status == "running")
+    await until_async(lambda: running.status == "running")
     await store.stop()
     assert running.status == "cancelled"
     assert not done.path.exists() and not running.path.exists()

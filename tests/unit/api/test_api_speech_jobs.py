@@ -6,7 +6,6 @@ pool of :class:`tests.fakes.FakeEngine` itself and puts that pool in the registr
 
 from __future__ import annotations
 
-import asyncio
 import json
 import wave
 from collections.abc import AsyncIterator
@@ -16,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.timing import until_async
 
 from voxserve.api.app import create_app
 from voxserve.api.state import AppState
@@ -63,12 +63,11 @@ def body(text: str = TEXT, **extra: Any) -> dict[str, Any]:
 
 
 async def wait_status(client: httpx.AsyncClient, job_id: str, *statuses: str) -> dict[str, Any]:
-    async with asyncio.timeout(30):
-        while True:
-            job: dict[str, Any] = (await client.get(f"{JOBS}/{job_id}")).json()
-            if job["status"] in statuses:
-                return job
-            await asyncio.sleep(0.02)
+    async def job_in_status() -> dict[str, Any] | None:
+        job: dict[str, Any] = (await client.get(f"{JOBS}/{job_id}")).json()
+        return job if job["status"] in statuses else None
+
+    return await until_async(job_in_status, 30, message=f"job {job_id} reaches {statuses}")
 
 
 async def test_job_lifecycle(env: tuple[httpx.AsyncClient, AppState]) -> None:
@@ -189,10 +188,12 @@ async def test_too_many_jobs_and_delete_running(env: tuple[httpx.AsyncClient, Ap
 
     running = await wait_status(client, first["id"], "running")
     assert (await client.get(f"{JOBS}/{second['id']}")).json()["status"] == "queued"
-    async with asyncio.timeout(20):
-        while running["chars_done"] == 0:
-            running = (await client.get(f"{JOBS}/{first['id']}")).json()
-            await asyncio.sleep(0.02)
+
+    async def started_writing() -> dict[str, Any] | None:
+        job: dict[str, Any] = (await client.get(f"{JOBS}/{first['id']}")).json()
+        return job if job["chars_done"] > 0 else None
+
+    running = await until_async(started_writing, 20, message="the first job writes its first section")
     assert 0 < running["chars_done"] < running["input_chars"]
 
     path = state.jobs.directory / f"{first['id']}.wav"

@@ -13,6 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from tests.timing import scaled
 
 from voxserve.audio.decode import ALAW_TO_S16, MULAW_TO_S16, decode_audio, decode_pcm
 from voxserve.audio.encode import FORMATS, make_encoder, wav_header
@@ -316,10 +317,10 @@ def half_hour_flac() -> bytes:
 
 def test_a_declared_24h_file_is_refused_before_decoding(half_hour_flac: bytes) -> None:
     day = _with_total_samples(half_hour_flac, 8000 * 86400)
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: other load on the machine does not count
     with pytest.raises(TextTooLong) as err:
         decode_audio(day, max_seconds=60)
-    assert time.perf_counter() - started < 0.1  # nothing decoded (it takes about 1 ms)
+    assert time.process_time() - started < scaled(0.1)  # nothing decoded (it takes about 1 ms)
     assert (err.value.status, err.value.code) == (413, "audio_too_long")
 
 
@@ -327,12 +328,12 @@ def test_a_long_file_of_unknown_length_stops_at_the_limit(half_hour_flac: bytes)
     unknown = _with_total_samples(half_hour_flac, 0)  # no declared length: only decoding can tell
     timings = []
     for limit in (30, 300):
-        started = time.perf_counter()
+        started = time.process_time()  # CPU time: other load on the machine does not count
         with pytest.raises(TextTooLong):
             decode_audio(unknown, max_seconds=limit)
-        timings.append(time.perf_counter() - started)
+        timings.append(time.process_time() - started)
     # The cost follows the limit, not the file: decoding stops at the first frame past it.
-    assert timings[0] < 0.5 and timings[0] < timings[1] / 4
+    assert timings[0] < scaled(0.5) and timings[0] < timings[1] / 4
 
 
 def test_the_declared_check_leaves_a_margin_for_estimates() -> None:
@@ -345,10 +346,10 @@ def test_a_long_opus_file_is_refused_quickly() -> None:
     encoder = make_encoder("opus", 16000)
     silence = np.zeros(16000 * 10, np.float32)
     data = b"".join(encoder.encode(silence) for _ in range(12)) + encoder.finish()  # 2 minutes
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: other load on the machine does not count
     with pytest.raises(TextTooLong):
         decode_audio(data, max_seconds=30)
-    assert time.perf_counter() - started < 0.2
+    assert time.process_time() - started < scaled(0.2)
 
 
 def test_bad_arguments() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from tests.timing import holds_for_async, scaled
 
 from voxserve.chat.llm import ChatMessage, LLMError, parse_sse_line
 from voxserve.chat.pipeline import (
@@ -83,7 +84,7 @@ class Harness:
 
     async def until(self, predicate: Callable[[], bool]) -> None:
         async with self.changed:
-            await asyncio.wait_for(self.changed.wait_for(predicate), 5)
+            await asyncio.wait_for(self.changed.wait_for(predicate), scaled(5))
 
     def of(self, kind: type) -> list[Any]:
         return [e for e in self.events if isinstance(e, kind)]
@@ -142,8 +143,9 @@ async def test_user_speech_interrupts_the_answer() -> None:
     assert h.llm.closed == 1, "the LLM request must be closed"
     assert h.chat.history[-1].role == "assistant" and h.chat.history[-1].content.endswith("…")
     count = len(h.of(AudioData))
-    await asyncio.sleep(0.1)
-    assert len(h.of(AudioData)) == count, "no audio after a barge-in"
+    # An observation window: no event could prove that a speaker still running would have spoken by
+    # now. 0.1 s is ten of the fake LLM's words, a sentence and its audio three times over.
+    await holds_for_async(lambda: len(h.of(AudioData)) == count, 0.1, message="no audio after a barge-in")
     await h.chat.close()
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
+from tests.timing import holds_for_async, scaled, until_async
 
 from voxserve.runtime.bridge import iterate_in_thread
 
@@ -40,23 +40,24 @@ async def test_exception_reaches_the_consumer() -> None:
 
 
 async def test_blocking_producer_does_not_block_the_loop() -> None:
+    loop_ran = threading.Event()
+
     def slow() -> Iterator[int]:
         for i in range(3):
-            time.sleep(0.1)  # a blocking call, like a sync LLM streamer
+            # A blocking call, like a sync LLM streamer, that only returns once the event loop has run
+            # another task: a bridge that blocked the loop would deadlock here (until the bound).
+            assert loop_ran.wait(scaled(10)), "the event loop did not run while the producer blocked"
+            loop_ran.clear()
             yield i
 
-    ticks = 0
-
     async def ticker() -> None:
-        nonlocal ticks
         while True:
             await asyncio.sleep(0.01)
-            ticks += 1
+            loop_ran.set()
 
     task = asyncio.create_task(ticker())
     assert [x async for x in iterate_in_thread(slow)] == [0, 1, 2]
     task.cancel()
-    assert ticks >= 15  # the loop kept running while the producer slept ~0.3 s
 
 
 async def test_backpressure_bounds_the_buffer() -> None:
@@ -70,8 +71,11 @@ async def test_backpressure_bounds_the_buffer() -> None:
 
     agen = iterate_in_thread(fast, maxsize=4)
     assert await anext(agen) == 0
-    await asyncio.sleep(0.2)
-    assert produced <= 4 + 2  # queue size, one in hand, one waiting to be put
+    # The producer runs ahead until the buffer is full ...
+    await until_async(lambda: produced >= 4, 5)
+    # ... and no further: an observation window (a blocked producer gives no signal to wait for).
+    # Producing 1000 items takes well under a millisecond, so 0.2 s is ample.
+    await holds_for_async(lambda: produced <= 4 + 2, 0.2, message="queue size, one in hand, one being put")
     await agen.aclose()
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
+from tests.timing import scaled, until_async
 
 from voxserve.errors import EngineFailure, Unavailable, UnknownVoice, VoxserveError
 from voxserve.runtime.messages import Chunk, Done, EngineSpec
@@ -40,12 +41,16 @@ async def pool() -> AsyncIterator[EnginePool]:
         await p.stop()
 
 
-async def wait_for(predicate: object, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
+async def wait_for(predicate: Callable[[], object], timeout_s: float = 10.0) -> None:
+    await until_async(predicate, timeout_s)
+
+
+def process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
 
 
 async def test_stream_returns_all_audio(pool: EnginePool) -> None:
@@ -94,11 +99,10 @@ async def test_abort_cancels_between_pieces(pool: EnginePool) -> None:
 async def test_crash_reports_clean_error_and_worker_is_replaced(pool: EnginePool) -> None:
     old_pid = pool.workers[0].pid
     stream = await pool.synth(job("CRASH"))
-    t0 = time.monotonic()
     with pytest.raises(EngineFailure) as info:
-        await anext(stream)
+        async with asyncio.timeout(scaled(10)):  # give-up bound: the crash is noticed, no hang
+            await anext(stream)
     assert info.value.code == "worker_crashed"
-    assert time.monotonic() - t0 < 1.0
     data = await collect(await pool.synth(job("after the crash")))
     assert len(data) > 0
     assert pool.restarts == 1
@@ -113,10 +117,7 @@ async def test_hung_worker_is_killed_after_cancel_grace(pool: EnginePool) -> Non
         await asyncio.wait_for(anext(stream), 0.2)
     stream.abort()
     await wait_for(lambda: pool.restarts == 1 and pool.ready and pool.workers[0].pid != old_pid, 30)
-    with pytest.raises(ProcessLookupError):
-        for _ in range(100):
-            os.kill(old_pid, 0)
-            await asyncio.sleep(0.05)
+    await until_async(lambda: process_gone(old_pid), 5, 0.05, message=f"the hung worker {old_pid} is gone")
     assert len(await collect(await pool.synth(job("alive")))) > 0
 
 
@@ -141,9 +142,11 @@ async def test_queue_timeout_answers_unavailable() -> None:
     try:
         first = await p.synth(job(*["a b c d"] * 10))
         t0 = time.monotonic()
-        with pytest.raises(Unavailable):
+        with pytest.raises(Unavailable) as info:
             await p.synth(job("x"))
-        assert time.monotonic() - t0 < 1.0
+        # Queued, then refused when queue_timeout_s ran out (not "at capacity" at once, not served).
+        assert "became free within 0.2 s" in info.value.message
+        assert time.monotonic() - t0 >= 0.19
         first.abort()
     finally:
         await p.stop()
@@ -204,12 +207,11 @@ async def test_a_hung_worker_is_found_by_heartbeat_and_replaced() -> None:
     await p.start()
     try:
         old_pid = p.workers[0].pid
-        t0 = time.monotonic()
         stream = await p.synth(job("HANG"))  # the fake engine sleeps 30 s inside one piece
+        # The heartbeat finds it (hang_timeout_s = 1): a crash, not the 30 s piece's audio.
         with pytest.raises(EngineFailure) as exc:
             await collect(stream)
         assert exc.value.code == "worker_crashed"
-        assert time.monotonic() - t0 < 5.0
         # A replacement serves the next job.
         audio = await collect(await p.synth(job("hello")))
         assert audio
@@ -228,11 +230,8 @@ async def test_idle_and_busy_workers_answer_heartbeats() -> None:
         audio = await collect(await p.synth(job(*["word " * 8] * 4)))
         assert audio and time.monotonic() - t0 > 0.5
         start_seen = worker.last_seen
-        for _ in range(100):  # at most 5 s: heartbeat answers move last_seen on while idle
-            if worker.last_seen > start_seen + 0.3:
-                break
-            await asyncio.sleep(0.05)
-        assert worker.last_seen > start_seen + 0.3
+        # Heartbeat answers move last_seen on while idle.
+        await until_async(lambda: worker.last_seen > start_seen + 0.3, 5, 0.05)
         assert p.restarts == 0 and worker.alive
     finally:
         await p.stop()
