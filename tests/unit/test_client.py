@@ -387,10 +387,21 @@ def test_chat_config() -> None:
     )
 
 
+READY = {
+    "type": "ready",
+    "voice": "x",
+    "response_format": "pcm",
+    "sample_rate": 24000,
+    "input_sample_rate_hz": 16000,
+    "encoding": "linear16",
+    "llm_model": "m",
+}
+
+
 def test_chat_events_are_typed() -> None:
     word = {"word": "Paris", "start_s": 0.5, "end_s": 0.9}
     cases: list[tuple[dict[str, object], object]] = [
-        ({"type": "ready", "voice": "x"}, None),
+        (READY, None),
         ({"type": "something.new"}, None),
         ({"type": "transcript", "text": "hi", "is_final": True, "stability": 0}, ChatTranscript("hi", True)),
         ({"type": "speech_started", "time": 3.1}, ChatSpeechStarted(3.1)),
@@ -456,6 +467,7 @@ def test_chat_sessions_need_opening() -> None:
 def test_word_timestamps_keep_their_source_offsets() -> None:
     from voxserve.client.protocol.routes import captioned
     from voxserve.client.protocol.words import sentence
+    from voxserve.protocol.speak import SentenceEvent
 
     caption = captioned(
         {
@@ -471,5 +483,11 @@ def test_word_timestamps_keep_their_source_offsets() -> None:
         ("one", 4, 8),
         ("x", None, None),
     ]
-    spoken = sentence({"text": "It", "start_s": 0.0, "words": [{"word": "It", "start_s": 0.0, "end_s": 0.1}]})
+    event = {
+        "type": "sentence",
+        "text": "It",
+        "start_s": 0.0,
+        "words": [{"word": "It", "start_s": 0, "end_s": 0.1}],
+    }
+    spoken = sentence(SentenceEvent.from_json(event))
     assert spoken.words[0].source_start is None  # an older server sends no offsets

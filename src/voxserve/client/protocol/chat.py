@@ -1,5 +1,8 @@
 """``WS /v1/stream/chat`` (a voice chat with the server's LLM), sans I/O: typed events from the
-server's messages, the messages a session sends, and :class:`Answer` for one typed turn."""
+server's messages, the messages a session sends, and :class:`Answer` for one typed turn.
+
+The wire messages are :mod:`voxserve.protocol.chat`'s; the config is built here, since the client
+sends ``language: null`` for the server's default."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from voxserve.client.errors import ClientError, closed_early, error_from_event
+from voxserve.client.errors import ClientError, closed_early
 from voxserve.client.events import (
     ChatCancelled,
     ChatError,
@@ -19,52 +22,48 @@ from voxserve.client.events import (
     ChatTranscript,
     Sentence,
 )
-from voxserve.client.protocol.http import json_value
 from voxserve.client.protocol.session import (
     AUDIO_FRAME_BYTES,
     END,
     Handshake,
     Outgoing,
     cut_audio,
+    typed,
     unexpected,
 )
 from voxserve.client.protocol.words import sentence
+from voxserve.protocol import chat as wire
+from voxserve.protocol.common import CancelMessage, ErrorEvent, TextMessage
+from voxserve.protocol.speak import CancelledEvent, SentenceEvent
 
 __all__ = ["NOT_OPEN", "Answer", "ChatProtocol", "Turn", "ask", "chat", "chat_event"]
 
 NOT_OPEN = "the chat is not open: use it as a context manager (or call open() first)"
-_CANCEL = json.dumps({"type": "cancel"})
+_CANCEL = CancelMessage().to_text()
 
 
 def chat_event(message: str | bytes) -> ChatEvent | None:
-    """The typed event for a ``WS /v1/stream/chat`` message (``None`` for ``ready`` and unknown types)."""
+    """The typed event for a ``WS /v1/stream/chat`` message (``None`` for ``ready``, ``done`` and
+    types this version does not know)."""
     if isinstance(message, bytes):
         return message
-    event = json_value(message)
-    if not isinstance(event, dict):
-        return None
-    kind = event.get("type")
-    if kind == "transcript":
-        return ChatTranscript(
-            str(event.get("text", "")), bool(event.get("is_final")), float(event.get("stability", 0.0))
-        )
-    if kind == "speech_started":
-        return ChatSpeechStarted(float(event.get("time", 0.0)))
-    if kind == "response.started":
-        return ChatResponseStarted(int(event.get("response_id", 0)), str(event.get("user_text", "")))
-    if kind == "response.text.delta":
-        return ChatResponseDelta(int(event.get("response_id", 0)), str(event.get("delta", "")))
-    if kind == "response.done":
-        return ChatResponseDone(
-            int(event.get("response_id", 0)), str(event.get("text", "")), bool(event.get("interrupted"))
-        )
-    if kind == "sentence":
+    event = typed(wire.parse_server_event, message)
+    if isinstance(event, wire.TranscriptEvent):
+        return ChatTranscript(event.text, event.is_final, float(event.stability))
+    if isinstance(event, wire.SpeechStartedEvent):
+        return ChatSpeechStarted(float(event.time))
+    if isinstance(event, wire.ResponseStarted):
+        return ChatResponseStarted(event.response_id, event.user_text)
+    if isinstance(event, wire.ResponseTextDelta):
+        return ChatResponseDelta(event.response_id, event.delta)
+    if isinstance(event, wire.ResponseDone):
+        return ChatResponseDone(event.response_id, event.text, event.interrupted)
+    if isinstance(event, SentenceEvent):
         return sentence(event)
-    if kind == "cancelled":
-        return ChatCancelled(int(event.get("dropped_fragments", 0)))
-    if kind == "error":
-        err = error_from_event(event)
-        return ChatError(err.code, err.message)
+    if isinstance(event, CancelledEvent):
+        return ChatCancelled(event.dropped_fragments)
+    if isinstance(event, ErrorEvent):
+        return ChatError(event.code, event.message)
     return None
 
 
@@ -95,7 +94,7 @@ class ChatProtocol(Handshake):
 
     @staticmethod
     def say(text: str) -> str:
-        return json.dumps({"type": "text", "text": text})
+        return TextMessage(text).to_text()
 
     @staticmethod
     def audio(pcm: bytes) -> list[bytes]:

@@ -16,14 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Generic, Protocol, TypeAlias, TypeVar
 
-from voxserve.client.errors import ClientError, error_from_response, invalid_event
-from voxserve.protocol.sse import SSEDecoder, SSEError
+from voxserve.client.errors import error_from_response, invalid_event
+from voxserve.protocol.sse import SSEDecoder
 
 __all__ = [
     "Call",
     "Decoder",
     "FileInput",
-    "JSONEvents",
     "Passthrough",
     "Request",
     "Response",
@@ -146,29 +145,10 @@ class Passthrough:
         return []
 
 
-class JSONEvents:
-    """A ``text/event-stream`` body whose events hold JSON objects (``[DONE]`` and non-objects are
-    skipped); data that is not JSON raises :class:`ClientError` ``invalid_event``."""
-
-    def __init__(self) -> None:
-        self._sse = SSEDecoder()
-
-    def feed(self, chunk: bytes | str) -> list[dict[str, Any]]:
-        try:
-            events = self._sse.feed(chunk)
-        except SSEError as exc:
-            raise ClientError(str(exc), code="invalid_event") from None
-        return [obj for obj in (json_event(e.data) for e in events) if obj is not None]
-
-    def end(self) -> list[dict[str, Any]]:
-        event = self._sse.flush()
-        obj = json_event(event.data) if event is not None else None
-        return [obj] if obj is not None else []
-
-
 class SSEParser:
-    """Server-sent events line by line (for callers that split lines themselves): :meth:`feed`
-    returns each complete event's JSON ``data`` (see :class:`JSONEvents`)."""
+    """Server-sent events line by line, for callers that split lines themselves: :meth:`feed`
+    returns each complete event's ``data`` as a JSON object (``[DONE]`` and non-objects are
+    skipped; data that is not JSON raises :class:`ClientError` ``invalid_event``)."""
 
     def __init__(self) -> None:
         self._sse = SSEDecoder()

@@ -1,15 +1,24 @@
-"""``WS /v1/realtime?intent=transcription`` (OpenAI Realtime, GA ``session.update``), sans I/O."""
+"""``WS /v1/realtime?intent=transcription`` (OpenAI Realtime, GA ``session.update``), sans I/O.
+
+The events are :mod:`voxserve.protocol.realtime`'s; the ``session.update`` is built here (it names
+only the fields the caller set)."""
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any, Literal
 
-from voxserve.client.errors import ClientError, closed_early, error_from_event
+from voxserve.client.errors import ClientError, closed_early
 from voxserve.client.events import RealtimeCompleted, RealtimeDelta, RealtimeEvent, RealtimeFailed
-from voxserve.client.protocol.http import json_value
-from voxserve.client.protocol.session import AudioSource, Outgoing, StreamProtocol, cut_audio, unexpected
+from voxserve.client.protocol.session import (
+    AudioSource,
+    Outgoing,
+    StreamProtocol,
+    cut_audio,
+    typed,
+    unexpected,
+)
+from voxserve.protocol import realtime as wire
 
 __all__ = ["APPEND_BYTES", "RealtimeProtocol", "realtime_transcribe"]
 
@@ -17,10 +26,10 @@ APPEND_BYTES = 48000
 """Raw bytes per ``input_audio_buffer.append`` (1 s of 24 kHz pcm16; 64 KB once in base64)."""
 
 _COMMIT_ID = "voxserve_client_commit"
-_COMMIT = json.dumps({"type": "input_audio_buffer.commit", "event_id": _COMMIT_ID})
+_COMMIT = wire.InputAudioBufferCommit(event_id=_COMMIT_ID).to_text()
 # The barrier after the last audio: the server answers ``input_audio_buffer.cleared`` once it has
 # handled every earlier event, so every utterance it will ever commit has been committed by then.
-_BARRIER = json.dumps({"type": "input_audio_buffer.clear", "event_id": "voxserve_client_end"})
+_BARRIER = wire.InputAudioBufferClear(event_id="voxserve_client_end").to_text()
 
 
 class RealtimeProtocol(StreamProtocol[RealtimeEvent]):
@@ -51,42 +60,37 @@ class RealtimeProtocol(StreamProtocol[RealtimeEvent]):
         return cut_audio(item, APPEND_BYTES)
 
     def send(self, piece: bytes) -> str:
-        return json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(piece).decode()})
+        return wire.InputAudioBufferAppend(piece).to_text()
 
     def finish(self) -> list[Outgoing]:
         return [_COMMIT, _BARRIER]
 
     def receive(self, message: str | bytes) -> list[RealtimeEvent]:
-        event = json_value(message)
-        result = self.handle(event) if isinstance(event, dict) else None
+        result = self.handle(typed(wire.parse_server_event, message))
         self.finished = self.ended and self.committed <= self.transcribed
         return [result] if result is not None else []
 
-    def handle(self, event: dict[str, Any]) -> RealtimeEvent | None:
+    def handle(self, event: wire.RealtimeServerEvent | None) -> RealtimeEvent | None:
         """The typed event of one server event, if it is one a caller sees."""
-        kind = event.get("type")
-        item = str(event.get("item_id", ""))
-        if kind == "input_audio_buffer.committed":
-            self.committed.add(item)
-        elif kind == "conversation.item.input_audio_transcription.delta":
-            return RealtimeDelta(item, str(event.get("delta", "")))
-        elif kind == "conversation.item.input_audio_transcription.completed":
-            self.transcribed.add(item)
-            return RealtimeCompleted(item, str(event.get("transcript", "")))
-        elif kind == "conversation.item.input_audio_transcription.failed":
-            self.transcribed.add(item)
-            err = event.get("error") or {}
-            return RealtimeFailed(item, str(err.get("code", "")), str(err.get("message", "")))
-        elif kind == "input_audio_buffer.cleared":
+        if isinstance(event, wire.Committed):
+            self.committed.add(event.item_id)
+        elif isinstance(event, wire.TranscriptionDelta):
+            return RealtimeDelta(event.item_id, event.delta)
+        elif isinstance(event, wire.TranscriptionCompleted):
+            self.transcribed.add(event.item_id)
+            return RealtimeCompleted(event.item_id, event.transcript)
+        elif isinstance(event, wire.TranscriptionFailed):
+            self.transcribed.add(event.item_id)
+            return RealtimeFailed(event.item_id, event.code, event.message)
+        elif isinstance(event, wire.Cleared):
             self.ended = True
-        elif kind == "error":
-            err = event.get("error") or {}
-            if err.get("code") == "input_audio_buffer_commit_empty" and err.get("event_id") in (
+        elif isinstance(event, wire.RealtimeErrorEvent):
+            if event.code == "input_audio_buffer_commit_empty" and event.client_event_id in (
                 None,
                 _COMMIT_ID,
             ):
                 return None  # the audio ended between utterances: nothing left to commit
-            raise error_from_event(event)
+            raise ClientError(event.message, code=event.code, error_type=event.error_type, param=event.param)
         return None
 
     def closed(self, code: int | None, reason: str) -> ClientError | None:

@@ -11,12 +11,11 @@ import base64
 from collections.abc import Iterable
 from typing import Any
 
-from voxserve.client.errors import error_from_event
+from voxserve.client.errors import ClientError
 from voxserve.client.events import CaptionedSpeech, TranscriptionDelta, TranscriptionDone, TranscriptionEvent
 from voxserve.client.protocol.http import (
     Call,
     FileInput,
-    JSONEvents,
     Passthrough,
     Request,
     Response,
@@ -25,7 +24,10 @@ from voxserve.client.protocol.http import (
     content,
     json_object,
 )
+from voxserve.client.protocol.session import typed
 from voxserve.client.protocol.words import word
+from voxserve.protocol import speech as speech_wire
+from voxserve.protocol.sse import SSEDecoder, SSEError
 
 __all__ = [
     "TranscriptionEvents",
@@ -260,16 +262,16 @@ def stream_transcription(
     return StreamCall(request, TranscriptionEvents)
 
 
-def transcription_event(event: dict[str, Any]) -> TranscriptionEvent | None:
-    """The typed event of one streamed-transcription SSE event (``None`` for unknown types); an
-    error event is raised as :class:`~voxserve.client.ClientError`."""
-    kind = event.get("type")
-    if kind == "transcript.text.delta":
-        return TranscriptionDelta(str(event.get("delta", "")))
-    if kind == "transcript.text.done":
-        return TranscriptionDone(str(event.get("text", "")))
-    if kind == "error":
-        raise error_from_event(event)
+def transcription_event(data: str) -> TranscriptionEvent | None:
+    """The typed event of one streamed-transcription SSE event's data (``None`` for unknown types
+    and ``[DONE]``); an error event is raised as :class:`~voxserve.client.ClientError`."""
+    event = typed(speech_wire.parse_transcription_event, data) if data != "[DONE]" else None
+    if isinstance(event, speech_wire.TranscriptTextDelta):
+        return TranscriptionDelta(event.delta)
+    if isinstance(event, speech_wire.TranscriptTextDone):
+        return TranscriptionDone(event.text)
+    if isinstance(event, speech_wire.TranscriptionError):
+        raise ClientError(event.message, code=event.code, error_type=event.error_type)
     return None
 
 
@@ -277,14 +279,16 @@ class TranscriptionEvents:
     """The :data:`~voxserve.client.TranscriptionEvent` s of a streamed transcription's body."""
 
     def __init__(self) -> None:
-        self._events = JSONEvents()
+        self._sse = SSEDecoder()
 
     def feed(self, chunk: bytes | str) -> list[TranscriptionEvent]:
-        return self._typed(self._events.feed(chunk))
+        try:
+            events = self._sse.feed(chunk)
+        except SSEError as exc:
+            raise ClientError(str(exc), code="invalid_event") from None
+        return [e for e in (transcription_event(event.data) for event in events) if e is not None]
 
     def end(self) -> list[TranscriptionEvent]:
-        return self._typed(self._events.end())
-
-    @staticmethod
-    def _typed(events: list[dict[str, Any]]) -> list[TranscriptionEvent]:
-        return [e for e in map(transcription_event, events) if e is not None]
+        last = self._sse.flush()
+        event = transcription_event(last.data) if last is not None else None
+        return [event] if event is not None else []

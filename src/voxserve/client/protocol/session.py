@@ -17,11 +17,13 @@ A front end drives a :class:`StreamProtocol` this way, and does nothing else:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Callable, Iterable
 from typing import Any, ClassVar, Generic, TypeAlias, TypeVar
 
 from voxserve.client.errors import ClientError, error_from_event
 from voxserve.client.protocol.http import json_value
+from voxserve.errors import VoxserveError
+from voxserve.protocol.common import EndMessage
 
 __all__ = [
     "AUDIO_FRAME_BYTES",
@@ -36,10 +38,12 @@ __all__ = [
     "cut_audio",
     "cut_text",
     "parse_event",
+    "typed",
     "unexpected",
 ]
 
 E = TypeVar("E")
+W = TypeVar("W")
 
 Outgoing: TypeAlias = str | bytes
 """A message to send: a text frame or a binary frame."""
@@ -56,7 +60,7 @@ AUDIO_FRAME_BYTES = 32000
 """Binary audio frames are cut to this size (the server's limit is 256 KiB)."""
 SEND_WAIT_S = 10.0
 """How long a sender waits for :meth:`StreamProtocol.can_send` before sending anyway."""
-END = '{"type": "end"}'
+END = EndMessage().to_text()
 
 
 def cut_text(text: str, size: int) -> list[str]:
@@ -83,6 +87,18 @@ def parse_event(message: str | bytes) -> dict[str, Any]:
     if event.get("type") == "error":
         raise error_from_event(event)
     return event
+
+
+def typed(parse: Callable[[str | bytes], W], message: str | bytes) -> W | None:
+    """A server message read by its :mod:`voxserve.protocol` parser: ``None`` for a type the parser
+    does not know (a newer server's event: skipped), :class:`ClientError` ``invalid_event`` for a
+    message that is not valid."""
+    try:
+        return parse(message)
+    except VoxserveError as exc:
+        if exc.code in ("unknown_message", "unknown_event"):
+            return None
+        raise ClientError(f"the server sent an invalid event: {exc.message}", code="invalid_event") from None
 
 
 def unexpected(event: dict[str, Any]) -> ClientError:

@@ -1,8 +1,9 @@
-"""``WS /v1/stream/speak``, sans I/O: text pieces up, audio and :class:`Sentence` events down."""
+"""``WS /v1/stream/speak``, sans I/O: text pieces up, audio and :class:`Sentence` events down.
+
+The wire messages are :mod:`voxserve.protocol.speak`'s."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -15,9 +16,11 @@ from voxserve.client.protocol.session import (
     StreamProtocol,
     TextSource,
     cut_text,
-    parse_event,
+    typed,
 )
 from voxserve.client.protocol.words import sentence
+from voxserve.protocol import speak as wire
+from voxserve.protocol.common import ErrorEvent, TextMessage
 
 __all__ = ["SpeakProtocol", "speak_stream", "speak_stream_events"]
 
@@ -36,7 +39,7 @@ class SpeakProtocol(StreamProtocol[SpeakEvent]):
     def __init__(
         self,
         text: TextSource,
-        config: dict[str, Any],
+        config: wire.SpeakConfig,
         *,
         max_pending_chars: int = 8000,
         audio_only: bool = False,
@@ -52,7 +55,7 @@ class SpeakProtocol(StreamProtocol[SpeakEvent]):
         self.done = False
 
     def start(self) -> list[Outgoing]:
-        return [json.dumps(self.config)]
+        return [self.config.to_text()]
 
     def handshake(self, event: dict[str, Any]) -> list[Outgoing]:
         self.opened = True  # "ready"
@@ -71,7 +74,7 @@ class SpeakProtocol(StreamProtocol[SpeakEvent]):
 
     def send(self, piece: str) -> str:
         self.sent_chars += len(piece)
-        return json.dumps({"type": "text", "text": piece})
+        return TextMessage(piece).to_text()
 
     def finish(self) -> list[Outgoing]:
         return [END]
@@ -79,34 +82,26 @@ class SpeakProtocol(StreamProtocol[SpeakEvent]):
     def receive(self, message: str | bytes) -> list[SpeakEvent]:
         if isinstance(message, bytes):
             return [message]
-        event = parse_event(message)
-        kind = event.get("type")
-        if kind == "sentence":
+        event = typed(wire.parse_server_event, message)
+        if isinstance(event, wire.SentenceEvent):
             spoken = sentence(event)
             self.spoken_chars += len(spoken.text)
             if not self.audio_only:
                 return [spoken]
             if self.on_sentence is not None:
                 self.on_sentence(spoken)
-        elif kind == "done":
+        elif isinstance(event, wire.DoneEvent):
             self.done = True
             if not self.audio_only:
-                return [SpeakDone(float(event.get("audio_s", 0.0)))]
+                return [SpeakDone(float(event.audio_s))]
+        elif isinstance(event, ErrorEvent):
+            raise ClientError(event.message, code=event.code)
         return []
 
     def closed(self, code: int | None, reason: str) -> ClientError | None:
         if self.done:
             return None
         return closed_early(reason or "the server closed the session before it was done", code)
-
-
-def _config(voice: str | None, response_format: str, speed: float, model: str | None) -> dict[str, Any]:
-    cfg: dict[str, Any] = {"type": "config", "response_format": response_format, "speed": speed}
-    if voice is not None:
-        cfg["voice"] = voice
-    if model is not None:
-        cfg["model"] = model
-    return cfg
 
 
 def speak_stream_events(
@@ -128,7 +123,7 @@ def speak_stream_events(
     bad config, a fragment the engine failed on, more text than the server holds — are raised as
     :class:`ClientError`.
     """
-    config = _config(voice, response_format, speed, model)
+    config = wire.SpeakConfig(voice, response_format, speed, model)
     return SpeakProtocol(text, config, max_pending_chars=max_pending_chars)
 
 
@@ -143,5 +138,5 @@ def speak_stream(
 ) -> SpeakProtocol:
     """:meth:`speak_stream_events`, audio only; ``on_sentence`` is called with each
     :class:`Sentence` just before its audio."""
-    config = _config(voice, response_format, speed, model)
+    config = wire.SpeakConfig(voice, response_format, speed, model)
     return SpeakProtocol(text, config, audio_only=True, on_sentence=on_sentence)

@@ -1,10 +1,14 @@
-"""``WS /v1/stream/transcribe`` (the mobile-app protocol), sans I/O: raw PCM up, results down."""
+"""``WS /v1/stream/transcribe`` (the mobile-app protocol), sans I/O: raw PCM up, results down.
+
+The server's events are read with :mod:`voxserve.protocol.transcribe`; the config is built here, since
+the client sends ``language: null`` for the server's default."""
 
 from __future__ import annotations
 
 import json
 from typing import Any, Literal
 
+from voxserve.client.errors import ClientError
 from voxserve.client.events import TranscriptResult
 from voxserve.client.protocol.session import (
     AUDIO_FRAME_BYTES,
@@ -13,26 +17,21 @@ from voxserve.client.protocol.session import (
     Outgoing,
     StreamProtocol,
     cut_audio,
-    parse_event,
+    typed,
 )
+from voxserve.protocol import transcribe as wire
+from voxserve.protocol.common import ErrorEvent
 
 __all__ = ["TranscribeProtocol", "results", "transcribe_stream"]
 
 
-def results(event: dict[str, Any]) -> list[TranscriptResult]:
+def results(event: wire.ResultEvent) -> list[TranscriptResult]:
     """The results of a ``{"type": "result", "results": [...]}`` event."""
     out = []
-    for r in event.get("results", ()):
-        alternatives = r.get("alternatives") or [{}]
-        out.append(
-            TranscriptResult(
-                str(alternatives[0].get("transcript", "")),
-                bool(r.get("is_final")),
-                float(r.get("stability", 0.0)),
-                float(r.get("result_end_time", 0.0)),
-                float(alternatives[0].get("confidence", 0.0)),
-            )
-        )
+    for r in event.results:
+        best = r.alternatives[0] if r.alternatives else wire.Alternative("", 0.0)
+        stability, end = float(r.stability), float(r.result_end_time)
+        out.append(TranscriptResult(best.transcript, r.is_final, stability, end, float(best.confidence)))
     return out
 
 
@@ -65,8 +64,10 @@ class TranscribeProtocol(StreamProtocol[TranscriptResult]):
         return [END]
 
     def receive(self, message: str | bytes) -> list[TranscriptResult]:
-        event = parse_event(message)
-        return results(event) if event.get("type") == "result" else []
+        event = typed(wire.parse_server_event, message)
+        if isinstance(event, ErrorEvent):
+            raise ClientError(event.message, code=event.code)
+        return results(event) if isinstance(event, wire.ResultEvent) else []
 
 
 def transcribe_stream(

@@ -1,10 +1,11 @@
-"""Timed words and sentences, as the speak and chat WebSockets and captioned speech send them."""
+"""Timed words and sentences, from the speak and chat WebSockets' events and from captioned speech."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from voxserve.client.events import Sentence, Word
+from voxserve.protocol.speak import SentenceEvent
 
 __all__ = ["sentence", "word"]
 
@@ -21,10 +22,9 @@ def word(w: dict[str, Any], start: str, end: str) -> Word:
     )
 
 
-def sentence(event: dict[str, Any]) -> Sentence:
-    """A ``sentence`` event: the fragment whose audio comes next."""
-    return Sentence(
-        str(event.get("text", "")),
-        float(event.get("start_s", 0.0)),
-        tuple(word(w, "start_s", "end_s") for w in event.get("words", ())),
+def sentence(event: SentenceEvent) -> Sentence:
+    """A ``sentence`` event (speak and chat): the fragment whose audio comes next."""
+    words = (
+        Word(w.word, float(w.start_s), float(w.end_s), w.source_start, w.source_end) for w in event.words
     )
+    return Sentence(event.text, float(event.start_s), tuple(words))
