@@ -36,7 +36,7 @@ def _run_server(app: Any, **uvicorn_options: Any) -> None:
     """Run ``app`` under uvicorn; a shutdown signal first closes its WebSockets with 1001."""
     import uvicorn
 
-    from voxserve.api.stt_common import close_websockets
+    from voxserve.api.ws import close_websockets
 
     class GracefulServer(uvicorn.Server):
         """uvicorn's server, but a shutdown signal first closes the app's WebSockets with 1001 (going
@@ -86,7 +86,9 @@ def _serve(args: argparse.Namespace) -> int:
         port=settings.port,
         log_level=settings.log_level,
         timeout_graceful_shutdown=10,
-        ws_max_size=settings.ws_max_message_bytes,
+        # The app enforces ws_max_message_bytes itself (an error event, then 1009), as under any
+        # server; uvicorn's own cap sits just above it, so the app's answer is the one clients see.
+        ws_max_size=settings.ws_max_message_bytes + 65536,
         http=header_deadline_protocol(settings.header_timeout_s),
         ws_ping_interval=settings.ws_ping_interval_s,
         ws_ping_timeout=settings.ws_ping_timeout_s,

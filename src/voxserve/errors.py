@@ -107,6 +107,13 @@ class UnknownJob(InvalidRequest):
     status = 404
     default_code = "unknown_job"
 
+    @classmethod
+    def for_id(cls, job_id: str) -> UnknownJob:
+        """The 404 for ``job_id``, naming at most its first 64 characters: a client's 100 KB path
+        must not come back as a 100 KB error."""
+        shown = repr(job_id[:64]) + ("..." if len(job_id) > 64 else "")
+        return cls(f"no speech job {shown}; it may have expired", param="job_id")
+
 
 class Conflict(InvalidRequest):
     """The resource is not in a state that allows the request, such as a job's audio before the job

@@ -10,6 +10,7 @@ import asyncio
 from voxserve.config import Settings
 from voxserve.engines.base import VoiceInfo
 from voxserve.errors import InvalidValue
+from voxserve.runtime.messages import SynthRequest
 from voxserve.runtime.pool import collect
 from voxserve.runtime.registry import EngineRegistry
 from voxserve.tts.plan import plan_speech
@@ -40,14 +41,14 @@ async def speak(
             max_fragment_chars=settings.max_fragment_chars,
         )
         stream = await registry.pool(resolved.engine).synth(
-            {
-                "voice": resolved.name,
-                "speed": speed,
-                "fmt": fmt,
-                "sample_rate": settings.output_sample_rate,
-                "fragments": plan.fragments,
-                "streaming": False,
-            }
+            SynthRequest(
+                voice=resolved.name,
+                speed=speed,
+                fmt=fmt,
+                sample_rate=settings.output_sample_rate,
+                fragments=plan.fragments,
+                streaming=False,
+            )
         )
         try:
             return await collect(stream)

@@ -160,9 +160,9 @@ class SpeechStream:
 
     async def _local(self) -> AsyncGenerator[SpeakEvent, None]:
         # Imported here: the engine runtime is only needed without a server.
-        from voxserve.api.speak_ws import SpeakConfig, open_speak_session, resolve_speak_voice
         from voxserve.config import Settings
         from voxserve.runtime.registry import EngineRegistry
+        from voxserve.tts.speak import SpeakConfig, open_speak_session, resolve_speak_voice
         from voxserve.tts.stream import AudioData, Failed, Finished, SentenceStarted
 
         registry = self._registry

@@ -28,14 +28,14 @@ from voxserve.api import (
     transcriptions,
 )
 from voxserve.api.errors import install_error_handlers
-from voxserve.api.jobs import SpeechJobs
-from voxserve.api.observability import LoopLagProbe, Metrics
 from voxserve.api.security import install_security
 from voxserve.api.state import AppState
-from voxserve.api.stt_common import StreamAdmission
+from voxserve.api.transport import TransportMiddleware, install_handshake_log_filter
 from voxserve.config import Settings
 from voxserve.errors import InvalidRequest, RequestTimeout, TextTooLong, VoxserveError
+from voxserve.observability import LoopLagProbe, Metrics
 from voxserve.runtime.registry import EngineRegistry
+from voxserve.tts.jobs import SpeechJobs
 from voxserve.ui import UI_PATH
 
 __all__ = ["create_app"]
@@ -253,12 +253,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.vox = state
-    app.state.stt_admission = StreamAdmission(settings.max_stt_sessions)
-    app.state.speak_admission = StreamAdmission(settings.max_speak_sessions)
-    app.state.chat_admission = StreamAdmission(settings.max_chat_sessions)
     app.state.open_sockets = set()
-    app.state.vad_model = None
-    app.state.vad_lock = asyncio.Lock()
     install_error_handlers(app)
     app.include_router(speech.router)
     app.include_router(speech_jobs.router)
@@ -281,6 +276,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     # Outside the body limit: API keys (every route, WebSocket and the UI), WebSocket Origin, CORS.
     install_security(app, settings, ui_path=UI_PATH if settings.ui_enabled else None)
+    # Outermost: records each WebSocket's connection for the limits ASGI cannot reach (api/transport.py).
+    app.add_middleware(TransportMiddleware)
+    install_handshake_log_filter()
     if settings.ui_enabled:  # the Gradio web UI at /ui (gradio is imported only here)
         from voxserve.ui import mount_ui
 

@@ -20,19 +20,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from voxserve.api.schemas import CaptionedSpeechRequest, PhonemeSpeechRequest, PhonemizeRequest, voice_value
-from voxserve.api.speech import (
-    StartedSpeech,
-    audio_headers,
-    iterate_audio,
-    speech_response,
-    start_speech,
-)
+from voxserve.api.speech import audio_headers, speech_response
 from voxserve.api.state import AppState, get_state
 from voxserve.audio.encode import MEDIA_TYPES
 from voxserve.errors import InvalidValue
 from voxserve.runtime.messages import Chunk
 from voxserve.text.normalize import NormalizationOptions, has_speakable_text, normalize_text
 from voxserve.tts.plan import WordLocator
+from voxserve.tts.speech import StartedSpeech, iterate_audio, start_speech
 
 __all__ = ["router"]
 

@@ -34,8 +34,10 @@ from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from voxserve.api.transport import mark_refused_handshake
 from voxserve.config import Settings
 from voxserve.errors import InvalidRequest, VoxserveError
+from voxserve.ui import SIGNOUT_SUFFIX
 
 __all__ = [
     "EXEMPT_PATHS",
@@ -61,9 +63,6 @@ KEY_SUBPROTOCOL_PREFIX = "openai-insecure-api-key."
 UI_COOKIE = "voxserve_ui_session"
 LOGIN_SUFFIX = "/auth"
 """The UI's login form posts here (``/ui/auth``); answered by the middleware, never by a route."""
-SIGNOUT_SUFFIX = "/signout"
-"""The UI's sign-out form posts here (``/ui/signout``); answered by the middleware. (Not ``/logout``:
-that is a route of Gradio's own login, which voxserve does not use.)"""
 
 _MAX_LOGIN_BODY = 4096
 MAX_UI_SESSIONS = 10_000
@@ -466,6 +465,7 @@ async def _send_json(send: Send, err: VoxserveError, extra: list[tuple[bytes, by
 async def _deny_websocket(scope: Scope, send: Send, err: VoxserveError) -> None:
     """Refuse a handshake: an HTTP response (401/403 with the error JSON) where the server can send
     one, else a close before accepting (which servers answer with HTTP 403)."""
+    mark_refused_handshake()
     if "websocket.http.response" in scope.get("extensions", {}):
         body = json.dumps(err.to_dict()).encode()
         extra = [(b"www-authenticate", b"Bearer")] if isinstance(err, Unauthorized) else []

@@ -8,14 +8,11 @@ stream by aborting the chunked body (so the client sees an error, never silently
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -25,22 +22,10 @@ from voxserve.api.schemas import SpeechRequest, voice_value
 from voxserve.api.state import AppState, get_state
 from voxserve.api.streaming import AbortingStreamingResponse
 from voxserve.audio.encode import MEDIA_TYPES
-from voxserve.errors import UnknownModel, VoxserveError
-from voxserve.runtime.messages import Chunk
-from voxserve.runtime.pool import SynthStream
-from voxserve.runtime.registry import ResolvedVoice
-from voxserve.text.markup import MarkupMode
-from voxserve.text.normalize import NormalizationOptions
-from voxserve.tts.plan import SpeechPlan, plan_speech
+from voxserve.errors import VoxserveError
+from voxserve.tts.speech import StartedSpeech, iterate_audio, start_speech
 
-__all__ = [
-    "speech_response",
-    "StartedSpeech",
-    "audio_headers",
-    "iterate_audio",
-    "router",
-    "start_speech",
-]
+__all__ = ["audio_headers", "router", "speech_response"]
 
 _log = logging.getLogger("voxserve.speech")
 
@@ -52,80 +37,6 @@ def speech_response(
 ) -> AbortingStreamingResponse:
     """A streaming response that always releases its synthesis, even if the body never starts."""
     return AbortingStreamingResponse(content, started.stream.abort, **kwargs)
-
-
-@dataclass
-class StartedSpeech:
-    """A synthesis whose first chunk is ready: nothing can fail before the headers any more."""
-
-    voice: ResolvedVoice
-    plan: SpeechPlan
-    stream: SynthStream
-    first: Chunk | None
-    request_id: str
-
-
-def check_model(state: AppState, model: str) -> str | None:
-    """404 for a model this server does not serve; return the engine it pins, if any."""
-    if model not in state.model_ids():
-        raise UnknownModel(
-            f"model {model!r} is not served here; GET /v1/models lists the models", param="model"
-        )
-    return model if model in state.registry.pools else None
-
-
-async def start_speech(
-    state: AppState,
-    *,
-    model: str,
-    voice: str | dict[str, str],
-    text: str | None,
-    phonemes: str | None = None,
-    fmt: str,
-    speed: float,
-    streaming: bool = True,
-    volume: float = 1.0,
-    options: NormalizationOptions | None = None,
-    markup: MarkupMode = "lenient",
-) -> StartedSpeech:
-    """Resolve, validate and start a synthesis; return once its first chunk exists."""
-    settings = state.settings
-    engine_hint = check_model(state, model)
-    resolved = await state.registry.resolve(voice, engine_hint=engine_hint)
-    pool = state.registry.pool(resolved.engine)
-    pool.check_admission()  # over capacity: refuse before planning the text
-    plan = SpeechPlan(text="", fragments=())
-    if text is not None:
-        plan = await asyncio.to_thread(
-            plan_speech,
-            text,
-            max_input_chars=settings.max_input_chars,
-            first_fragment_max_chars=settings.first_fragment_max_chars,
-            max_fragment_chars=settings.max_fragment_chars,
-            options=options,
-            markup=markup,
-        )
-    stream = await pool.synth(
-        {
-            "voice": resolved.name,
-            "speed": speed,
-            "fmt": fmt,
-            "sample_rate": settings.output_sample_rate,
-            "fragments": plan.fragments,
-            "phonemes": phonemes,
-            "streaming": streaming,
-            "volume": volume,
-            "trailing_silence_s": settings.trailing_silence_ms / 1000,
-        }
-    )
-    try:
-        first: Chunk | None = await anext(stream)
-    except StopAsyncIteration:
-        first = None
-    except BaseException:
-        stream.abort()
-        raise
-    return StartedSpeech(resolved, plan, stream, first, uuid.uuid4().hex)
 
 
 def audio_headers(started: StartedSpeech, fmt: str, sample_rate: int) -> dict[str, str]:
@@ -155,23 +66,6 @@ def markup_warning(tags: tuple[str, ...]) -> str:
         f"invalid_tag: removed {len(tags)} tag(s) that are not voxserve markup ({shown}); "
         "a pause is written [pause:1.5s] or [pause:300ms]"
     )
-
-
-async def iterate_audio(state: AppState, started: StartedSpeech) -> AsyncIterator[Chunk]:
-    """The started stream's chunks, first included; aborts the job if the consumer stops early."""
-    state.metrics.active_streams.inc()
-    try:
-        if started.first is not None:
-            yield started.first
-        async for chunk in started.stream:
-            yield chunk
-    except VoxserveError as exc:
-        state.metrics.stream_errors.labels(exc.code).inc()
-        _log.error("stream %s failed after the first byte: %s", started.request_id, exc.message)
-        raise
-    finally:
-        started.stream.abort()
-        state.metrics.active_streams.dec()
 
 
 @router.post("/v1/audio/speech", tags=["speech"], response_class=Response)

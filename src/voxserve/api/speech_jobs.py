@@ -1,4 +1,4 @@
-"""``/v1/audio/speech/jobs``: long texts spoken in the background into a file (see :mod:`voxserve.api.jobs`).
+"""``/v1/audio/speech/jobs``: long texts spoken in the background into a file (see :mod:`voxserve.tts.jobs`).
 
 ``POST`` validates everything the speech route does — model, voice (checked by its engine), format,
 speed, the text's length (``max_job_chars``) and that it has something to speak — before it answers
@@ -18,15 +18,16 @@ from typing import IO
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from voxserve.api.jobs import JobSpec, SectionSynth, SpeechJob, SpeechJobs, pool_synthesizer
 from voxserve.api.schemas import SpeechJobRequest, voice_value
 from voxserve.api.security import request_principal
-from voxserve.api.speech import check_model, markup_warning
+from voxserve.api.speech import markup_warning
 from voxserve.api.state import get_state
 from voxserve.audio.encode import MEDIA_TYPES
 from voxserve.errors import TextTooLong, UnknownJob
 from voxserve.text.markup import PhonemeOverride
+from voxserve.tts.jobs import JobSpec, SectionSynth, SpeechJob, SpeechJobs, pool_synthesizer
 from voxserve.tts.longform import plan_long_text, plan_section
+from voxserve.tts.speech import check_model
 
 __all__ = ["JOBS_PATH", "router"]
 
@@ -138,7 +139,7 @@ async def get_speech_job_audio(job_id: str, request: Request) -> Response:
         # Opened before the response starts: a job that expires during the download keeps its data.
         handle = await asyncio.to_thread(open, path, "rb")
     except FileNotFoundError:
-        raise UnknownJob(f"no speech job {job_id!r}; it may have expired", param="job_id") from None
+        raise UnknownJob.for_id(job_id) from None
     try:
         size = await asyncio.to_thread(_size, handle)
     except BaseException:

@@ -12,204 +12,124 @@ clients may ignore: ``{"type": "ready", ...limits}``, ``{"type": "speech_event",
 
 A bad frame (invalid base64, odd-length PCM, NaN floats, JSON out of order) gets an error event and the
 session stays open. A bad config closes with 1008; an oversized message closes with 1009; at capacity
-the server closes with 1013; no audio for ``session_idle_timeout_s`` closes with 1000.
+the server closes with 1013, and so does a session too far behind (``transcription_backlog``, after
+the finals of the audio it had accepted); no audio for ``session_idle_timeout_s`` closes with 1000.
+(Wire messages: :mod:`voxserve.protocol.transcribe`; the session front end: :mod:`voxserve.api.ws`.)
 """
 
 from __future__ import annotations
 
-import asyncio
-import binascii
-import json
-import logging
-import time
 from typing import Any
 
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, WebSocket
 
-from voxserve.api.state import AppState
-from voxserve.api.stt_common import admitted, parse_audio_config, pcm_converter, session_config, vad_for
-from voxserve.audio.decode import decode_base64
-from voxserve.engines.base import TranscribeOptions
-from voxserve.errors import VoxserveError
-from voxserve.runtime.transcriber import Transcriber
+from voxserve.api.ws import EndSession, WsConnection, serve_ws, simple_error
+from voxserve.audio.decode import PcmConverter
+from voxserve.errors import InvalidValue
+from voxserve.protocol import transcribe as wire
+from voxserve.protocol.common import AudioMessage, EndMessage
+from voxserve.state import AppState
+from voxserve.stt.service import open_transcriber
 from voxserve.stt.session import Final, Lag, Partial, SpeechStarted, SpeechStopped
+from voxserve.stt.transcriber import Transcriber
 
-__all__ = ["router"]
-
-_log = logging.getLogger("voxserve.ws")
+__all__ = ["TranscribeHandler", "check_stt_model", "router"]
 
 router = APIRouter()
 
 
-def _error(code: str, message: str) -> dict[str, Any]:
-    return {"type": "error", "code": code, "message": message}
-
-
-class _Closed(Exception):
-    def __init__(self, code: int, reason: str) -> None:
-        self.code = code
-        self.reason = reason
+def check_stt_model(state: AppState, model: str | None) -> str:
+    """The model a streaming config names (the server's default if none); ``invalid_config`` if it
+    is not served here."""
+    model = model or state.settings.stt_default_model
+    if model not in state.registry.stt_pools:
+        raise InvalidValue(f"unknown model {model!r}", code="invalid_config")
+    return model
 
 
 @router.websocket("/v1/stream/transcribe")
 async def stream_transcribe(ws: WebSocket) -> None:
     state: AppState = ws.app.state.vox
-    try:
-        async with admitted(ws) as ok:
-            if ok:
-                await _serve(ws, state)
-    except WebSocketDisconnect:
-        pass
-
-
-async def _send(ws: WebSocket, obj: dict[str, Any]) -> None:
-    await ws.send_text(json.dumps(obj, separators=(",", ":")))
-
-
-_IDLE = (1000, "idle timeout: no audio received")
-_TOO_LONG = (1008, "maximum session length reached")
-
-
-async def _receive(ws: WebSocket, timeout_s: float, on_timeout: tuple[int, str] = _IDLE) -> dict[str, Any]:
-    try:
-        message: dict[str, Any] = dict(await asyncio.wait_for(ws.receive(), timeout_s))
-    except TimeoutError:
-        raise _Closed(*on_timeout) from None
-    if message["type"] == "websocket.disconnect":
-        raise WebSocketDisconnect(message.get("code", 1000))
-    return message
-
-
-def _parse_config(text: str, state: AppState) -> dict[str, Any]:
-    try:
-        cfg = json.loads(text)
-    except json.JSONDecodeError:
-        raise _Closed(1008, "the first message must be a JSON config") from None
-    if not isinstance(cfg, dict) or cfg.get("type") != "config":
-        raise _Closed(1008, 'the first message must be {"type": "config", ...}')
-    try:
-        return parse_audio_config(cfg, state)
-    except VoxserveError as exc:
-        raise _Closed(1008, exc.message) from None
-
-
-async def _serve(ws: WebSocket, state: AppState) -> None:
-    settings = state.settings
-    started = time.monotonic()
-    try:
-        first = await _receive(ws, settings.session_idle_timeout_s)
-        text = first.get("text")
-        if text is None:
-            raise _Closed(1008, 'the first message must be a text {"type": "config", ...} message')
-        cfg = _parse_config(text, state)
-    except _Closed as closed:
-        await _send(ws, _error("invalid_config", closed.reason))
-        await ws.close(code=closed.code, reason=closed.reason[:120])
-        return
-
-    async def emit(event: Any) -> None:
-        await _emit(ws, event, cfg["interim"])
-
-    pool = state.registry.stt_pool(cfg["model"])
-    await pool.start()
-    vad = await vad_for(ws.app)
-    transcriber = Transcriber(
-        pool,
-        session_config(settings, interim=cfg["interim"]),
-        vad,
-        emit,
-        options=TranscribeOptions(
-            language=cfg["language"], beam_size=settings.stt_beam_size, without_timestamps=False
-        ),
-    )
-    convert = pcm_converter(cfg["encoding"], cfg["rate"])
-    await _send(
+    await serve_ws(
         ws,
-        {
-            "type": "ready",
-            "sample_rate_hz": cfg["rate"],
-            "encoding": cfg["encoding"],
-            "max_message_bytes": settings.ws_max_message_bytes,
-            "idle_timeout_s": settings.session_idle_timeout_s,
-            "max_session_s": settings.max_session_s,
-        },
+        settings=state.settings,
+        admission=state.stt_admission,
+        encode_error=simple_error,
+        open_session=lambda conn: TranscribeHandler.open(conn, state),
     )
-    try:
-        while True:
-            remaining = settings.max_session_s - (time.monotonic() - started)
-            if remaining <= 0:
-                raise _Closed(*_TOO_LONG)
-            # The wait ends at the idle timeout or at the session limit, whichever comes first.
-            limit = _TOO_LONG if remaining < settings.session_idle_timeout_s else _IDLE
-            message = await _receive(ws, min(settings.session_idle_timeout_s, remaining), limit)
-            data = message.get("bytes")
-            if data is None:
-                text = message.get("text") or ""
-                try:
-                    obj = json.loads(text)
-                except json.JSONDecodeError:
-                    await _send(ws, _error("invalid_json", "text messages must be JSON"))
-                    continue
-                kind = obj.get("type") if isinstance(obj, dict) else None
-                if kind == "end":
-                    await transcriber.finish()
-                    await ws.close(code=1000, reason="end of stream")
-                    return
-                if kind == "config":
-                    await _send(ws, _error("unexpected_config", "the stream is already configured"))
-                    continue
-                if kind != "audio":
-                    await _send(ws, _error("unknown_message", f"unknown message type {kind!r}"))
-                    continue
-                try:
-                    data = decode_base64(obj.get("audio", ""))
-                except (binascii.Error, ValueError, TypeError):
-                    await _send(ws, _error("invalid_base64", "audio must be valid base64"))
-                    continue
-            try:
-                pcm = convert(data)
-            except VoxserveError as exc:
-                await _send(ws, _error(exc.code, exc.message))
-                continue
-            await transcriber.feed(pcm)
-    except _Closed as closed:
-        await transcriber.finish(timeout_s=5)
-        await ws.close(code=closed.code, reason=closed.reason[:120])
-    finally:
-        await transcriber.close()
 
 
-async def _emit(ws: WebSocket, event: Any, interim: bool) -> None:
-    if isinstance(event, Final):
-        if event.text:
-            await _send(ws, _result(event.text, True, 0.0, event.end_s))
-    elif isinstance(event, Partial):
-        text = " ".join(t for t in (event.committed_text, event.tentative_text) if t)
-        if interim and text:
-            await _send(ws, _result(text, False, event.stability, event.end_s))
-    elif isinstance(event, SpeechStarted):
-        await _send(
-            ws, {"type": "speech_event", "event": "SPEECH_ACTIVITY_BEGIN", "time": round(event.start_s, 3)}
+class TranscribeHandler:
+    """One ``/v1/stream/transcribe`` session: audio frames in, results out."""
+
+    def __init__(self, conn: WsConnection, config: wire.TranscribeConfig) -> None:
+        self.conn = conn
+        self.config = config
+        self.convert = PcmConverter(config.encoding, config.sample_rate_hz)
+        self.transcriber: Transcriber | None = None
+
+    @classmethod
+    async def open(cls, conn: WsConnection, state: AppState) -> TranscribeHandler:
+        """Read and check the config, start the transcriber, answer ``ready``."""
+        config = wire.parse_config(await conn.receive_config())
+        model = check_stt_model(state, config.model)
+        handler = cls(conn, config)
+        handler.transcriber = await open_transcriber(
+            state, model, handler.emit, language=config.base_language, interim=config.interim_results
         )
-    elif isinstance(event, SpeechStopped):
-        await _send(
-            ws, {"type": "speech_event", "event": "SPEECH_ACTIVITY_END", "time": round(event.end_s, 3)}
+        settings = state.settings
+        await conn.send_json(
+            wire.TranscribeReady(
+                sample_rate_hz=config.sample_rate_hz,
+                encoding=config.encoding,
+                max_message_bytes=settings.ws_max_message_bytes,
+                idle_timeout_s=settings.session_idle_timeout_s,
+                max_session_s=settings.max_session_s,
+            )
         )
-    elif isinstance(event, Lag):
-        await _send(
-            ws, {"type": "lag", "lag_ms": int(event.lag_s * 1000), "dropped_partials": event.dropped_partials}
-        )
+        return handler
 
+    async def on_message(self, data: str | bytes) -> None:
+        assert self.transcriber is not None
+        message = wire.parse_client_message(data)
+        if isinstance(message, EndMessage):
+            await self.transcriber.finish()
+            raise EndSession(1000, "end of stream")
+        if isinstance(message, AudioMessage):
+            await self.transcriber.feed_encoded(message.audio, self.convert)
 
-def _result(transcript: str, is_final: bool, stability: float, end_s: float) -> dict[str, Any]:
-    return {
-        "type": "result",
-        "results": [
-            {
-                "alternatives": [{"transcript": transcript, "confidence": 0.9 if is_final else 0.0}],
-                "is_final": is_final,
-                "stability": 0.0 if is_final else round(stability, 2),
-                "result_end_time": round(end_s, 3),
-            }
-        ],
-    }
+    async def drain(self, timeout_s: float) -> None:
+        if self.transcriber is not None:
+            await self.transcriber.finish(timeout_s=timeout_s)
+
+    async def aclose(self) -> None:
+        if self.transcriber is not None:
+            await self.transcriber.close()
+
+    async def emit(self, event: Any) -> None:
+        """The transcriber's events, in the wire's shape."""
+        send = self.conn.send_json
+        if isinstance(event, Final):
+            if event.text:
+                await send(
+                    wire.ResultEvent.single(
+                        event.text,
+                        is_final=True,
+                        end_s=event.end_s,
+                        confidence=getattr(event, "confidence", 0.9),
+                    )
+                )
+        elif isinstance(event, Partial):
+            text = " ".join(t for t in (event.committed_text, event.tentative_text) if t)
+            if self.config.interim_results and text:
+                await send(
+                    wire.ResultEvent.single(
+                        text, is_final=False, end_s=event.end_s, stability=event.stability
+                    )
+                )
+        elif isinstance(event, SpeechStarted):
+            await send(wire.SpeechEvent(wire.SPEECH_ACTIVITY_BEGIN, round(event.start_s, 3)))
+        elif isinstance(event, SpeechStopped):
+            await send(wire.SpeechEvent(wire.SPEECH_ACTIVITY_END, round(event.end_s, 3)))
+        elif isinstance(event, Lag):
+            await send(wire.LagEvent(int(event.lag_s * 1000), event.dropped_partials))

@@ -40,15 +40,15 @@ import av
 import numpy as np
 import numpy.typing as npt
 
-from voxserve.audio.pcm import s16_to_float
+from voxserve.audio.pcm import STT_SAMPLE_RATE, FloatAudio, s16_to_float
 from voxserve.audio.resample import Resampler
-from voxserve.engines.base import FloatAudio
 from voxserve.errors import InvalidRequest, InvalidValue, TextTooLong, UnsupportedMediaType
 
 __all__ = [
     "ALAW_TO_S16",
     "MULAW_TO_S16",
     "PCM_ENCODINGS",
+    "PcmConverter",
     "decode_audio",
     "decode_base64",
     "decode_pcm",
@@ -143,6 +143,25 @@ def decode_pcm(data: bytes, *, encoding: str, sample_rate: int, target_rate: int
         return samples
     resampler = Resampler(sample_rate, target_rate)
     return np.concatenate([resampler.process(samples), resampler.flush()])
+
+
+class PcmConverter:
+    """Headerless client audio (``encoding`` at ``sample_rate``) to 16 kHz float32, chunk by chunk,
+    with one stateful resampler per stream (no clicks where a client cut its frames).
+
+    Calls must come in stream order; a call may run in a worker thread (one at a time).
+    """
+
+    def __init__(self, encoding: str, sample_rate: int, target_rate: int = STT_SAMPLE_RATE) -> None:
+        self.encoding = encoding
+        self.sample_rate = sample_rate
+        self._resampler = Resampler(sample_rate, target_rate)
+
+    def __call__(self, data: bytes) -> FloatAudio:
+        """Decode and resample the next chunk (raises ``misaligned_pcm``, ``non_finite_samples``)."""
+        rate = self.sample_rate
+        audio = decode_pcm(data, encoding=self.encoding, sample_rate=rate, target_rate=rate)
+        return self._resampler.process(audio)
 
 
 def _f32_to_float(data: bytes) -> FloatAudio:

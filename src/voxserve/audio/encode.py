@@ -20,9 +20,8 @@ import av
 import numpy as np
 from av.audio.stream import AudioStream
 
-from voxserve.audio.pcm import float_to_s16, float_to_s16_array
+from voxserve.audio.pcm import FloatAudio, float_to_s16, float_to_s16_array
 from voxserve.audio.resample import Resampler
-from voxserve.engines.base import FloatAudio
 from voxserve.errors import InvalidValue
 
 __all__ = ["FORMATS", "MEDIA_TYPES", "StreamEncoder", "make_encoder", "wav_header"]

@@ -5,10 +5,15 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from voxserve.engines.base import FloatAudio
 from voxserve.errors import InvalidRequest
 
-__all__ = ["float_to_s16", "float_to_s16_array", "s16_to_float"]
+__all__ = ["STT_SAMPLE_RATE", "FloatAudio", "float_to_s16", "float_to_s16_array", "s16_to_float"]
+
+FloatAudio = npt.NDArray[np.float32]
+"""Mono float32 samples in [-1, 1]: the one audio type every layer passes around."""
+
+STT_SAMPLE_RATE = 16000
+"""The rate every speech-to-text engine and VAD takes."""
 
 _S16_SCALE = 32767.0
 

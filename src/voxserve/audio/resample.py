@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import soxr
 
-from voxserve.engines.base import FloatAudio
+from voxserve.audio.pcm import FloatAudio
 
 __all__ = ["Resampler"]
 

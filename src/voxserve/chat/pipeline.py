@@ -2,7 +2,7 @@
 
 :class:`VoiceChat` is transport-neutral: the WebSocket route and the web UI feed it audio (or typed
 text) and receive its events through one ``emit`` callback. It owns the conversation history, one
-:class:`~voxserve.runtime.transcriber.Transcriber` (optional: a text-only chat has none) and one
+:class:`~voxserve.stt.transcriber.Transcriber` (optional: a text-only chat has none) and one
 :class:`~voxserve.tts.stream.SpeakSession`, whose audio is one continuous stream for the whole chat.
 
 A user turn is a final transcript (or a typed message). Its answer streams from the LLM token by token
@@ -134,6 +134,12 @@ class VoiceChat:
         if self.transcriber is None:
             raise VoxserveError("this chat takes no audio", code="no_audio_input")
         await self.transcriber.feed(pcm)
+
+    async def feed_encoded(self, data: bytes, convert: Callable[[bytes], Any]) -> None:
+        """The user's audio as the client sent it, decoded by ``convert`` off the event loop."""
+        if self.transcriber is None:
+            raise VoxserveError("this chat takes no audio", code="no_audio_input")
+        await self.transcriber.feed_encoded(data, convert)
 
     async def on_stt_event(self, event: Any) -> None:
         """The transcriber's events: partials are shown, a final is a user turn."""

@@ -9,20 +9,31 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-import numpy as np
-import numpy.typing as npt
+from voxserve.audio.pcm import STT_SAMPLE_RATE, FloatAudio
 
 __all__ = [
+    "STT_SAMPLE_RATE",
     "AudioPiece",
+    "EngineSpec",
+    "FloatAudio",
     "PhonemeResult",
     "TTSEngine",
     "VoiceInfo",
     "WordTiming",
 ]
 
-FloatAudio = npt.NDArray[np.float32]
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """What a worker builds: an engine family and its constructor options."""
+
+    engine: str
+    options: dict[str, Any] = field(default_factory=dict)
+    threads: int = 1
+    factory: str | None = None
+    """``module:Class`` to build instead of a built-in engine (tests use this for fake engines)."""
 
 
 @dataclass(frozen=True)
@@ -112,7 +123,6 @@ class TTSEngine(Protocol):
 
 # --- speech-to-text -------------------------------------------------------------------------------
 
-STT_SAMPLE_RATE = 16000
 """Every STT engine takes float32 mono audio at 16 kHz."""
 
 

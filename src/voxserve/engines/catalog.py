@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from voxserve.engines.base import STTEngine, TTSEngine
-from voxserve.runtime.messages import EngineSpec
+from voxserve.engines.base import EngineSpec, STTEngine, TTSEngine
 
 __all__ = ["ENGINE_NAMES", "build_engine", "split_voice_id"]
 

@@ -9,10 +9,10 @@ so the event loop only moves bytes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from voxserve.engines.base import VoiceInfo, WordTiming
+from voxserve.engines.base import EngineSpec, VoiceInfo, WordTiming
 from voxserve.errors import VoxserveError
 from voxserve.text.markup import Fragment
 
@@ -32,26 +32,18 @@ __all__ = [
     "StartFailed",
     "StreamCall",
     "SynthJob",
+    "SynthRequest",
     "Terminal",
 ]
 
 
 @dataclass(frozen=True)
-class EngineSpec:
-    """What a worker builds: an engine family and its constructor options."""
+class SynthRequest:
+    """What to synthesize: ``fragments`` (or ``phonemes``) with ``voice``, as encoded audio.
 
-    engine: str
-    options: dict[str, Any] = field(default_factory=dict)
-    threads: int = 1
-    factory: str | None = None
-    """``module:Class`` to build instead of a built-in engine (tests use this for fake engines)."""
+    The typed request :meth:`voxserve.runtime.pool.EnginePool.synth` takes; the pool gives it a job id
+    (:class:`SynthJob`) when a worker is free."""
 
-
-@dataclass(frozen=True)
-class SynthJob:
-    """Speak ``fragments`` (or ``phonemes``) with ``voice`` and stream encoded audio back."""
-
-    job_id: int
     voice: str
     speed: float
     fmt: str
@@ -66,6 +58,13 @@ class SynthJob:
     volume: float = 1.0
     trailing_silence_s: float = 0.0
     """Silence appended after the last sample (players that stop early lose this, not words)."""
+
+
+@dataclass(frozen=True)
+class SynthJob(SynthRequest):
+    """A :class:`SynthRequest` on its way to a worker, with the id its messages carry."""
+
+    job_id: int = 0
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import multiprocessing
@@ -445,10 +446,11 @@ class EnginePool:
                 raise msg.error
             return msg.value
 
-    async def synth(self, job_fields: dict[str, Any]) -> SynthStream:
-        """Start a :class:`SynthJob` on a free worker and return its stream."""
+    async def synth(self, request: m.SynthRequest) -> SynthStream:
+        """Start ``request`` on a free worker and return its stream."""
         worker = await self._acquire()
-        job = m.SynthJob(job_id=next(_job_ids), **job_fields)
+        fields = {f.name: getattr(request, f.name) for f in dataclasses.fields(m.SynthRequest)}
+        job = m.SynthJob(job_id=next(_job_ids), **fields)
         try:
             worker.send(job)
         except EngineFailure:

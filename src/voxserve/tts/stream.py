@@ -317,7 +317,8 @@ class SpeakSession:
             self._speaking = True
             self._pending_chars = max(0, self._pending_chars - len(fragment))
             try:
-                plan = self._plan(fragment)
+                # Normalisation (numbers, dates, markup) is text work of unbounded cost: off the loop.
+                plan = await asyncio.to_thread(self._plan, fragment)
                 if not plan.fragments:
                     continue
                 await self._speak(fragment, plan, offset)

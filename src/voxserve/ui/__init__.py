@@ -11,9 +11,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["UI_PATH", "mount_ui"]
+__all__ = ["SIGNOUT_SUFFIX", "UI_PATH", "mount_ui"]
 
 UI_PATH = "/ui"
+SIGNOUT_SUFFIX = "/signout"
+"""The UI's sign-out form posts to ``/ui/signout``; the security middleware answers it, never a route.
+(Not ``/logout``: that is a route of Gradio's own login, which voxserve does not use.)"""
 
 
 def mount_ui(app: Any) -> None:

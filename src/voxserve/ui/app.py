@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 import gradio as gr
 from fastapi import FastAPI
 
-from voxserve.api.security import SIGNOUT_SUFFIX
-from voxserve.api.state import AppState
+from voxserve.state import AppState
+from voxserve.ui import SIGNOUT_SUFFIX
 from voxserve.ui.chat import build_chat_tab
 from voxserve.ui.speak import build_speak_tab
 from voxserve.ui.transcribe import build_transcribe_tab

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from voxserve.api.chat_ws import NO_LLM, make_llm
-from voxserve.api.speak_ws import SpeakConfig, open_speak_session, resolve_speak_voice
 from voxserve.audio.decode import decode_audio
 from voxserve.chat.llm import ChatLLM
 from voxserve.chat.pipeline import ChatError, ChatEvent, ResponseDelta, ResponseDone, VoiceChat
+from voxserve.chat.setup import NO_LLM, make_llm
 from voxserve.engines.base import TranscribeOptions
+from voxserve.tts.speak import SpeakConfig, open_speak_session, resolve_speak_voice
 from voxserve.tts.stream import AudioData, SpeakEvent
 from voxserve.ui.errors import ui_handler
 from voxserve.ui.media import ensure_ffmpeg, pcm_to_wav_chunk
@@ -215,7 +215,7 @@ def build_chat_tab(ctx: UiContext) -> None:
             if not text:
                 raise gr.Error("Type or say something first.")
             prefix = f"*(heard: “{heard}”)*\n\n" if heard else ""
-            llm = getattr(ctx.app.state, "llm", None) or make_llm(ctx.state)
+            llm = getattr(ctx.app.state, "llm", None) or make_llm(ctx.state.settings)
             if llm is None:
                 yield prefix + NO_LLM, gr.skip()
                 return

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import gradio as gr
 
-from voxserve.api.speech import iterate_audio, start_speech
 from voxserve.audio.encode import FORMATS
+from voxserve.tts.speech import iterate_audio, start_speech
 from voxserve.ui.errors import ui_handler
 from voxserve.ui.media import ensure_ffmpeg, pcm_to_wav_chunk, write_download
 

@@ -1,7 +1,7 @@
 """The Transcribe tab: live microphone transcription, and file uploads.
 
 The microphone streams short WAV chunks; each browser session gets its own
-:class:`~voxserve.runtime.transcriber.Transcriber` (the driver behind ``WS /v1/stream/transcribe``),
+:class:`~voxserve.stt.transcriber.Transcriber` (the driver behind ``WS /v1/stream/transcribe``),
 with a per-stream Silero VAD and resampler, admitted against ``max_stt_sessions``. Partials show as
 they come (confirmed words, then tentative ones); finals are never revised. An uploaded file is
 decoded in a thread and transcribed by the Whisper pool in one call, segment by segment.
@@ -20,12 +20,12 @@ import gradio as gr
 import numpy as np
 import numpy.typing as npt
 
-from voxserve.api.stt_common import pcm_converter, session_config, vad_for
-from voxserve.audio.decode import decode_audio
+from voxserve.audio.decode import PcmConverter, decode_audio
 from voxserve.engines.base import TranscribeOptions
 from voxserve.errors import Unavailable, VoxserveError
-from voxserve.runtime.transcriber import Transcriber
+from voxserve.stt.service import open_transcriber
 from voxserve.stt.session import Final, Partial, UtteranceFailed
+from voxserve.stt.transcriber import Transcriber
 from voxserve.ui.errors import ui_handler
 from voxserve.ui.media import read_wav
 
@@ -99,7 +99,7 @@ class MicSession:
             return decode_audio(data, max_seconds=60.0)
         rate, channels, frames = wav
         if self._convert is None or rate != self._rate or channels != self._channels:
-            self._convert = pcm_converter("linear16", rate)
+            self._convert = PcmConverter("linear16", rate)
             self._rate, self._channels = rate, channels
         if channels > 1:
             samples = np.frombuffer(frames[: len(frames) - len(frames) % (2 * channels)], dtype="<i2")
@@ -167,34 +167,20 @@ class MicSessions:
             current = self.by_session.get(key)
             if current is not None and not current.closed:
                 return current
-            app = self.ctx.app
             state = self.ctx.state
-            admission = app.state.stt_admission
+            admission = state.stt_admission
             if not admission.try_enter():
                 raise Unavailable(
                     "The server is transcribing as many streams as it can; try again later.",
                     code="at_capacity",
                 )
             try:
-                pool = state.registry.stt_pool(model)
-                await pool.start()
-                vad = await vad_for(app)
                 holder: list[MicSession] = []
 
                 async def emit(event: Any) -> None:
                     await holder[0].on_event(event)
 
-                transcriber = Transcriber(
-                    pool,
-                    session_config(state.settings),
-                    vad,
-                    emit,
-                    options=TranscribeOptions(
-                        language=language,
-                        beam_size=state.settings.stt_beam_size,
-                        without_timestamps=False,
-                    ),
-                )
+                transcriber = await open_transcriber(state, model, emit, language=language)
             except BaseException:
                 admission.leave()
                 raise

@@ -16,8 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tests.fuzzing import fuzz_settings
 
-from voxserve.api.stt_common import pcm_converter
-from voxserve.audio.decode import PCM_ENCODINGS, decode_audio, decode_base64, decode_pcm
+from voxserve.audio.decode import PCM_ENCODINGS, PcmConverter, decode_audio, decode_base64, decode_pcm
 from voxserve.audio.encode import make_encoder
 from voxserve.errors import VoxserveError
 
@@ -165,7 +164,7 @@ def test_base64_audio_fails_only_as_the_routes_expect(text: str, encoding: str, 
     except (binascii.Error, ValueError):
         return
     assert len(data) == len(text) // 4 * 3 - text.count("=")  # whole groups, padding only at the end
-    convert = pcm_converter(encoding, rate)
+    convert = PcmConverter(encoding, rate)
     try:
         audio = convert(data)
     except VoxserveError as exc:

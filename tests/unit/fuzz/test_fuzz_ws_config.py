@@ -1,5 +1,6 @@
-"""Property tests for the WebSocket config parsers: any JSON value gives a config or the documented
-error (a :class:`VoxserveError`, or ``stream_ws``'s close), never TypeError/KeyError/AttributeError."""
+"""Property tests for the WebSocket configs as the server reads them (the wire parser, then the server's
+own checks): any JSON value gives a config or the documented error (a :class:`VoxserveError`), never
+TypeError/KeyError/AttributeError."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tests.fuzzing import fuzz_settings
 
-from voxserve.api import stream_ws
-from voxserve.api.speak_ws import SpeakConfig, parse_speak_config
-from voxserve.api.state import AppState
-from voxserve.api.stt_common import parse_audio_config
+from voxserve.api.stream_ws import check_stt_model
 from voxserve.config import Settings
 from voxserve.errors import UnknownVoice, VoxserveError
+from voxserve.protocol import realtime, speak, transcribe
 from voxserve.runtime.registry import EngineRegistry
+from voxserve.state import AppState
+from voxserve.tts.speak import SpeakConfig, speak_config
 
 # What json.loads can produce, NaN and infinities included (Python's json accepts them).
 JSON = st.recursive(
@@ -104,27 +105,40 @@ class _State:
 STATE = _State()
 
 
+def _audio_config(cfg: Any) -> tuple[transcribe.TranscribeConfig, str]:
+    """What the transcribe endpoint does with a first message: parse it, then check its model."""
+    config = transcribe.parse_config(json.dumps(cfg))
+    return config, check_stt_model(STATE, config.model)  # type: ignore[arg-type]
+
+
 @fuzz_settings(150)
 @given(cfg=_config(_AUDIO_KEYS))
-def test_parse_audio_config_returns_a_config_or_invalid_config(cfg: Any) -> None:
+def test_an_audio_config_is_a_config_or_invalid_config(cfg: Any) -> None:
     if not isinstance(cfg, dict):
         cfg = {"type": "config", "value": cfg}
     try:
-        parsed = parse_audio_config(cfg, STATE)
+        parsed, model = _audio_config(cfg)
     except VoxserveError as exc:
         assert exc.code == "invalid_config"
         return
-    assert 8000 <= parsed["rate"] <= 48000
-    assert parsed["encoding"] in ("linear16", "float32")
-    assert isinstance(parsed["language"], str)
-    assert parsed["model"] in STATE.registry.stt_pools
+    assert 8000 <= parsed.sample_rate_hz <= 48000
+    assert parsed.encoding in ("linear16", "float32")
+    assert isinstance(parsed.base_language, str)
+    assert model in STATE.registry.stt_pools
 
 
 @fuzz_settings(150)
 @given(cfg=_config(_SPEAK_KEYS))
-async def test_parse_speak_config_returns_a_config_or_a_voxserve_error(cfg: Any) -> None:
+async def test_a_speak_config_is_a_config_or_a_voxserve_error(cfg: Any) -> None:
     try:
-        parsed = await parse_speak_config(STATE, cfg)  # type: ignore[arg-type]
+        wire = speak.parse_config(json.dumps(cfg))
+        parsed = await speak_config(
+            STATE,  # type: ignore[arg-type]
+            voice=wire.voice,
+            response_format=wire.response_format,
+            speed=wire.speed,
+            model=wire.model,
+        )
     except VoxserveError as exc:
         assert 400 <= exc.status < 500
         return
@@ -141,35 +155,21 @@ async def test_parse_speak_config_returns_a_config_or_a_voxserve_error(cfg: Any)
         st.sampled_from(["", "{", "NaN", '{"type": "config"', "[]", "null"]),
     )
 )
-def test_stream_ws_parse_config_returns_a_config_or_closes_1008(text: str) -> None:
+def test_a_first_message_of_any_text_is_a_config_or_invalid_config(text: str) -> None:
     try:
-        parsed = stream_ws._parse_config(text, STATE)  # type: ignore[arg-type]
-    except stream_ws._Closed as closed:
-        assert closed.code == 1008 and closed.reason
+        parsed = transcribe.parse_config(text)
+    except VoxserveError as exc:
+        assert exc.code == "invalid_config" and exc.close_code == 1008
         return
-    assert parsed["model"] in STATE.registry.stt_pools
+    assert parsed.encoding in ("linear16", "float32")
 
 
 def test_a_non_string_model_is_invalid_config() -> None:
     # A list as the model was a TypeError (unhashable) while looking it up: the socket closed 1011.
     for model in ([], {}, ["tiny.en"], 1.5):
         with pytest.raises(VoxserveError) as info:
-            parse_audio_config({"type": "config", "model": model}, STATE)
+            _audio_config({"type": "config", "model": model})
         assert info.value.code == "invalid_config"
-
-
-class _FakeSocket:
-    def __init__(self) -> None:
-        self.query_params = {"intent": "transcription"}
-        self.sent: list[dict[str, Any]] = []
-
-    async def send_text(self, text: str) -> None:
-        self.sent.append(json.loads(text))
-
-
-class _RealtimeRegistry(_Registry):
-    def stt_pool(self, model: str) -> Any:
-        return EngineRegistry.stt_pool(self, model)  # type: ignore[arg-type]
 
 
 _SESSION_VALUES = st.one_of(
@@ -212,21 +212,16 @@ _SESSION = st.recursive(
 
 @fuzz_settings(150)
 @given(session=st.one_of(_SESSION, JSON), beta=st.booleans())
-async def test_realtime_session_update_answers_with_an_event(session: Any, beta: bool) -> None:
-    # A session.update of any shape is answered with *.updated or an error event, never an exception
-    # (which would end the socket with 1011).
-    from voxserve.api.realtime import RealtimeSession
-
-    state = _State()
-    state.registry = _RealtimeRegistry(state.settings)
-    ws = _FakeSocket()
-    rt = RealtimeSession(ws, state)  # type: ignore[arg-type]
-
-    async def build() -> None:
-        return None
-
-    rt.build = build  # type: ignore[method-assign]
-    await rt.update({"type": "x", "session": session}, "beta" if beta else "ga")
-    assert len(ws.sent) == 1
-    assert ws.sent[0]["type"] in ("error", "transcription_session.updated", "session.updated")
-    assert rt.format in ("pcm16", "g711_ulaw", "g711_alaw")
+def test_a_realtime_session_update_is_an_update_or_an_error(session: Any, beta: bool) -> None:
+    # A session update of any shape is an update the session applies, or an error event's error,
+    # never an exception that would end the socket with 1011.
+    kind = "transcription_session.update" if beta else "session.update"
+    try:
+        event = realtime.parse_client_message(json.dumps({"type": kind, "session": session}))
+    except VoxserveError as exc:
+        assert 400 <= exc.status < 500
+        return
+    assert isinstance(event, realtime.TranscriptionSessionUpdate | realtime.SessionUpdate)
+    updated = realtime.TranscriptionSession().apply(event)
+    assert updated.input_audio_format in realtime.AUDIO_FORMATS
+    assert json.dumps(updated.to_json("beta" if beta else "ga"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -11,15 +12,15 @@ import pytest
 from tests.timing import scaled, until_async
 
 from voxserve.errors import EngineFailure, Unavailable, UnknownVoice, VoxserveError
-from voxserve.runtime.messages import Chunk, Done, EngineSpec
+from voxserve.runtime.messages import Chunk, Done, EngineSpec, SynthRequest
 from voxserve.runtime.pool import EnginePool, collect
 from voxserve.text.markup import Pause, PhonemeOverride
 
 SPEC = EngineSpec(engine="fake", factory="tests.fakes:FakeEngine", options={"step_s": 0.05, "steps": 4})
 
 
-def job(*fragments: str | Pause | PhonemeOverride, voice: str = "a", fmt: str = "pcm") -> dict[str, object]:
-    return {"voice": voice, "speed": 1.0, "fmt": fmt, "sample_rate": 16000, "fragments": fragments}
+def job(*fragments: str | Pause | PhonemeOverride, voice: str = "a", fmt: str = "pcm") -> SynthRequest:
+    return SynthRequest(voice=voice, speed=1.0, fmt=fmt, sample_rate=16000, fragments=fragments)
 
 
 @pytest.fixture
@@ -248,7 +249,7 @@ async def test_silent_engine_output_is_an_output_error(pool: EnginePool) -> None
 
 async def test_trailing_silence_is_appended(pool: EnginePool) -> None:
     plain = await collect(await pool.synth(job("hello")))
-    padded = await collect(await pool.synth(job("hello") | {"trailing_silence_s": 0.25}))
+    padded = await collect(await pool.synth(dataclasses.replace(job("hello"), trailing_silence_s=0.25)))
     assert len(padded) - len(plain) == 2 * 4000  # 0.25 s at 16 kHz, s16le
     assert padded[len(plain) :] == bytes(2 * 4000)
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from tests.timing import holds_for_async, scaled, until_async
 
-from voxserve.api.jobs import JobSpec, SpeechJob, SpeechJobs
 from voxserve.errors import Conflict, EngineFailure, OutputError, RateLimited, Unavailable, UnknownJob
 from voxserve.text.markup import Fragment
+from voxserve.tts.jobs import JobSpec, SpeechJob, SpeechJobs
 
 RATE = 16000
 SAMPLES_PER_WORD = 160  # 10 ms of audio per word

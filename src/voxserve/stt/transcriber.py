@@ -18,16 +18,36 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from voxserve.audio.pcm import FloatAudio
+from voxserve.config import Settings
 from voxserve.engines.base import Segment, TranscribeOptions
 from voxserve.runtime.pool import EnginePool
 from voxserve.stt.session import DecodeRequest, SessionConfig, StreamingSession
 
-__all__ = ["Transcriber", "VadFactory"]
+__all__ = ["Transcriber", "VadFactory", "session_config"]
 
 _log = logging.getLogger("voxserve.stt")
 
 VadFactory = Callable[[], Any]
 """Returns a fresh per-stream VAD (``frame_samples`` and ``process(frame) -> float``)."""
+
+
+def session_config(
+    settings: Settings,
+    *,
+    interim: bool = True,
+    threshold: float | None = None,
+    silence_ms: int | None = None,
+    prefix_ms: int | None = None,
+) -> SessionConfig:
+    """The session settings: server defaults, overridden per session where the protocol allows."""
+    return SessionConfig(
+        vad_threshold=settings.vad_threshold if threshold is None else threshold,
+        min_silence_ms=settings.vad_min_silence_ms if silence_ms is None else silence_ms,
+        prefix_padding_ms=settings.vad_prefix_padding_ms if prefix_ms is None else prefix_ms,
+        partial_interval_ms=settings.partial_interval_ms if interim else 0,
+        interim_results=interim,
+    )
 
 
 class Transcriber:
@@ -59,6 +79,24 @@ class Transcriber:
         async with self._lock:
             events = await asyncio.to_thread(self.session.feed, pcm)
         await self._handle(events)
+
+    async def feed_encoded(self, data: bytes, convert: Callable[[bytes], FloatAudio]) -> int:
+        """Decode a client's audio frame with ``convert`` (a stateful
+        :class:`~voxserve.audio.decode.PcmConverter`) and feed it; decoding, resampling and VAD all
+        run in one worker thread, so the loop only moves bytes. Returns the 16 kHz samples fed.
+
+        Raises what ``convert`` raises for bad audio, and ``transcription_backlog`` when the session
+        is too far behind (nothing of ``data`` is kept then)."""
+
+        def work() -> tuple[int, list[Any]]:
+            pcm = convert(data)
+            return len(pcm), self.session.feed(pcm)
+
+        async with self._lock:
+            samples, events = await asyncio.to_thread(work)
+        self.samples_in += samples
+        await self._handle(events)
+        return samples
 
     async def commit(self) -> None:
         """End the current utterance now (OpenAI ``input_audio_buffer.commit``)."""

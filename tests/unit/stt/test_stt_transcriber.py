@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from voxserve.engines.base import TranscribeOptions
-from voxserve.runtime.messages import EngineSpec
+from voxserve.runtime.messages import EngineSpec, SynthRequest
 from voxserve.runtime.pool import EnginePool
-from voxserve.runtime.transcriber import Transcriber
 from voxserve.stt.session import Final, Partial, SessionConfig
+from voxserve.stt.transcriber import Transcriber
 
 SPEC = EngineSpec(engine="fake", factory="tests.fakes:FakeEngine", options={"step_s": 0.01, "steps": 2})
 
@@ -48,7 +48,7 @@ async def run(pool: EnginePool, audio: list[np.ndarray], busy: bool = False) -> 
     t = Transcriber(pool, SessionConfig(), EnergyVad(), emit, options=TranscribeOptions())
     blocker = (
         await pool.synth(
-            {"voice": "a", "speed": 1.0, "fmt": "pcm", "sample_rate": 16000, "fragments": ("a b c d",) * 20}
+            SynthRequest(voice="a", speed=1.0, fmt="pcm", sample_rate=16000, fragments=("a b c d",) * 20)
         )
         if busy
         else None

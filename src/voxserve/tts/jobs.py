@@ -34,6 +34,7 @@ from typing import Any, Literal, TypeVar
 
 from voxserve.audio.filewriter import AudioFileWriter
 from voxserve.errors import Conflict, EngineFailure, RateLimited, Unavailable, UnknownJob, VoxserveError
+from voxserve.runtime.messages import SynthRequest
 from voxserve.runtime.pool import EnginePool
 from voxserve.text.markup import Fragment
 
@@ -268,7 +269,7 @@ class SpeechJobs:
         it belongs to another key: whether an id exists is not told to other keys)."""
         job = self._jobs.get(job_id)
         if job is None or self._expired(job) or job.owner != owner:
-            raise UnknownJob(f"no speech job {job_id!r}; it may have expired", param="job_id")
+            raise UnknownJob.for_id(job_id)
         return job
 
     def list_jobs(self, owner: str | None = None) -> list[SpeechJob]:
@@ -447,14 +448,14 @@ def pool_synthesizer(
 
     async def synthesize(fragments: tuple[Fragment, ...]) -> AsyncGenerator[bytes, None]:
         stream = await pool.synth(
-            {
-                "voice": voice,
-                "speed": speed,
-                "fmt": "pcm",
-                "sample_rate": sample_rate,
-                "fragments": fragments,
-                "volume": volume,
-            }
+            SynthRequest(
+                voice=voice,
+                speed=speed,
+                fmt="pcm",
+                sample_rate=sample_rate,
+                fragments=fragments,
+                volume=volume,
+            )
         )
         try:
             async for chunk in stream:

@@ -1,0 +1,108 @@
+"""What ASGI does not reach: the connection under a WebSocket, and uvicorn's handshake log.
+
+ASGI gives an app messages, not its connection. Three limits need the connection itself, and they
+must hold however the app is served (``voxserve serve``, or ``uvicorn --factory
+voxserve.api.app:create_app``):
+
+- the WebSocket keepalive (``ws_ping_interval_s`` / ``ws_ping_timeout_s``): uvicorn pings on its own
+  settings, fixed at start-up; the app sets them per connection before it accepts;
+- a session that ended because its client stopped reading (``ws_send_timeout_s``) must let go of its
+  connection: a close frame cannot reach a peer whose receive window is full, and a plain transport
+  close waits to flush megabytes of queued audio first, so the connection is aborted;
+- a handshake refused with an HTTP response (401 without a key) is not a server error: uvicorn logs
+  it as ``ERROR: ASGI callable returned without completing handshake``, so anyone could fill the
+  log. The refusal marks its task, and a log filter drops that one record for it.
+
+uvicorn's protocols hand the app bound methods of the connection's protocol object (``send``); the
+outermost middleware, :class:`TransportMiddleware`, records it in the scope. Under another server
+the hooks find nothing and do nothing: that server's own settings apply.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import socket
+import struct
+from typing import Any
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+__all__ = [
+    "TransportMiddleware",
+    "abort_connection",
+    "apply_keepalive",
+    "install_handshake_log_filter",
+    "mark_refused_handshake",
+]
+
+_PROTOCOL_KEY = "voxserve.protocol"
+_refused: contextvars.ContextVar[bool] = contextvars.ContextVar("voxserve_refused_handshake", default=False)
+_UNFINISHED_HANDSHAKE = "ASGI callable returned without completing handshake"
+
+
+class TransportMiddleware:
+    """Records the server's protocol object of each WebSocket connection in its scope."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            owner = getattr(send, "__self__", None)
+            if owner is not None and hasattr(owner, "transport"):
+                scope[_PROTOCOL_KEY] = owner
+        await self.app(scope, receive, send)
+
+
+def _protocol(scope: Scope) -> Any:
+    return scope.get(_PROTOCOL_KEY)
+
+
+def apply_keepalive(scope: Scope, interval_s: float, timeout_s: float) -> bool:
+    """Set the connection's ping interval and pong timeout (call before accepting); ``False`` when
+    the server does not let the app reach them."""
+    protocol = _protocol(scope)
+    if protocol is None or not hasattr(protocol, "ping_interval") or not hasattr(protocol, "ping_timeout"):
+        return False
+    protocol.ping_interval = interval_s
+    protocol.ping_timeout = timeout_s
+    return True
+
+
+def abort_connection(scope: Scope) -> bool:
+    """Drop the connection now, discarding what is queued for a peer that stopped reading.
+
+    The kernel's send buffer holds megabytes of audio for such a peer, and a socket closed the usual
+    way keeps trying to deliver them (FIN-WAIT-1) for minutes: a zero linger time makes the close a
+    reset that frees the connection at once."""
+    protocol = _protocol(scope)
+    transport = getattr(protocol, "transport", None)
+    if transport is None or not hasattr(transport, "abort"):
+        return False
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+    return True
+
+
+def mark_refused_handshake() -> None:
+    """Note that this task refused a WebSocket handshake on purpose (see the module docstring)."""
+    _refused.set(True)
+
+
+class _RefusedHandshakeFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        # The record is logged from the connection's own task after the app returned, so the mark
+        # set inside the app is visible here, and only for that connection.
+        return not (_refused.get() and record.getMessage().startswith(_UNFINISHED_HANDSHAKE))
+
+
+def install_handshake_log_filter() -> None:
+    """Drop uvicorn's ERROR line for handshakes the app refused on purpose (idempotent)."""
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _RefusedHandshakeFilter) for f in logger.filters):
+        logger.addFilter(_RefusedHandshakeFilter())

@@ -1,0 +1,42 @@
+"""Open a streaming transcription on the server's Whisper workers: the one setup behind the transcribe,
+Realtime and chat WebSockets, the web UI's microphone (and, next, Wyoming)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from voxserve.engines.base import TranscribeOptions
+from voxserve.state import AppState
+from voxserve.stt.session import SessionConfig
+from voxserve.stt.transcriber import Transcriber, session_config
+
+__all__ = ["open_transcriber"]
+
+
+async def open_transcriber(
+    state: AppState,
+    model: str,
+    emit: Callable[[Any], Awaitable[None]],
+    *,
+    language: str | None,
+    interim: bool = True,
+    prompt: str | None = None,
+    config: SessionConfig | None = None,
+) -> Transcriber:
+    """A :class:`Transcriber` for one client on ``model``'s pool (started if needed), with a fresh VAD
+    stream; ``config`` overrides the server's session settings (Realtime's ``turn_detection``)."""
+    pool = state.registry.stt_pool(model)
+    await pool.start()
+    settings = state.settings
+    return Transcriber(
+        pool,
+        config or session_config(settings, interim=interim),
+        await state.vad.stream(),
+        emit,
+        options=TranscribeOptions(
+            language=language,
+            prompt=prompt,
+            beam_size=settings.stt_beam_size,
+        ),
+    )
