@@ -30,7 +30,6 @@ the server's disk.
 
 from __future__ import annotations
 
-import binascii
 import io
 import math
 from fractions import Fraction
@@ -50,7 +49,6 @@ __all__ = [
     "PCM_ENCODINGS",
     "PcmConverter",
     "decode_audio",
-    "decode_base64",
     "decode_pcm",
 ]
 
@@ -175,19 +173,6 @@ def _f32_to_float(data: bytes) -> FloatAudio:
         raise InvalidValue("float32 PCM data contains NaN or infinity", code="non_finite_samples")
     clipped: FloatAudio = np.clip(samples, -1.0, 1.0).astype(np.float32)
     return clipped
-
-
-def decode_base64(text: object) -> bytes:
-    """Strict RFC 4648 base64 (as the streaming routes take audio): only the alphabet, padding only
-    to complete the last quantum. Raises :class:`binascii.Error` (a ``ValueError``) for anything
-    else, whitespace, a data-URL prefix, URL-safe characters or excess padding (``"AAAA="``) included,
-    and ``TypeError`` when ``text`` is not a string."""
-    if not isinstance(text, str):
-        raise TypeError("base64 audio must be a string")
-    if not text.isascii() or len(text) % 4:
-        # strict_mode still takes excess padding after a whole quantum ("AAAA="); the length does not.
-        raise binascii.Error("base64 audio must be ASCII, in whole 4-character groups")
-    return binascii.a2b_base64(text.encode("ascii"), strict_mode=True)
 
 
 # ------------------------------------------------------------------------------------- files

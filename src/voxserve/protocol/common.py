@@ -16,9 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
-from voxserve.audio.decode import decode_base64
 from voxserve.errors import InvalidValue, VoxserveError
-from voxserve.protocol.json import WireMessage, describe, get_str, invalid, loads
+from voxserve.protocol.json import WireMessage, decode_base64, describe, get_str, invalid, loads
 
 __all__ = [
     "AudioMessage",

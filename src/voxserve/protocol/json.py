@@ -15,6 +15,7 @@ The field readers (:func:`get_str`, :func:`get_int`, ...) check one field's type
 
 from __future__ import annotations
 
+import binascii
 import json
 import re
 from collections.abc import Mapping
@@ -24,6 +25,7 @@ from typing import Any, ClassVar, Self
 from voxserve.errors import InvalidRequest
 
 __all__ = [
+    "decode_base64",
     "MAX_DEPTH",
     "WireMessage",
     "describe",
@@ -229,3 +231,16 @@ def get_list(
     if not isinstance(value, list):
         raise invalid(code, f"{key} must be an array", param=key)
     return value
+
+
+def decode_base64(text: object) -> bytes:
+    """Strict RFC 4648 base64 (as the streaming routes take audio): only the alphabet, padding only
+    to complete the last quantum. Raises :class:`binascii.Error` (a ``ValueError``) for anything
+    else, whitespace, a data-URL prefix, URL-safe characters or excess padding (``"AAAA="``) included,
+    and ``TypeError`` when ``text`` is not a string."""
+    if not isinstance(text, str):
+        raise TypeError("base64 audio must be a string")
+    if not text.isascii() or len(text) % 4:
+        # strict_mode still takes excess padding after a whole quantum ("AAAA="); the length does not.
+        raise binascii.Error("base64 audio must be ASCII, in whole 4-character groups")
+    return binascii.a2b_base64(text.encode("ascii"), strict_mode=True)

@@ -29,10 +29,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
-from voxserve.audio.decode import decode_base64
 from voxserve.errors import InvalidRequest, VoxserveError
 from voxserve.protocol.json import (
     WireMessage,
+    decode_base64,
     describe,
     get_int,
     get_number,

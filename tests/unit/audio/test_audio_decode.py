@@ -503,14 +503,14 @@ def test_ordinary_pcm_wavs_decode(header: dict[str, int]) -> None:
 def test_decode_base64_is_strict(text: str) -> None:
     import binascii
 
-    from voxserve.audio.decode import decode_base64
+    from voxserve.protocol.json import decode_base64
 
     with pytest.raises(binascii.Error):
         decode_base64(text)
 
 
 def test_decode_base64_takes_valid_base64() -> None:
-    from voxserve.audio.decode import decode_base64
+    from voxserve.protocol.json import decode_base64
 
     assert decode_base64("") == b""
     assert decode_base64("AAAA") == b"\x00\x00\x00"
