@@ -8,7 +8,6 @@ stream by aborting the chunked body (so the client sees an error, never silently
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import time
@@ -23,6 +22,7 @@ from voxserve.api.state import AppState, get_state
 from voxserve.api.streaming import AbortingStreamingResponse
 from voxserve.audio.encode import MEDIA_TYPES
 from voxserve.errors import VoxserveError
+from voxserve.protocol.speech import SpeechAudioDelta, SpeechAudioDone, SpeechAudioError
 from voxserve.tts.speech import StartedSpeech, iterate_audio, start_speech
 
 __all__ = ["audio_headers", "router", "speech_response"]
@@ -109,32 +109,16 @@ async def _audio_bytes(state: AppState, started: StartedSpeech) -> AsyncIterator
             yield chunk.data
 
 
-def _sse_event(payload: dict[str, object]) -> bytes:
-    # data: lines only (no `event:` field), as the openai SDK expects; never a [DONE] sentinel.
-    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
-
-
 async def _sse(state: AppState, started: StartedSpeech, body: SpeechRequest) -> AsyncIterator[bytes]:
+    # data: lines only (no `event:` field), as the openai SDK expects; never a [DONE] sentinel.
     chunks = 0
     try:
         async for chunk in iterate_audio(state, started):
             if chunk.data:
                 chunks += 1
-                yield _sse_event(
-                    {"type": "speech.audio.delta", "audio": base64.b64encode(chunk.data).decode()}
-                )
+                yield SpeechAudioDelta(chunk.data).to_sse()
     except VoxserveError as exc:
-        yield _sse_event(
-            {
-                "type": "speech.audio.error",
-                "error": {"type": exc.error_type, "code": exc.code, "message": exc.message},
-            }
-        )
+        yield SpeechAudioError.from_error(exc).to_sse()
         return
     # "Tokens" here are input characters and output audio chunks: there is no tokenizer in a TTS engine.
-    usage = {
-        "input_tokens": len(body.input),
-        "output_tokens": chunks,
-        "total_tokens": len(body.input) + chunks,
-    }
-    yield _sse_event({"type": "speech.audio.done", "usage": usage})
+    yield SpeechAudioDone.for_speech(len(body.input), chunks).to_sse()

@@ -9,7 +9,6 @@ with SSE ``transcript.text.delta`` events per segment and a ``transcript.text.do
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
@@ -22,6 +21,7 @@ from voxserve.api.streaming import AbortingStreamingResponse
 from voxserve.audio.decode import decode_audio
 from voxserve.engines.base import Segment, TranscribeOptions, TranscriptInfo
 from voxserve.errors import InvalidRequest, InvalidValue
+from voxserve.protocol.speech import TranscriptionError, TranscriptTextDelta, TranscriptTextDone
 from voxserve.runtime.pool import ItemStream
 
 __all__ = ["router"]
@@ -125,10 +125,6 @@ def render(fmt: str, info: TranscriptInfo, segments: list[Segment], task: str, w
     return JSONResponse(verbose)
 
 
-def _sse(payload: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
-
-
 async def _respond(
     request: Request,
     *,
@@ -163,20 +159,15 @@ async def _events(started: _Started) -> AsyncIterator[bytes]:
     try:
         async for segment in started.stream:
             parts.append(segment.text)
-            yield _sse({"type": "transcript.text.delta", "delta": segment.text})
+            yield TranscriptTextDelta(segment.text).to_sse()
     except InvalidRequest as exc:  # pragma: no cover - errors after the first byte are engine failures
-        yield _sse({"type": "error", "error": {"code": exc.code, "message": exc.message}})
+        yield TranscriptionError(exc.code, exc.message, error_type=None).to_sse()
         return
     except Exception as exc:
         code = getattr(exc, "code", "transcription_failed")
-        yield _sse(
-            {
-                "type": "error",
-                "error": {"type": "server_error", "code": code, "message": "transcription failed"},
-            }
-        )
+        yield TranscriptionError(code, "transcription failed").to_sse()
         return
-    yield _sse({"type": "transcript.text.done", "text": "".join(parts).strip()})
+    yield TranscriptTextDone("".join(parts).strip()).to_sse()
 
 
 def _granularities(values: list[str] | None) -> set[str]:
