@@ -12,13 +12,20 @@ from tests.e2e.ws_helpers import collect_until, pcm16
 from tests.speech_dev import by_name
 from tests.timing import scaled
 from tests.wer import errors
-from websockets.sync.client import connect
+from websockets.sync.client import ClientConnection, connect
 
 pytestmark = pytest.mark.e2e
 
 
-def url(server: Server, beta: bool) -> str:
-    return server.url.replace("http://", "ws://") + "/v1/realtime" + ("?intent=transcription" if beta else "")
+def url(server: Server) -> str:
+    return server.url.replace("http://", "ws://") + "/v1/realtime?intent=transcription"
+
+
+def open_realtime(server: Server, beta: bool) -> ClientConnection:
+    """A Realtime connection in the dialect a client of that API opens: beta clients send the
+    ``OpenAI-Beta: realtime=v1`` header (the query is the same for both)."""
+    headers = {"OpenAI-Beta": "realtime=v1"} if beta else {}
+    return connect(url(server), additional_headers=headers)
 
 
 def beta_update(fmt: str = "pcm16") -> dict[str, object]:
@@ -74,7 +81,7 @@ def completed(event: dict[str, object]) -> bool:
 def test_server_vad_session(server: Server, beta: bool) -> None:
     u = by_name("fleurs_en_007.wav")
     pcm = pcm16(u.path, rate=24000) + b"\x00\x00" * 24000
-    with connect(url(server, beta)) as ws:
+    with open_realtime(server, beta) as ws:
         created = json.loads(ws.recv(timeout=scaled(30)))
         assert created["type"] == ("transcription_session.created" if beta else "session.created")
         ws.send(json.dumps(beta_update() if beta else GA_UPDATE))
@@ -105,7 +112,7 @@ def test_g711_ulaw(server: Server) -> None:
     mantissa = (mag >> (exponent + 3)) & 0x0F
     ulaw = (~((sign << 7) | (exponent << 4) | mantissa)) & 0xFF
     data = ulaw.astype(np.uint8).tobytes() + b"\xff" * 8000
-    with connect(url(server, True)) as ws:
+    with open_realtime(server, True) as ws:
         ws.recv(timeout=scaled(30))
         ws.send(json.dumps(beta_update("g711_ulaw")))
         assert json.loads(ws.recv(timeout=scaled(30)))["session"]["input_audio_format"] == "g711_ulaw"
@@ -135,7 +142,7 @@ def test_g711_alaw(server: Server) -> None:
     u = by_name("speech_recognition_english_123.wav")
     linear = np.frombuffer(pcm16(u.path, rate=8000), "<i2").astype(np.int32)
     data = alaw_encode(linear) + alaw_encode(np.zeros(8000, np.int32))
-    with connect(url(server, False)) as ws:
+    with open_realtime(server, False) as ws:
         ws.recv(timeout=scaled(30))
         ws.send(
             json.dumps(
@@ -157,7 +164,7 @@ def test_g711_alaw(server: Server) -> None:
 
 def test_manual_commit_and_errors(server: Server) -> None:
     u = by_name("speech_recognition_english_123.wav")
-    with connect(url(server, True)) as ws:
+    with open_realtime(server, True) as ws:
         ws.recv(timeout=scaled(30))
         update = beta_update()
         update["session"]["turn_detection"] = None  # type: ignore[index]
@@ -183,7 +190,7 @@ def test_manual_commit_and_errors(server: Server) -> None:
 
 
 def test_clear_and_bad_format(server: Server) -> None:
-    with connect(url(server, False)) as ws:
+    with open_realtime(server, False) as ws:
         ws.recv(timeout=scaled(30))
         bad = json.loads(json.dumps(GA_UPDATE))
         bad["session"]["audio"]["input"]["format"] = {"type": "audio/pcm", "rate": 16000}

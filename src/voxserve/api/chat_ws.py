@@ -19,11 +19,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, WebSocket
+from fastapi import APIRouter
 
 from voxserve.api.speak_ws import send_speak_event
 from voxserve.api.stream_ws import check_stt_model
-from voxserve.api.ws import EndSession, WsConnection, serve_ws, simple_error
+from voxserve.api.ws import EndSession, WsConnection, websocket_route
 from voxserve.audio.decode import PcmConverter
 from voxserve.chat.llm import ChatLLM
 from voxserve.chat.pipeline import (
@@ -66,19 +66,6 @@ def chat_event_json(event: Any) -> Any:
     return None
 
 
-@router.websocket("/v1/stream/chat")
-async def stream_chat(ws: WebSocket) -> None:
-    state: AppState = ws.app.state.vox
-    llm: ChatLLM | None = getattr(ws.app.state, "llm", None) or make_llm(state.settings)
-    await serve_ws(
-        ws,
-        settings=state.settings,
-        admission=state.chat_admission,
-        encode_error=simple_error,
-        open_session=lambda conn: ChatHandler.open(conn, state, llm),
-    )
-
-
 class ChatHandler:
     """One ``/v1/stream/chat`` session: the user's audio or text in, the LLM's answer spoken back."""
 
@@ -88,8 +75,10 @@ class ChatHandler:
         self.convert = convert
 
     @classmethod
-    async def open(cls, conn: WsConnection, state: AppState, llm: ChatLLM | None) -> ChatHandler:
+    async def open(cls, conn: WsConnection, state: AppState) -> ChatHandler:
         """Check that an LLM is configured, read the config, start the chat, answer ``ready``."""
+        # ``app.state.llm`` wins over the settings: tests and embedders can set their own client.
+        llm: ChatLLM | None = getattr(conn.ws.app.state, "llm", None) or make_llm(state.settings)
         if llm is None:
             raise InvalidRequest(NO_LLM, code="llm_not_configured")
         settings = state.settings
@@ -163,3 +152,9 @@ class ChatHandler:
 
     async def aclose(self) -> None:
         await self.chat.close()
+
+
+# Registered after the handler class it opens.
+websocket_route(
+    router, "/v1/stream/chat", admission=lambda s: s.chat_admission, open_session=ChatHandler.open
+)

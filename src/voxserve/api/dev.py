@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from voxserve.api.schemas import CaptionedSpeechRequest, PhonemeSpeechRequest, PhonemizeRequest, voice_value
-from voxserve.api.speech import audio_headers, speech_response
+from voxserve.api.speech import audio_headers, speech_response, start_request
 from voxserve.api.state import AppState, get_state
 from voxserve.audio.encode import MEDIA_TYPES
 from voxserve.errors import InvalidValue
@@ -84,21 +83,7 @@ def _caption_line(chunk_data: bytes, fmt: str, words: list[dict[str, object]]) -
 async def captioned_speech(body: CaptionedSpeechRequest, request: Request) -> Response:
     """The speech request, answered with audio and word timestamps (NDJSON when streaming)."""
     state = get_state(request)
-    t0 = time.perf_counter()
-    started = await start_speech(
-        state,
-        model=body.model,
-        voice=voice_value(body.voice),
-        text=body.input,
-        fmt=body.response_format,
-        speed=body.speed,
-        streaming=body.stream,
-        volume=body.volume_multiplier,
-        options=body.normalization_options.to_options() if body.normalization_options else None,
-        markup=body.markup,
-    )
-    state.metrics.ttfb.labels(body.response_format).observe(time.perf_counter() - t0)
-    headers = audio_headers(started, body.response_format, state.settings.output_sample_rate)
+    started, headers = await start_request(state, body)
     fmt = body.response_format
     locator = started.plan.locator()
     if not body.stream:

@@ -21,9 +21,9 @@ import secrets
 from dataclasses import replace
 from typing import Any
 
-from fastapi import APIRouter, WebSocket
+from fastapi import APIRouter
 
-from voxserve.api.ws import WsConnection, serve_ws
+from voxserve.api.ws import TranscribingHandler, WsConnection, websocket_route
 from voxserve.audio.decode import PcmConverter
 from voxserve.errors import InvalidRequest, VoxserveError
 from voxserve.protocol import realtime as wire
@@ -44,20 +44,7 @@ def realtime_error(exc: VoxserveError, event_id: str | None = None) -> dict[str,
     return wire.RealtimeErrorEvent.from_error(exc, event_id or getattr(exc, "event_id", None)).to_json()
 
 
-@router.websocket("/v1/realtime")
-async def realtime(ws: WebSocket) -> None:
-    state: AppState = ws.app.state.vox
-    dialect = wire.dialect_from_headers(ws.headers)
-    await serve_ws(
-        ws,
-        settings=state.settings,
-        admission=state.stt_admission,
-        encode_error=realtime_error,
-        open_session=lambda conn: RealtimeHandler.open(conn, state, dialect),
-    )
-
-
-class RealtimeHandler:
+class RealtimeHandler(TranscribingHandler):
     """One Realtime connection: its dialect, session settings and items, around a :class:`Transcriber`."""
 
     def __init__(self, conn: WsConnection, state: AppState, dialect: wire.Dialect) -> None:
@@ -73,8 +60,10 @@ class RealtimeHandler:
         self.buffered_ms = 0.0
 
     @classmethod
-    async def open(cls, conn: WsConnection, state: AppState, dialect: wire.Dialect) -> RealtimeHandler:
-        """Start a transcriber with the default session and announce it (``*.created``)."""
+    async def open(cls, conn: WsConnection, state: AppState) -> RealtimeHandler:
+        """Start a transcriber with the default session and announce it (``*.created``) in the
+        dialect of the handshake."""
+        dialect = wire.dialect_from_headers(conn.ws.headers)
         handler = cls(conn, state, dialect)
         await handler.build()
         await conn.send_json(wire.session_created(dialect, handler.session))
@@ -145,14 +134,6 @@ class RealtimeHandler:
         await self.build()
         await self.conn.send_json(wire.session_updated(self.dialect, self.session))
 
-    async def drain(self, timeout_s: float) -> None:
-        if self.transcriber is not None:
-            await self.transcriber.finish(timeout_s=timeout_s)
-
-    async def aclose(self) -> None:
-        if self.transcriber is not None:
-            await self.transcriber.close()
-
     # --- transcriber events -------------------------------------------------------------------------
 
     def item_id(self, utterance: int) -> str:
@@ -192,3 +173,13 @@ class RealtimeHandler:
             return
         self.sent[utterance] = text
         await self.conn.send_json(wire.TranscriptionDelta(self.item_id(utterance), text[len(sent) :]))
+
+
+# Registered after the handler class it opens.
+websocket_route(
+    router,
+    "/v1/realtime",
+    admission=lambda s: s.stt_admission,
+    open_session=RealtimeHandler.open,
+    encode_error=realtime_error,
+)

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, WebSocket
+from fastapi import APIRouter
 
-from voxserve.api.ws import EndSession, WsConnection, serve_ws, simple_error
+from voxserve.api.ws import EndSession, WsConnection, websocket_route
 from voxserve.protocol import speak as wire
 from voxserve.protocol.common import CancelMessage, EndMessage, ErrorEvent, FlushMessage, TextMessage
 from voxserve.state import AppState
@@ -62,18 +62,6 @@ async def send_speak_event(conn: WsConnection, event: Any) -> None:
     message = event_message(event)
     if message is not None:
         await conn.send_json(message)
-
-
-@router.websocket("/v1/stream/speak")
-async def stream_speak(ws: WebSocket) -> None:
-    state: AppState = ws.app.state.vox
-    await serve_ws(
-        ws,
-        settings=state.settings,
-        admission=state.speak_admission,
-        encode_error=simple_error,
-        open_session=lambda conn: SpeakHandler.open(conn, state),
-    )
 
 
 class SpeakHandler:
@@ -125,3 +113,9 @@ class SpeakHandler:
     async def aclose(self) -> None:
         if self.session is not None:
             await self.session.close()
+
+
+# Registered after the handler class it opens.
+websocket_route(
+    router, "/v1/stream/speak", admission=lambda s: s.speak_admission, open_session=SpeakHandler.open
+)

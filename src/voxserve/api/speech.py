@@ -25,7 +25,7 @@ from voxserve.errors import VoxserveError
 from voxserve.protocol.speech import SpeechAudioDelta, SpeechAudioDone, SpeechAudioError
 from voxserve.tts.speech import StartedSpeech, iterate_audio, start_speech
 
-__all__ = ["audio_headers", "router", "speech_response"]
+__all__ = ["audio_headers", "router", "speech_response", "start_request"]
 
 _log = logging.getLogger("voxserve.speech")
 
@@ -68,10 +68,9 @@ def markup_warning(tags: tuple[str, ...]) -> str:
     )
 
 
-@router.post("/v1/audio/speech", tags=["speech"], response_class=Response)
-async def create_speech(body: SpeechRequest, request: Request) -> Response:
-    """Speak ``input`` with ``voice``; audio streams out as it is synthesized."""
-    state = get_state(request)
+async def start_request(state: AppState, body: SpeechRequest) -> tuple[StartedSpeech, dict[str, str]]:
+    """Start the synthesis a speech request body asks for (first chunk ready, time to it recorded)
+    and its response headers."""
     t0 = time.perf_counter()
     started = await start_speech(
         state,
@@ -86,7 +85,14 @@ async def create_speech(body: SpeechRequest, request: Request) -> Response:
         markup=body.markup,
     )
     state.metrics.ttfb.labels(body.response_format).observe(time.perf_counter() - t0)
-    headers = audio_headers(started, body.response_format, state.settings.output_sample_rate)
+    return started, audio_headers(started, body.response_format, state.settings.output_sample_rate)
+
+
+@router.post("/v1/audio/speech", tags=["speech"], response_class=Response)
+async def create_speech(body: SpeechRequest, request: Request) -> Response:
+    """Speak ``input`` with ``voice``; audio streams out as it is synthesized."""
+    state = get_state(request)
+    started, headers = await start_request(state, body)
     if body.instructions:
         # The offline engines cannot follow free-text instructions; say so instead of dropping them.
         headers["X-Voxserve-Ignored"] = "instructions"

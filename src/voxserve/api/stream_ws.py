@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, WebSocket
+from fastapi import APIRouter
 
-from voxserve.api.ws import EndSession, WsConnection, serve_ws, simple_error
+from voxserve.api.ws import EndSession, TranscribingHandler, WsConnection, websocket_route
 from voxserve.audio.decode import PcmConverter
 from voxserve.errors import InvalidValue
 from voxserve.protocol import transcribe as wire
@@ -47,19 +47,7 @@ def check_stt_model(state: AppState, model: str | None) -> str:
     return model
 
 
-@router.websocket("/v1/stream/transcribe")
-async def stream_transcribe(ws: WebSocket) -> None:
-    state: AppState = ws.app.state.vox
-    await serve_ws(
-        ws,
-        settings=state.settings,
-        admission=state.stt_admission,
-        encode_error=simple_error,
-        open_session=lambda conn: TranscribeHandler.open(conn, state),
-    )
-
-
-class TranscribeHandler:
+class TranscribeHandler(TranscribingHandler):
     """One ``/v1/stream/transcribe`` session: audio frames in, results out."""
 
     def __init__(self, conn: WsConnection, config: wire.TranscribeConfig) -> None:
@@ -98,14 +86,6 @@ class TranscribeHandler:
         if isinstance(message, AudioMessage):
             await self.transcriber.feed_encoded(message.audio, self.convert)
 
-    async def drain(self, timeout_s: float) -> None:
-        if self.transcriber is not None:
-            await self.transcriber.finish(timeout_s=timeout_s)
-
-    async def aclose(self) -> None:
-        if self.transcriber is not None:
-            await self.transcriber.close()
-
     async def emit(self, event: Any) -> None:
         """The transcriber's events, in the wire's shape."""
         send = self.conn.send_json
@@ -133,3 +113,9 @@ class TranscribeHandler:
             await send(wire.SpeechEvent(wire.SPEECH_ACTIVITY_END, round(event.end_s, 3)))
         elif isinstance(event, Lag):
             await send(wire.LagEvent(int(event.lag_s * 1000), event.dropped_partials))
+
+
+# Registered after the handler class it opens.
+websocket_route(
+    router, "/v1/stream/transcribe", admission=lambda s: s.stt_admission, open_session=TranscribeHandler.open
+)
