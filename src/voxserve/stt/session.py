@@ -1,3 +1,6 @@
+# Over the project's ~600-line module size on purpose: StreamingSession is one state machine (VAD
+# states, the decode slot, the finals queue) whose methods share its invariants and are read as a
+# whole; its events and sample buffers live in stt/events.py and stt/buffers.py.
 """The streaming-transcription state machine (sans-I/O).
 
 A :class:`StreamingSession` turns a stream of 16 kHz float32 mono audio into typed events. It does no
@@ -74,6 +77,9 @@ the current utterance plus the new samples) would exceed ``max_buffer_s``, :meth
 the decoder is far slower than real time and the driver should close the stream.
 
 All times in events are seconds of audio from the start of the stream (the first sample fed).
+
+The events and the sample buffers are defined in :mod:`voxserve.stt.events` and
+:mod:`voxserve.stt.buffers`; the events are re-exported here.
 """
 
 from __future__ import annotations
@@ -83,13 +89,24 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Literal, Protocol, TypeAlias
+from typing import Protocol
 
 import numpy as np
 
-from voxserve.engines.base import FloatAudio, Segment, Word
+from voxserve.engines.base import FloatAudio, Segment
 from voxserve.errors import Unavailable
 from voxserve.stt.agreement import LocalAgreement
+from voxserve.stt.buffers import EMPTY, SampleBuffer, SampleRing
+from voxserve.stt.events import (
+    DecodeRequest,
+    Event,
+    Final,
+    Lag,
+    Partial,
+    SpeechStarted,
+    SpeechStopped,
+    UtteranceFailed,
+)
 
 __all__ = [
     "DEFAULT_FRAME_SAMPLES",
@@ -114,8 +131,6 @@ MAX_FINAL_ATTEMPTS = 2
 """A final decode that fails is retried once (a worker may have crashed and restarted)."""
 PROMPT_CONTEXT_CHARS = 200
 """How much of the previous Finals' text is passed to Whisper as its prompt, for continuity."""
-
-_EMPTY: FloatAudio = np.zeros(0, dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -201,100 +216,6 @@ class VadProtocol(Protocol):
         ...
 
 
-# --- events -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SpeechStarted:
-    """Speech began: ``start_s`` is the start of its first speech frame."""
-
-    utterance_id: int
-    start_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class SpeechStopped:
-    """The utterance ended: ``end_s`` is the end of its last speech frame (or the commit/cut time)."""
-
-    utterance_id: int
-    end_s: float
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class DecodeRequest:
-    """Please transcribe ``audio`` and report back with the same ``request_id``.
-
-    ``audio`` (16 kHz float32; the driver must not modify it: a failed final is re-sent with the
-    same array) is the whole utterance so far, prefix padding included, plus tail padding for
-    finals; ``start_s`` is the stream time of ``audio[0]``. Word times in the result are taken
-    relative to ``audio[0]``.
-    """
-
-    request_id: int
-    utterance_id: int
-    kind: Literal["partial", "final"]
-    audio: FloatAudio
-    start_s: float
-    prompt: str
-
-
-@dataclass(frozen=True, slots=True)
-class Partial:
-    """An interim transcript of the current utterance.
-
-    ``committed_text`` only ever grows within an utterance (its words never change);
-    ``tentative_text`` is the unstable rest, with ``stability`` its rough chance of surviving.
-    ``end_s`` is the end of the audio the hypothesis heard.
-    """
-
-    utterance_id: int
-    committed_text: str
-    tentative_text: str
-    stability: float
-    start_s: float
-    end_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class Final:
-    """The transcript of a whole utterance; never revised. Word times are stream times."""
-
-    utterance_id: int
-    text: str
-    start_s: float
-    end_s: float
-    words: tuple[Word, ...] = ()
-    confidence: float = 0.0
-    """The model's confidence in ``text``, 0 to 1: its segments' confidences, weighted by their
-    duration; 0.0 when the engine gives none (Google's "not set")."""
-
-
-@dataclass(frozen=True, slots=True)
-class UtteranceFailed:
-    """The utterance gets no :class:`Final`: its decode failed twice, or :meth:`StreamingSession.clear`
-    dropped it (OpenAI's ``conversation.item.input_audio_transcription.failed``)."""
-
-    utterance_id: int
-    start_s: float
-    end_s: float
-    reason: Literal["decode_failed", "cleared"]
-
-
-@dataclass(frozen=True, slots=True)
-class Lag:
-    """Backpressure telemetry: the in-flight decode was requested ``lag_s`` seconds of audio ago.
-
-    ``dropped_partials`` counts every partial opportunity this session has skipped so far.
-    """
-
-    lag_s: float
-    dropped_partials: int
-
-
-Event: TypeAlias = SpeechStarted | SpeechStopped | DecodeRequest | Partial | Final | UtteranceFailed | Lag
-"""Everything a session can emit."""
-
-
 # --- internals --------------------------------------------------------------------------------------
 
 
@@ -303,67 +224,6 @@ class _State(IntEnum):
     CANDIDATE = 1
     SPEECH = 2
     TRAILING = 3
-
-
-class _Buffer:
-    """A preallocated, append-only float32 buffer (no reallocation, no O(n²) appends)."""
-
-    def __init__(self, capacity: int) -> None:
-        self._data = np.zeros(capacity, dtype=np.float32)
-        self.length = 0
-
-    def append(self, samples: FloatAudio) -> None:
-        end = self.length + samples.size
-        if end > self._data.size:  # the session cuts utterances long before this
-            raise OverflowError("utterance buffer overflow")
-        self._data[self.length : end] = samples
-        self.length = end
-
-    def view(self) -> FloatAudio:
-        return self._data[: self.length]
-
-    def drop_front(self, n: int) -> None:
-        keep = self.length - n
-        self._data[:keep] = self._data[n : self.length]  # NumPy handles the overlap
-        self.length = keep
-
-    def clear(self) -> None:
-        self.length = 0
-
-
-class _Ring:
-    """The last ``capacity`` samples (the prefix padding kept between utterances)."""
-
-    def __init__(self, capacity: int) -> None:
-        self._data = np.zeros(capacity, dtype=np.float32)
-        self._next = 0
-        self._count = 0
-
-    def push(self, samples: FloatAudio) -> None:
-        cap = self._data.size
-        if cap == 0 or samples.size == 0:
-            return
-        if samples.size >= cap:
-            self._data[:] = samples[-cap:]
-            self._next, self._count = 0, cap
-            return
-        first = min(cap - self._next, samples.size)
-        self._data[self._next : self._next + first] = samples[:first]
-        self._data[: samples.size - first] = samples[first:]
-        self._next = (self._next + samples.size) % cap
-        self._count = min(cap, self._count + samples.size)
-
-    def last(self, n: int) -> FloatAudio:
-        n = min(n, self._count)
-        if n == 0:
-            return _EMPTY
-        start = (self._next - n) % self._data.size
-        if start + n <= self._data.size:
-            return self._data[start : start + n].copy()
-        return np.concatenate((self._data[start:], self._data[: n - (self._data.size - start)]))
-
-    def clear(self) -> None:
-        self._next = self._count = 0
 
 
 @dataclass(eq=False)
@@ -463,13 +323,13 @@ class StreamingSession:
         self._max_buffer_samples = round(c.max_buffer_s * sr)
 
         capacity = self._max_utterance_samples + 2 * self._frame
-        self._buffer = _Buffer(capacity)
+        self._buffer = SampleBuffer(capacity)
         self._buffer_start = 0  # stream sample of the buffer's first sample
         self._scores = np.zeros(capacity // self._frame + 2, dtype=np.float32)
         self._n_scores = 0
         self._scores_start = 0  # stream sample where the frame of _scores[0] starts
-        self._ring = _Ring(self._prefix_samples)
-        self._remainder = _EMPTY
+        self._ring = SampleRing(self._prefix_samples)
+        self._remainder = EMPTY
         self._pos = 0  # stream samples consumed (frames processed, plus flushed remainders)
 
         self._state = _State.IDLE
@@ -625,7 +485,7 @@ class StreamingSession:
         """
         events: list[Event] = []
         self._pos += self._remainder.size
-        self._remainder = _EMPTY
+        self._remainder = EMPTY
         utt = self._utt
         if utt is not None:
             if utt.speculative is not None:
@@ -702,7 +562,7 @@ class StreamingSession:
         self._n_scores += 1
 
     def _begin_candidate(self, start: int) -> None:
-        prefix = self._ring.last(self._prefix_samples) if self._vad is not None else _EMPTY
+        prefix = self._ring.last(self._prefix_samples) if self._vad is not None else EMPTY
         self._buffer.clear()
         self._buffer.append(prefix)
         self._buffer_start = start - prefix.size
@@ -754,7 +614,7 @@ class StreamingSession:
         rest = self._remainder
         if rest.size == 0:
             return
-        self._remainder = _EMPTY
+        self._remainder = EMPTY
         start = self._pos
         self._pos += rest.size
         if self._vad is None and self._state is _State.IDLE:
@@ -976,7 +836,7 @@ class StreamingSession:
         final = Final(
             job.utterance_id, _transcript(segments), job.start_s, job.end_s, words, _confidence(segments)
         )
-        job.audio = _EMPTY  # no retry needed any more
+        job.audio = EMPTY  # no retry needed any more
         if job.speculative:
             job.result = final  # becomes the Final if the silence lasts
         else:

@@ -6,12 +6,18 @@ keeps sentence punctuation (``. , ? ! ; :``) and double quotes (they shape proso
 whitespace. Paragraphs and other line-structured text (headings, list items, table rows) stay on their
 own lines, separated by a single ``\\n``, so the sentence splitter can break there.
 
-Everything here runs in time linear in the input, whatever the input: clients are untrusted and a
-normaliser that backtracks is a denial of service. The passes are either plain loops, or regular
-expressions written so that no position is scanned more than a bounded number of times: possessive
-quantifiers (``*+``, ``++``), bounded repetitions, and a look-behind guard on every pattern that could
-otherwise restart inside a run it has already scanned. ``tests/unit/text/test_text_normalize.py`` holds
-the pathological inputs that keep this honest.
+The passes live in this module and four helpers: :mod:`~voxserve.text.sanitize` (characters no engine
+should see), :mod:`~voxserve.text.markdown` (markup reduced to its words),
+:mod:`~voxserve.text.addresses` (URLs, emails, phone numbers) and :mod:`~voxserve.text.numwords`
+(numbers to words). This module holds the pipeline, the numbers-in-context pass, contractions,
+remaining symbols and tidying.
+
+Everything here and in those helpers runs in time linear in the input, whatever the input: clients
+are untrusted and a normaliser that backtracks is a denial of service. The passes are either plain
+loops, or regular expressions written so that no position is scanned more than a bounded number of
+times: possessive quantifiers (``*+``, ``++``), bounded repetitions, and a look-behind guard on every
+pattern that could otherwise restart inside a run it has already scanned.
+``tests/unit/text/test_text_normalize.py`` holds the pathological inputs that keep this honest.
 
 The toggles in :class:`NormalizationOptions` mirror Kokoro-FastAPI's ``normalization_options``, so
 clients written against it keep working.
@@ -19,11 +25,25 @@ clients written against it keep working.
 
 from __future__ import annotations
 
-import html
 import re
 import unicodedata
-from collections.abc import Callable
 from dataclasses import dataclass
+
+from voxserve.text.addresses import speak_addresses, speak_phone_numbers
+from voxserve.text.markdown import strip_inline_markup, strip_markdown
+from voxserve.text.numwords import (
+    ONES,
+    cardinal,
+    decimal_words,
+    integer_words,
+    map_last_word,
+    money,
+    ordinalize,
+    pluralize,
+    under_hundred,
+    year_words,
+)
+from voxserve.text.sanitize import TYPOGRAPHY, sanitize, unescape_entities
 
 __all__ = ["NormalizationOptions", "has_speakable_text", "normalize_text"]
 
@@ -74,16 +94,16 @@ def normalize_text(text: str, options: NormalizationOptions | None = None) -> st
     """
     opts = options or _DEFAULT_OPTIONS
     if not opts.normalize:
-        return _tidy_whitespace(_sanitize(text))
+        return _tidy_whitespace(sanitize(text))
     # Entities first, so that "&#x202E;" cannot smuggle in what sanitising removes.
-    text = _sanitize(_unescape_entities(text))
-    text = text.translate(_TYPOGRAPHY)
-    text = _strip_markdown(text)
+    text = sanitize(unescape_entities(text))
+    text = text.translate(TYPOGRAPHY)
+    text = strip_markdown(text)
     if opts.url_normalization or opts.email_normalization:
-        text = _speak_addresses(text, opts)
-    text = _strip_inline_markup(text)
+        text = speak_addresses(text, urls=opts.url_normalization, emails=opts.email_normalization)
+    text = strip_inline_markup(text)
     if opts.phone_normalization:
-        text = _PHONE_RE.sub(_speak_phone, text)
+        text = speak_phone_numbers(text)
     if opts.optional_pluralization_normalization:
         text = _OPTIONAL_PLURAL_RE.sub(r"\1", text)
     text = _speak_numbers(text, opts)
@@ -104,588 +124,8 @@ def has_speakable_text(text: str) -> bool:
 
 
 # --------------------------------------------------------------------------------------------------
-# Numbers to words
+# Contractions, optional plurals, "vs."
 # --------------------------------------------------------------------------------------------------
-
-_ONES = [
-    "zero",
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-    "thirteen",
-    "fourteen",
-    "fifteen",
-    "sixteen",
-    "seventeen",
-    "eighteen",
-    "nineteen",
-]
-_TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
-_SCALES = ("", " thousand", " million", " billion", " trillion", " quadrillion")
-_MAX_CARDINAL_DIGITS = 18
-"""Integers with more digits than this (10^18 and up) are read digit by digit."""
-_ORDINAL_WORDS = {
-    "one": "first",
-    "two": "second",
-    "three": "third",
-    "five": "fifth",
-    "eight": "eighth",
-    "nine": "ninth",
-    "twelve": "twelfth",
-}
-
-
-def _under_hundred(n: int) -> str:
-    if n < 20:
-        return _ONES[n]
-    tens, ones = divmod(n, 10)
-    return _TENS[tens] + (f"-{_ONES[ones]}" if ones else "")
-
-
-def _under_thousand(n: int) -> str:
-    hundreds, rest = divmod(n, 100)
-    if not hundreds:
-        return _under_hundred(rest)
-    head = f"{_ONES[hundreds]} hundred"
-    return f"{head} {_under_hundred(rest)}" if rest else head
-
-
-def _digit_words(digits: str) -> str:
-    """ "905" -> "nine zero five"."""
-    return " ".join(_ONES[int(d)] for d in digits)
-
-
-def _cardinal(n: int) -> str:
-    """Cardinal words without "and": 3497 -> "three thousand four hundred ninety-seven"."""
-    if n < 0:
-        return "minus " + _cardinal(-n)
-    if n < 1000:
-        return _SMALL_CARDINALS[n]
-    if n >= 10**_MAX_CARDINAL_DIGITS:
-        return _digit_words(str(n))
-    groups: list[str] = []
-    scale = 0
-    while n:
-        n, group = divmod(n, 1000)
-        if group:
-            groups.append(_under_thousand(group) + _SCALES[scale])
-        scale += 1
-    return " ".join(reversed(groups))
-
-
-_SMALL_CARDINALS = ["zero", *(_under_thousand(n) for n in range(1, 1000))]
-
-
-def _integer_words(digits: str) -> str:
-    """Words for a string of ASCII digits: too long or zero-padded ones are read digit by digit."""
-    if 0 < len(digits) <= 3 and (digits[0] != "0" or len(digits) == 1):
-        return _SMALL_CARDINALS[int(digits)]
-    if len(digits) > _MAX_CARDINAL_DIGITS or (len(digits) > 1 and digits[0] == "0"):
-        return _digit_words(digits)
-    return _cardinal(int(digits))
-
-
-def _year(n: int) -> str:
-    """Year reading for 1100-2099: 1999 -> "nineteen ninety-nine", 2005 -> "two thousand five"."""
-    if 2000 <= n <= 2009:
-        return _cardinal(n)
-    century, rest = divmod(n, 100)
-    if rest == 0:
-        return f"{_cardinal(century)} hundred"
-    if rest < 10:
-        return f"{_cardinal(century)} oh {_ONES[rest]}"
-    return f"{_cardinal(century)} {_under_hundred(rest)}"
-
-
-def _map_last_word(words: str, change: Callable[[str], str]) -> str:
-    """Apply ``change`` to the last word, where a hyphen also separates words ("twenty-one")."""
-    cut = max(words.rfind(" "), words.rfind("-")) + 1
-    return words[:cut] + change(words[cut:])
-
-
-def _ordinalize(word: str) -> str:
-    if word in _ORDINAL_WORDS:
-        return _ORDINAL_WORDS[word]
-    if word.endswith("y"):
-        return word[:-1] + "ieth"
-    return word + "th"
-
-
-def _pluralize(word: str) -> str:
-    if word.endswith("y"):
-        return word[:-1] + "ies"
-    if word.endswith(("s", "x")):
-        return word + "es"
-    return word + "s"
-
-
-def _decimal_words(int_digits: str, frac_digits: str) -> str:
-    """ "3", "14" -> "three point one four"; an empty integer part reads "point five"."""
-    head = f"{_integer_words(int_digits)} " if int_digits else ""
-    return f"{head}point {_digit_words(frac_digits)}"
-
-
-_CURRENCIES: dict[str, tuple[str, str, str, str]] = {
-    "$": ("dollar", "dollars", "cent", "cents"),
-    "£": ("pound", "pounds", "penny", "pence"),
-    "€": ("euro", "euros", "cent", "cents"),
-    "¥": ("yen", "yen", "", ""),
-    "₹": ("rupee", "rupees", "paisa", "paise"),
-}
-
-
-def _money(symbol: str, int_digits: str, frac_digits: str | None, scale: str | None) -> str:
-    """ "$", "12", "50" -> "twelve dollars and fifty cents"."""
-    one, many, sub_one, sub_many = _CURRENCIES[symbol]
-    int_digits = int_digits or "0"
-    if scale is not None:
-        amount = _decimal_words(int_digits, frac_digits) if frac_digits else _integer_words(int_digits)
-        return f"{amount} {scale} {many}"
-    if frac_digits is None:
-        unit = one if int_digits.lstrip("0") == "1" else many
-        return f"{_integer_words(int_digits)} {unit}"
-    if len(frac_digits) > 2 or not sub_one or len(int_digits) > _MAX_CARDINAL_DIGITS:
-        return f"{_decimal_words(int_digits, frac_digits)} {many}"
-    whole = int(int_digits)
-    cents = int(frac_digits.ljust(2, "0"))
-    parts = []
-    if whole or not cents:
-        parts.append(f"{_cardinal(whole)} {one if whole == 1 else many}")
-    if cents:
-        parts.append(f"{_cardinal(cents)} {sub_one if cents == 1 else sub_many}")
-    return " and ".join(parts)
-
-
-# --------------------------------------------------------------------------------------------------
-# Sanitising: characters no engine should see
-# --------------------------------------------------------------------------------------------------
-
-_ANSI_RE = re.compile(r"\x1b\[[0-9;?]*+[ -/]*+[@-~]?|\x1b\][^\x07\x1b]*+(?:\x07|\x1b\\)?")
-_ASCII_CONTROL_RE = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]++")
-_MAX_COMBINING_RUN = 3
-"""Combining marks kept after one base character: real scripts need two or three, "Zalgo" text has
-thousands, and NFC's canonical reordering of a long run is not linear."""
-_KEEP_SYMBOLS = frozenset("°©®™№")
-_KEEP_NUMBER_FORMS = frozenset("²³½⅓⅔¼¾⅛⅜⅝⅞")
-"""Number forms the later passes read better than their compatibility decompositions would."""
-_SYMBOL_EXPANSIONS = {"℃": "°C", "℉": "°F"}
-_EMOJI_MARKS = frozenset("\ufe0e\ufe0f\u20e3")
-"""Variation selectors and the keycap mark only ever dress up emoji."""
-
-
-def _sanitize(text: str) -> str:
-    """Drop control, format (bidi, zero-width), private-use and unassigned characters, lone
-    surrogates, emoji and pictographs; cap combining-mark runs; map line separators to newlines and
-    other spaces to " "; fold full-width forms and non-ASCII digits to ASCII; NFC."""
-    if "\x1b" in text:
-        text = _ANSI_RE.sub("", text)
-    text = text.replace("\r\n", "\n").translate(_WHITESPACE_CONTROLS)
-    if text.isascii():
-        return _ASCII_CONTROL_RE.sub("", text)
-    out: list[str] = []
-    marks = 0
-    for ch in text:
-        code = ord(ch)
-        if code < 0x80:
-            if code >= 0x20 and code != 0x7F or ch == "\n":
-                out.append(ch)
-            marks = 0
-            continue
-        category = unicodedata.category(ch)
-        major = category[0]
-        if major == "M":
-            if ch in _EMOJI_MARKS or 0xE0100 <= code <= 0xE01EF:
-                continue
-            marks += 1
-            if marks <= _MAX_COMBINING_RUN:
-                out.append(ch)
-            continue
-        marks = 0
-        if category in ("Nl", "No") and ch not in _KEEP_NUMBER_FORMS:
-            # Circled, Roman and sub/superscript numbers: "①" -> "1", "Ⅻ" -> "XII".
-            out.append(unicodedata.normalize("NFKC", ch))
-        elif major == "L" or category in ("Nl", "No", "Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po", "Sm", "Sc"):
-            if 0xFF01 <= code <= 0xFF5E or 0xFB00 <= code <= 0xFB06:
-                # Full-width ASCII and Latin ligatures: their compatibility forms are what is meant.
-                out.append(unicodedata.normalize("NFKC", ch))
-            else:
-                out.append(ch)
-        elif category == "Nd":
-            out.append(str(unicodedata.decimal(ch)))
-        elif category == "Zs":
-            out.append(" ")
-        elif category in ("Zl", "Zp") or ch == "\x85":
-            out.append("\n")
-        elif category == "So" and ch in _KEEP_SYMBOLS:
-            out.append(ch)
-        elif ch in _SYMBOL_EXPANSIONS:
-            out.append(_SYMBOL_EXPANSIONS[ch])
-        # Everything else goes: Cc, Cf (bidi controls, zero-width joiners, tags), Cs (lone
-        # surrogates), Co, Cn, So (emoji, pictographs, dingbats) and Sk (skin-tone modifiers).
-    return unicodedata.normalize("NFC", "".join(out))
-
-
-_WHITESPACE_CONTROLS = str.maketrans({"\r": "\n", "\t": " ", "\v": "\n", "\f": "\n"})
-
-_ENTITY_RE = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
-
-
-def _unescape_entities(text: str) -> str:
-    """HTML entities, only in their terminated ``&name;`` form: bare ``&not`` in "AT&notice" stays."""
-    if "&" not in text:
-        return text
-    return _ENTITY_RE.sub(lambda m: html.unescape(m.group()), text)
-
-
-_TYPOGRAPHY = str.maketrans(
-    {
-        "\u201c": '"',
-        "\u201d": '"',
-        "\u201e": '"',
-        "\u201f": '"',
-        "\u00ab": '"',
-        "\u00bb": '"',
-        "\u2018": "'",
-        "\u2019": "'",
-        "\u201a": "'",
-        "\u201b": "'",
-        "\u2026": "...",
-        "\u2212": "-",
-        "\u2044": "/",
-        "\u2010": "-",
-        "\u2011": "-",
-        "\u2012": "-",
-        "\u203c": "!",
-        "\u2049": "?",
-        "\u00bf": " ",
-        "\u00a1": " ",
-    }
-)
-
-
-# --------------------------------------------------------------------------------------------------
-# Markdown (and the bits of HTML that LLMs emit)
-# --------------------------------------------------------------------------------------------------
-
-_HEADING_RE = re.compile(r"#{1,6}(?:[ \t]++|$)")
-_CLOSING_HASHES_RE = re.compile(r"[ \t]#++$")
-_QUOTE_MARKER_RE = re.compile(r"(?:>[ \t]*+)++")
-_BULLET_RE = re.compile(r"[-*+\u2022\u25e6\u2023][ \t]++(?:\[[ xX]\][ \t]++)?")
-_ORDERED_RE = re.compile(r"([0-9]{1,3})[.)][ \t]++")
-_LINK_DEFINITION_RE = re.compile(r"\[[^\]\n]{1,200}+\]:[ \t]")
-_RULE_CHARS = frozenset("-*_= \t")
-_TABLE_SEPARATOR_CHARS = frozenset("|-: \t")
-_LINE_END_PUNCTUATION = frozenset(".!?:;")
-
-_LINK_TOKEN_RE = re.compile(r"!?\[|\]")
-# A link destination, after "](": no whitespace, one level of balanced parentheses, optional title.
-_LINK_DEST_RE = re.compile(
-    r"\([ \t]*+(?:<[^<>\n]*+>|[^\s()]*+(?:\([^\s()]*+\)[^\s()]*+)*+)"
-    r"(?:[ \t]++(?:\"[^\"\n]*+\"|'[^'\n]*+'))?[ \t]*+\)"
-)
-_AUTOLINK_RE = re.compile(r"<((?:[A-Za-z][A-Za-z0-9+.-]{1,31}+:|www\.)[^\s<>]++|[^\s<>@]++@[^\s<>@]++)>")
-_HTML_TAG_RE = re.compile(
-    r"</?(?i:a|abbr|b|blockquote|br|center|code|dd|del|details|div|dl|dt|em|font|h[1-6]|hr|i|img|ins|"
-    r"kbd|li|mark|ol|p|pre|s|small|span|strike|strong|sub|summary|sup|table|tbody|td|th|thead|tr|u|ul)"
-    r"(?![A-Za-z0-9])(?:\s[^<>]{0,300}+)?/?>"
-)
-
-
-def _strip_markdown(text: str) -> str:
-    """Reduce markdown to its words, one output line per paragraph, heading, list item or table row.
-
-    Plain lines join the paragraph before them when they look like a hard wrap (the previous line has
-    no closing punctuation and this one starts in lower case); otherwise the line break is kept so
-    that poems, addresses and LLM-style short lines keep their pauses.
-    """
-    if "<!--" in text:
-        text = _strip_html_comments(text)
-    out: list[str] = []
-    paragraph: list[str] = []
-    fence = ""
-
-    def end_paragraph() -> None:
-        if paragraph:
-            out.append(" ".join(paragraph))
-            paragraph.clear()
-
-    for raw in text.split("\n"):
-        line = raw.strip()
-        if fence:
-            # Code blocks: keep their words, one line each; the symbol pass makes them speakable.
-            if line.startswith(fence):
-                fence = ""
-            elif line:
-                out.append(_inline_markdown(line))
-            continue
-        if not line:
-            end_paragraph()
-            continue
-        if line.startswith(("```", "~~~")):
-            end_paragraph()
-            fence = line[:3]
-            continue
-        if len(line) >= 2 and set(line) <= _RULE_CHARS and len(set(line) - {" ", "\t"}) == 1:
-            end_paragraph()  # horizontal rule or setext heading underline
-            continue
-        if _LINK_DEFINITION_RE.match(line):
-            continue
-        own_line = False
-        if quote := _QUOTE_MARKER_RE.match(line):
-            line = line[quote.end() :]
-            if not line:
-                end_paragraph()
-                continue
-        if line[0] == "#" and (m := _HEADING_RE.match(line)):
-            line = _CLOSING_HASHES_RE.sub("", line[m.end() :])
-            own_line = True
-        elif m := _BULLET_RE.match(line):
-            line = line[m.end() :]
-            own_line = True
-        elif m := _ORDERED_RE.match(line):
-            # "1. Preheat" -> "1, Preheat": a full stop after the number would end a sentence there.
-            line = f"{m.group(1)}, {line[m.end() :]}"
-            own_line = True
-        elif line[0] == "|":
-            if set(line) <= _TABLE_SEPARATOR_CHARS:
-                continue
-            line = ", ".join(cell for cell in (c.strip() for c in line.strip("|").split("|")) if cell)
-            own_line = True
-        line = _inline_markdown(line)
-        if not line:
-            continue
-        if own_line:
-            end_paragraph()
-            out.append(line)
-        elif paragraph and paragraph[-1][-1] not in _LINE_END_PUNCTUATION and line[0].islower():
-            paragraph.append(line)
-        else:
-            end_paragraph()
-            paragraph.append(line)
-    end_paragraph()
-    return "\n".join(out)
-
-
-def _strip_html_comments(text: str) -> str:
-    # A manual scan, not a regex: an unclosed "<!--" must not make every later "<!--" rescan the text.
-    out: list[str] = []
-    pos = 0
-    while (start := text.find("<!--", pos)) >= 0:
-        end = text.find("-->", start + 4)
-        if end < 0:
-            break  # unclosed: no later comment can close either, keep the rest as text
-        out.append(text[pos:start])
-        out.append(" ")
-        pos = end + 3
-    out.append(text[pos:])
-    return "".join(out)
-
-
-def _inline_markdown(line: str) -> str:
-    """Links and images to their text, autolinks to their address, HTML tags dropped."""
-    if "[" in line:
-        line = _strip_links(line)
-    if "<" in line:
-        line = _AUTOLINK_RE.sub(r"\1", line)
-        line = _HTML_TAG_RE.sub(" ", line)
-    return line.strip()
-
-
-def _strip_links(line: str) -> str:
-    """``[text](url)`` and ``![alt](src)`` -> the text; ``[text]`` -> text. Nesting is handled by a
-    stack of open brackets, and the scan only moves forward, so it is linear."""
-    parts: list[str] = []
-    openers: list[int] = []
-    pos = 0
-    while m := _LINK_TOKEN_RE.search(line, pos):
-        parts.append(line[pos : m.start()])
-        pos = m.end()
-        if m.group() != "]":
-            openers.append(len(parts))
-            parts.append(m.group())
-            continue
-        if not openers:
-            parts.append("]")
-            continue
-        parts[openers.pop()] = ""
-        if dest := _LINK_DEST_RE.match(line, pos):
-            pos = dest.end()
-    for index in openers:
-        parts[index] = " "  # an unmatched "[" or "![" is not punctuation
-    parts.append(line[pos:])
-    return "".join(parts)
-
-
-_TIMES_RE = re.compile(r"(?<=[0-9]) ?\* ?(?=[0-9])")
-
-
-def _strip_inline_markup(text: str) -> str:
-    """Inline code backticks, emphasis and strikethrough markers."""
-    if "`" in text:
-        text = text.replace("`", "")
-    if "~~" in text:
-        text = text.replace("~~", "")
-    if "*" in text:
-        text = _TIMES_RE.sub(" times ", text).replace("*", "")
-    if "_" in text:
-        # "_emphasis_" and snake_case alike: a space reads right for both.
-        text = text.replace("_", " ")
-    return text
-
-
-# --------------------------------------------------------------------------------------------------
-# URLs, emails, phone numbers
-# --------------------------------------------------------------------------------------------------
-
-# Each alternative starts only where a run of the characters it scans begins (the look-behinds), so no
-# run is scanned twice: "a.a.a..." or "a@a@a@..." cost one pass, not one pass per character.
-_ADDRESS_RE = re.compile(
-    r"(?P<email>(?<![\w.+-])(?:mailto:)?[\w.+-]++@[\w-]++(?:\.[\w-]++)++)"
-    r"|(?P<url>(?<![\w@/.:-])(?:(?i:https?|ftp)://|(?i:www)\.)[^\s<>\"`]++)"
-    r"|(?P<domain>(?<![\w@/.:-])[A-Za-z0-9-]++(?:\.[A-Za-z0-9-]++)++(?:/[^\s<>\"`]*+)?)"
-)
-_TLDS = frozenset(
-    [
-        "com",
-        "org",
-        "net",
-        "edu",
-        "gov",
-        "mil",
-        "int",
-        "io",
-        "ai",
-        "dev",
-        "app",
-        "co",
-        "uk",
-        "us",
-        "ca",
-        "au",
-        "de",
-        "fr",
-        "nl",
-        "eu",
-        "ch",
-        "se",
-        "es",
-        "it",
-        "jp",
-        "cn",
-        "in",
-        "ru",
-        "br",
-        "info",
-        "biz",
-        "tv",
-        "ly",
-        "gg",
-        "me",
-        "xyz",
-        "tech",
-        "online",
-        "site",
-        "blog",
-        "news",
-    ]
-)
-_ADDRESS_TOKEN_RE = re.compile(r"[^\W_]++|.", re.DOTALL)
-_ADDRESS_SYMBOLS = {
-    ".": "dot",
-    "/": "slash",
-    ":": "colon",
-    "@": "at",
-    "-": "dash",
-    "_": "underscore",
-    "?": "question mark",
-    "=": "equals",
-    "&": "and",
-    "#": "hash",
-    "~": "tilde",
-    "%": "percent",
-    "+": "plus",
-}
-_SCHEME_RE = re.compile(r"(?i:https?|ftp)://")
-_TRAILING_URL_PUNCTUATION = ".,;:!?'\")]}"
-
-
-def _spell_address(address: str) -> str:
-    words = []
-    for token in _ADDRESS_TOKEN_RE.findall(address):
-        if token[0].isalnum():
-            words.append(token)
-        elif word := _ADDRESS_SYMBOLS.get(token):
-            words.append(word)
-    return " ".join(words)
-
-
-def _split_trailing_punctuation(url: str) -> tuple[str, str]:
-    """Sentence punctuation after a URL is not part of it; a ")" is, when it closes a "(" inside."""
-    end = len(url)
-    opens = url.count("(")
-    closes = url.count(")")
-    while end and url[end - 1] in _TRAILING_URL_PUNCTUATION:
-        if url[end - 1] == ")":
-            if closes <= opens:
-                break
-            closes -= 1
-        end -= 1
-    return url[:end], url[end:]
-
-
-def _speak_addresses(text: str, opts: NormalizationOptions) -> str:
-    if "." not in text and "@" not in text and "://" not in text:
-        return text
-
-    def speak(m: re.Match[str]) -> str:
-        whole = m.group()
-        if m.group("email") is not None:
-            if not opts.email_normalization:
-                return whole
-            address = whole[7:] if whole.startswith("mailto:") else whole
-            return f" {_spell_address(address)} "
-        if not opts.url_normalization:
-            return whole
-        url, trailing = _split_trailing_punctuation(whole)
-        if m.group("domain") is not None:
-            host = url.split("/", 1)[0]
-            if host.rsplit(".", 1)[-1].lower() not in _TLDS:
-                return whole
-        if scheme := _SCHEME_RE.match(url):
-            url = url[scheme.end() :]
-        url = url.rstrip("/")
-        prefix = ""
-        if url[:4].lower() == "www.":
-            prefix, url = "w w w dot ", url[4:]
-        return f" {prefix}{_spell_address(url)}{trailing} "
-
-    return _ADDRESS_RE.sub(speak, text)
-
-
-_PHONE_RE = re.compile(
-    r"(?<![\w+.-])(?P<cc>\+?1[-. ])?(?:\((?P<area1>[0-9]{3})\) ?|(?P<area2>[0-9]{3})[-.])"
-    r"(?P<exchange>[0-9]{3})[-.](?P<line>[0-9]{4})(?![\w-])"
-)
-
-
-def _speak_phone(m: re.Match[str]) -> str:
-    groups = []
-    if cc := m.group("cc"):
-        groups.append(("plus " if cc.startswith("+") else "") + "one")
-    groups.append(_digit_words(m.group("area1") or m.group("area2")))
-    groups.append(_digit_words(m.group("exchange")))
-    groups.append(_digit_words(m.group("line")))
-    return ", ".join(groups)
-
 
 # Contractions are spelled out before G2P: espeak reads "how're" as "harry". "'s" is left alone (is,
 # has or a possessive: only the reader knows), and "'d" becomes "would" (far more common than "had").
@@ -884,9 +324,9 @@ def _render_number(m: re.Match[str], text: str, opts: NormalizationOptions) -> _
     if m.group("date") is not None:
         year, month, day = int(m.group("year")), int(m.group("month")), int(m.group("day"))
         if 1 <= month <= 12 and 1 <= day <= 31:
-            words = f"{_MONTHS[month - 1]} {_map_last_word(_cardinal(day), _ordinalize)}, {_year(year)}"
+            words = f"{_MONTHS[month - 1]} {map_last_word(cardinal(day), ordinalize)}, {year_words(year)}"
         else:
-            words = f"{_cardinal(year)}, {_cardinal(month)}, {_cardinal(day)}"
+            words = f"{cardinal(year)}, {cardinal(month)}, {cardinal(day)}"
         return _Rendered(words, m.end(), rangeable=False)
     if m.group("fraction") is not None:
         numerator, denominator = int(m.group("numerator")), int(m.group("denominator"))
@@ -894,17 +334,17 @@ def _render_number(m: re.Match[str], text: str, opts: NormalizationOptions) -> _
             if denominator in _FRACTION_NAMES:
                 name = _FRACTION_NAMES[denominator][numerator != 1]
             else:
-                name = _map_last_word(_cardinal(denominator), _ordinalize)
-                name = name if numerator == 1 else _pluralize(name)
-            words = f"{_cardinal(numerator)} {name}"
+                name = map_last_word(cardinal(denominator), ordinalize)
+                name = name if numerator == 1 else pluralize(name)
+            words = f"{cardinal(numerator)} {name}"
         else:
-            words = f"{_cardinal(numerator)} slash {_cardinal(denominator)}"
+            words = f"{cardinal(numerator)} slash {cardinal(denominator)}"
         return _Rendered(words, m.end(), rangeable=False)
     if m.group("dotted") is not None:
         parts = m.group("dotted").split(".")
         # Four numbers are an IP address ("dot"); fewer are a version ("point").
         joiner = " dot " if len(parts) == 4 else " point "
-        return _Rendered(joiner.join(_integer_words(p) for p in parts), m.end(), rangeable=False)
+        return _Rendered(joiner.join(integer_words(p) for p in parts), m.end(), rangeable=False)
     vulgar = _VULGAR_FRACTIONS[m.group("vulgar")]
     after_digit = m.start() > 0 and text[m.start() - 1].isdigit()
     return _Rendered(f"and {vulgar}" if after_digit else vulgar, m.end(), rangeable=False)
@@ -913,28 +353,28 @@ def _render_number(m: re.Match[str], text: str, opts: NormalizationOptions) -> _
 def _bare_integer_words(int_text: str) -> str:
     """Words for an integer standing alone: four digits in 1100-1999 or 2000-2099 read as a year."""
     if len(int_text) == 4 and ("1100" <= int_text <= "1999" or "2000" <= int_text <= "2099"):
-        return _year(int(int_text))
-    return _integer_words(int_text.replace(",", "") if "," in int_text else int_text)
+        return year_words(int(int_text))
+    return integer_words(int_text.replace(",", "") if "," in int_text else int_text)
 
 
 def _render_time(m: re.Match[str], text: str) -> _Rendered:
     hour, minute = int(m.group("hour")), int(m.group("minute"))
     if hour > 24:
-        words = f"{_cardinal(hour)} {_cardinal(minute)}"
+        words = f"{cardinal(hour)} {cardinal(minute)}"
         return _Rendered(words, m.end(), rangeable=False)
     end = m.end()
     ampm = _AMPM_RE.match(text, end)
-    words = _cardinal(hour)
+    words = cardinal(hour)
     if minute == 0:
         if not ampm:
             words += " o'clock" if hour <= 12 else " hundred"
     elif minute < 10:
-        words += f" oh {_ONES[minute]}"
+        words += f" oh {ONES[minute]}"
     else:
-        words += f" {_under_hundred(minute)}"
+        words += f" {under_hundred(minute)}"
     if m.group("second") is not None:
         seconds = int(m.group("second"))
-        words += f" and {_cardinal(seconds)} second{'' if seconds == 1 else 's'}"
+        words += f" and {cardinal(seconds)} second{'' if seconds == 1 else 's'}"
     if ampm:
         words, end = _append_ampm(words, ampm, text)
     return _Rendered(words, end)
@@ -966,21 +406,21 @@ def _render_plain_number(m: re.Match[str], text: str, opts: NormalizationOptions
             word, abbr = scale_m.group("word", "abbr")
             scale = word or _MONEY_SCALE_ABBREVIATIONS.get(abbr.lower(), "trillion")
             end = scale_m.end()
-        return _Rendered(negative + _money(currency[0], digits, frac, scale), end)
+        return _Rendered(negative + money(currency[0], digits, frac, scale), end)
 
     # One match finds whichever suffix follows; most numbers have none.
     suffix = _SUFFIX_RE.match(text, end)
     kind = suffix.lastgroup if suffix else None
     if suffix and kind == "postfix_currency":
-        words = _money(suffix.group("currency"), digits, frac, None)
+        words = money(suffix.group("currency"), digits, frac, None)
         return _Rendered(negative + words, suffix.end())
 
     is_int = frac is None
     is_one = is_int and digits.lstrip("0") == "1"
-    base = _integer_words(digits) if frac is None else _decimal_words(digits, frac)
+    base = integer_words(digits) if frac is None else decimal_words(digits, frac)
     if suffix:
         if kind == "ordinal" and is_int:
-            return _Rendered(negative + _map_last_word(base, _ordinalize), suffix.end(), rangeable=False)
+            return _Rendered(negative + map_last_word(base, ordinalize), suffix.end(), rangeable=False)
         if kind == "percent":
             return _Rendered(f"{negative}{base} percent", suffix.end())
         if kind == "degree":
@@ -1002,7 +442,7 @@ def _render_plain_number(m: re.Match[str], text: str, opts: NormalizationOptions
         decade = digits.endswith("0")
         # "1990's" is a decade; "2024's" is a possessive and keeps its "'s".
         if decade or not suffix.group("apostrophe"):
-            return _Rendered(_map_last_word(base, _pluralize), suffix.end(), decade=decade)
+            return _Rendered(map_last_word(base, pluralize), suffix.end(), decade=decade)
     return _Rendered(base, end)
 
 
