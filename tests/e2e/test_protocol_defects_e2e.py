@@ -354,3 +354,25 @@ def test_a_404_for_a_huge_job_id_does_not_echo_it(keyed: Server) -> None:
     )
     assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_job"
     assert len(r.content) < 1000
+
+
+# --- a final's confidence comes from the model ---------------------------------------------------------
+
+
+def test_a_finals_confidence_comes_from_the_model(limited: Server) -> None:
+    finals = []
+    for name in ("librispeech_1272-141231-0002.wav", "fleurs_en_007.wav"):
+        pcm = pcm16(next(u.path for u in utterances() if u.path.name == name))
+        with open_session(limited, "transcribe") as ws:
+            for i in range(0, len(pcm), 32000):
+                ws.send(pcm[i : i + 32000])
+            ws.send(json.dumps({"type": "end"}))
+            events, code = drain(ws)
+        assert code == 1000
+        finals += [
+            e["results"][0]["alternatives"][0]["confidence"]
+            for e in events
+            if e["type"] == "result" and e["results"][0]["is_final"]
+        ]
+    assert finals and all(0.0 < c <= 1.0 for c in finals)
+    assert len(set(finals)) > 1, f"one constant for every final: {finals}"  # it was always 0.9

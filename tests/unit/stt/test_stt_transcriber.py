@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
 import pytest
 
+from voxserve.audio.decode import PcmConverter
 from voxserve.engines.base import TranscribeOptions
+from voxserve.errors import VoxserveError
 from voxserve.runtime.messages import EngineSpec, SynthRequest
 from voxserve.runtime.pool import EnginePool
 from voxserve.stt.session import Final, Partial, SessionConfig
@@ -76,3 +79,39 @@ async def test_partials_are_skipped_not_queued_when_no_worker_is_free(pool: Engi
     assert t.skipped_partials >= 1
     assert not [e for e in events if isinstance(e, Partial)]
     assert len([e for e in events if isinstance(e, Final)]) == 1  # the final is never skipped
+
+
+async def test_client_audio_is_decoded_off_the_event_loop(pool: EnginePool) -> None:
+    # PCM decoding and resampling (a 256 KiB frame is seconds of audio) must not run on the loop.
+    events: list[Any] = []
+
+    async def emit(event: Any) -> None:
+        events.append(event)
+
+    t = Transcriber(pool, SessionConfig(), EnergyVad(), emit, options=TranscribeOptions())
+    loop_thread = threading.get_ident()
+    converter = PcmConverter("linear16", 48000)
+    threads: list[int] = []
+
+    def convert(data: bytes) -> np.ndarray:
+        threads.append(threading.get_ident())
+        return converter(data)
+
+    pcm = (tone(1.0).repeat(3) * 32767).astype("<i2").tobytes()  # 1 s at 48 kHz
+    fed = await t.feed_encoded(pcm, convert)
+    await t.finish(timeout_s=20)
+    await t.close()
+    assert threads and loop_thread not in threads
+    assert 15000 < fed <= 16000  # resampled to 16 kHz (the filter holds its last few ms back)
+    assert t.samples_in == fed
+
+
+async def test_bad_client_audio_raises_and_feeds_nothing(pool: EnginePool) -> None:
+    async def emit(event: Any) -> None:
+        raise AssertionError(f"no event expected, got {event!r}")
+
+    t = Transcriber(pool, SessionConfig(), EnergyVad(), emit, options=TranscribeOptions())
+    with pytest.raises(VoxserveError) as info:
+        await t.feed_encoded(b"\x00\x01\x02", PcmConverter("linear16", 16000))  # half a sample
+    assert info.value.code == "misaligned_pcm" and t.samples_in == 0
+    await t.close()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -264,3 +266,22 @@ async def test_a_pause_alone_is_still_heard() -> None:
     h.session.push("🎉")  # nothing to speak and no pause: skipped
     await h.finish()
     assert h.planned == [("Hello.",), (Pause(0.5, 0, 13),)]
+
+
+async def test_fragments_are_normalised_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Number and date expansion is text work of unbounded cost: it must not run on the loop.
+    import voxserve.tts.stream as stream_module
+
+    threads: list[int] = []
+    real_plan_piece = stream_module.plan_piece
+
+    def plan_piece(*args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.get_ident())
+        return real_plan_piece(*args, **kwargs)
+
+    monkeypatch.setattr(stream_module, "plan_piece", plan_piece)
+    h = Harness()
+    h.session.push("It costs $12.50 today. ")
+    await h.finish()
+    assert h.spoken == ["It costs twelve dollars and fifty cents today."]
+    assert threads and threading.get_ident() not in threads
