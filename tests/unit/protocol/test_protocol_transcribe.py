@@ -37,7 +37,7 @@ def _error(call: Callable[[], object]) -> tuple[str, str]:
 DOC_SERVER = [
     TranscribeReady(16000, "linear16", 262144, 60.0, 3600.0),
     ResultEvent.single("to be or not", is_final=False, stability=0.5, end_s=2.48, confidence=0.0),
-    ResultEvent.single("To be or not to be.", is_final=True, end_s=3.2, confidence=0.9),
+    ResultEvent.single("To be or not to be.", is_final=True, end_s=3.2, confidence=0.87),
     SpeechEvent(SPEECH_ACTIVITY_BEGIN, 0.42),
     LagEvent(1300, 2),
     ErrorEvent("invalid_base64", "audio must be valid base64"),
