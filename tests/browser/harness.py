@@ -26,7 +26,9 @@ from tests.timing import scaled
 CHROMIUM = Path(os.environ.get("VOXSERVE_CHROMIUM", "/usr/bin/chromium"))
 MIC_RATE = 44100  # what Chromium's fake capture device runs at: no resampling there
 LEAD_SILENCE_S = 1.0
-TAIL_SILENCE_S = 10.0  # the fake device loops the file: room for the last final first
+# The fake device loops the file: room for the last final first. A slower machine (a larger
+# VOXSERVE_TEST_TIME_SCALE) gets more room, so the server can catch up before the words repeat.
+TAIL_SILENCE_S = scaled(10.0)
 
 # A small server: one TTS engine and one Whisper model keep start-up and CPU use down.
 SERVER_ENV = {

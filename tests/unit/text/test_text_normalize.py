@@ -299,7 +299,9 @@ def test_pathological_input_is_linear(name: str) -> None:
             gc.enable()
     # Loose bounds on CPU time, so as not to be flaky: the targets are < 0.5 s and a ratio of about 4.
     assert full < scaled(1.0), f"{name}: {full:.3f}s for {len(text)} characters"
-    assert full <= 6 * small + 0.02, f"{name}: 4x the input took {full / small:.1f}x the time"
+    # 4x the input: linear work costs ~4x, a quadratic pass 16x; 8x leaves room for a shared CPU's
+    # cache and frequency noise (a loaded run measured 6.7x on CPU time).
+    assert full <= 8 * small + 0.02, f"{name}: 4x the input took {full / small:.1f}x the time"
 
 
 @pytest.mark.parametrize(
