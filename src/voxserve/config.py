@@ -18,7 +18,16 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["DEFAULT_VOICE_ALIASES", "EngineName", "Settings"]
+__all__ = [
+    "ANY_ENGINE_MODEL",
+    "DEFAULT_VOICE_ALIASES",
+    "OPENAI_STT_MODELS",
+    "OPENAI_TTS_MODELS",
+    "REALTIME_ONLY_STT_MODELS",
+    "EngineName",
+    "Settings",
+    "check_model_aliases",
+]
 
 EngineName = Literal["piper", "espeak", "kokoro"]
 _ALL_ENGINES: tuple[EngineName, ...] = ("piper", "espeak", "kokoro")
@@ -41,6 +50,62 @@ DEFAULT_VOICE_ALIASES: dict[str, str] = {
     "marin": "kokoro/jf_tebukuro",
     "cedar": "kokoro/jm_kumo",
 }
+
+
+# Model names (runtime/registry.py resolves them; they live here so settings can be checked against them).
+OPENAI_STT_MODELS = (
+    "gpt-transcribe",
+    "gpt-realtime-whisper",
+    "gpt-live-transcribe",
+    "gpt-4o-transcribe",
+    "gpt-4o-mini-transcribe",
+    "whisper-1",
+)
+"""The transcription model names OpenAI's clients send; each is served by ``stt_default_model``
+(unless ``model_aliases`` maps it to another served model)."""
+
+REALTIME_ONLY_STT_MODELS = frozenset({"gpt-realtime-whisper", "gpt-live-transcribe"})
+"""OpenAI's realtime-only transcription models: at OpenAI they have no server turn detection (the
+client commits). Whether a name is one of them is decided on the name the client sent."""
+
+OPENAI_TTS_MODELS = (
+    "tts-1",
+    "tts-1-hd",
+    "gpt-4o-mini-tts",
+    "gpt-4o-mini-tts-2025-03-20",
+    "gpt-4o-mini-tts-2025-12-15",
+)
+"""The speech model names OpenAI's clients send; each lets the voice pick the engine."""
+
+ANY_ENGINE_MODEL = "voxserve"
+"""voxserve's own speech model name: the voice picks the engine."""
+
+
+def check_model_aliases(settings: Settings) -> None:
+    """Raise ``ValueError`` naming ``model_aliases`` for an alias that serves nothing: its target must
+    be a served model (a Whisper model id or OpenAI transcription name; an enabled engine, ``voxserve``
+    or an OpenAI speech name), not another alias, and an alias may not shadow a served model id. An
+    OpenAI name may be re-pointed, but only to a model of its own kind."""
+    stt = {*settings.stt_model_ids(), *OPENAI_STT_MODELS}
+    tts = {*OPENAI_TTS_MODELS, ANY_ENGINE_MODEL, *settings.engines}
+    own_ids = {*settings.stt_model_ids(), ANY_ENGINE_MODEL, *settings.engines}
+    for alias, target in settings.model_aliases.items():
+        where = f"model_aliases (VOXSERVE_MODEL_ALIASES): {alias!r} -> {target!r}"
+        if not alias.strip() or len(alias) > 128:
+            raise ValueError(f"{where}: an alias is a non-empty name of at most 128 characters")
+        if alias in own_ids:
+            raise ValueError(f"{where}: {alias!r} is already a served model id and cannot be an alias")
+        if target in settings.model_aliases:
+            raise ValueError(f"{where}: {target!r} is itself an alias; name the served model")
+        if target not in stt and target not in tts:
+            raise ValueError(
+                f"{where}: {target!r} is not a served model; the target must be one of "
+                f"{', '.join(sorted(stt | tts))}"
+            )
+        if alias in OPENAI_STT_MODELS and target not in stt:
+            raise ValueError(f"{where}: {alias!r} is a transcription model name: map it to one")
+        if alias in OPENAI_TTS_MODELS and target not in tts:
+            raise ValueError(f"{where}: {alias!r} is a speech model name: map it to one")
 
 
 def _is_loopback(host: str) -> bool:
@@ -170,10 +235,32 @@ class Settings(BaseSettings):
     stt_model_paths: dict[str, Path] = Field(
         default_factory=dict, description="More models: id → CTranslate2 Whisper folder."
     )
-    stt_default_model: str = Field("tiny.en", description="Model behind whisper-1 and the streaming routes.")
+    stt_default_model: str = Field(
+        "tiny.en", description="Model behind OpenAI's transcription names and the streaming routes."
+    )
+    model_aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description="More model names (JSON: alias → served STT or TTS model id), checked at start-up.",
+    )
     stt_workers: int = Field(2, ge=1, le=64, description="Worker processes per STT model.")
     stt_threads_per_worker: int = Field(1, ge=1, le=64, description="Inference threads per STT worker.")
     stt_beam_size: int = Field(1, ge=1, le=10, description="Beam size (1 is greedy: fastest).")
+    max_keywords: int = Field(
+        100, ge=0, le=1000, description="Keywords a transcription request may give (400 too_many_keywords)."
+    )
+    max_keyword_chars: int = Field(
+        50, ge=1, le=1000, description="Characters in one keyword (400 keyword_too_long above)."
+    )
+    max_keywords_total_chars: int = Field(
+        600,
+        ge=1,
+        le=100_000,
+        description="Characters of all keywords, joined by ', ' (400 keywords_too_long above); Whisper "
+        "reads at most 223 tokens of them.",
+    )
+    max_languages: int = Field(
+        20, ge=1, le=100, description="Languages a transcription request may list (400 too_many_languages)."
+    )
     max_upload_bytes: int = Field(26_214_400, ge=1024, description="Largest upload (413 above).")
     max_audio_seconds: float = Field(1800.0, gt=0, description="Longest decoded upload (413 above).")
 
@@ -308,6 +395,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"stt_default_model {self.stt_default_model!r} is not in stt_models or stt_model_paths"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _model_aliases_served(self) -> Settings:
+        check_model_aliases(self)
         return self
 
     @field_validator("output_sample_rate")

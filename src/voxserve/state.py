@@ -13,13 +13,11 @@ from dataclasses import dataclass, field
 from voxserve.config import Settings
 from voxserve.observability import LoopLagProbe, Metrics
 from voxserve.runtime.admission import Admission
-from voxserve.runtime.registry import OPENAI_STT_MODELS, EngineRegistry
+from voxserve.runtime.registry import OPENAI_TTS_MODELS, EngineRegistry, stt_model_names, tts_model_names
 from voxserve.stt.vad import SharedVad
 from voxserve.tts.jobs import SpeechJobs
 
 __all__ = ["OPENAI_TTS_MODELS", "AppState"]
-
-OPENAI_TTS_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts", "gpt-4o-mini-tts-2025-12-15")
 
 
 @dataclass
@@ -45,9 +43,10 @@ class AppState:
         self.chat_admission = Admission(self.settings.max_chat_sessions)
 
     def model_ids(self) -> list[str]:
-        """Every model id the speech route accepts (OpenAI's names and the engine families)."""
-        return [*OPENAI_TTS_MODELS, "voxserve", *self.registry.pools]
+        """Every model name the speech routes accept (OpenAI's names, ``voxserve``, the engine
+        families and their aliases); ``registry.tts_engine`` resolves one."""
+        return tts_model_names(self.settings, self.registry.pools)
 
     def stt_model_ids(self) -> list[str]:
-        """Every model id the transcription routes accept."""
-        return [*OPENAI_STT_MODELS, *self.registry.stt_pools]
+        """Every model name the transcription routes accept; ``registry.stt_model_id`` resolves one."""
+        return stt_model_names(self.settings, self.registry.stt_pools)

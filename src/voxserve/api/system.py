@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from voxserve.api.state import get_state
-from voxserve.errors import UnknownModel
+from voxserve.runtime.registry import unknown_model
 
 __all__ = ["router"]
 
@@ -49,18 +49,23 @@ def _model(model_id: str) -> dict[str, object]:
     return {"id": model_id, "object": "model", "created": _CREATED, "owned_by": "voxserve"}
 
 
+def _model_names(request: Request) -> list[str]:
+    state = get_state(request)
+    return list(dict.fromkeys([*state.model_ids(), *state.stt_model_ids()]))
+
+
 @router.get("/v1/models", tags=["models"])
 async def list_models(request: Request) -> JSONResponse:
-    state = get_state(request)
-    ids = [*state.model_ids(), *state.stt_model_ids()]
-    return JSONResponse({"object": "list", "data": [_model(m) for m in ids]})
+    """Every model name accepted: speech (OpenAI's names, ``voxserve``, the engines), transcription
+    (OpenAI's names, the Whisper model ids) and the ``model_aliases``."""
+    return JSONResponse({"object": "list", "data": [_model(m) for m in _model_names(request)]})
 
 
 @router.get("/v1/models/{model_id}", tags=["models"])
 async def get_model(model_id: str, request: Request) -> JSONResponse:
-    state = get_state(request)
-    if model_id not in (*state.model_ids(), *state.stt_model_ids()):
-        raise UnknownModel(f"model {model_id!r} is not served here", param="model")
+    names = _model_names(request)
+    if model_id not in names:
+        raise unknown_model(model_id, None, names)
     return JSONResponse(_model(model_id))
 
 

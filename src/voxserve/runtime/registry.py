@@ -1,4 +1,11 @@
-"""All engine pools of one server, and voice resolution across them.
+"""All engine pools of one server, and model and voice resolution across them.
+
+Model names: a transcription request may name a served Whisper model id (``tiny.en``), one of the
+names OpenAI's clients send (:data:`OPENAI_STT_MODELS`, all served by ``stt_default_model``) or an
+alias from ``model_aliases``; a speech request may name one of OpenAI's TTS names
+(:data:`OPENAI_TTS_MODELS`) or ``voxserve`` (any engine), an engine family (``kokoro``: pins the
+engine) or an alias. :meth:`EngineRegistry.stt_model_id` and :meth:`EngineRegistry.tts_engine` are the
+one place those names are resolved; anything else is ``model_not_found`` with the accepted names.
 
 Voice ids are namespaced (``piper/en_US-joe-medium``, ``kokoro/jf_alpha``, ``espeak/en-us``). A request
 may also name an OpenAI voice (mapped through the alias table), a bare engine-local name, or a Kokoro
@@ -12,24 +19,117 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import Any
 
-from voxserve.config import Settings
+from voxserve.config import (
+    ANY_ENGINE_MODEL,
+    OPENAI_STT_MODELS,
+    OPENAI_TTS_MODELS,
+    REALTIME_ONLY_STT_MODELS,
+    Settings,
+    check_model_aliases,
+)
 from voxserve.engines.base import VoiceInfo
 from voxserve.engines.catalog import split_voice_id
 from voxserve.errors import UnknownModel, UnknownVoice
 from voxserve.runtime.messages import Done, EngineSpec
 from voxserve.runtime.pool import EnginePool
 
-__all__ = ["OPENAI_STT_MODELS", "EngineRegistry", "ResolvedVoice"]
+__all__ = [
+    "ANY_ENGINE_MODEL",
+    "OPENAI_STT_MODELS",
+    "OPENAI_TTS_MODELS",
+    "REALTIME_ONLY_STT_MODELS",
+    "EngineRegistry",
+    "ResolvedVoice",
+    "check_model_aliases",
+    "is_realtime_only",
+    "resolve_stt_model",
+    "resolve_tts_model",
+    "stt_model_names",
+    "tts_model_names",
+    "unknown_model",
+]
 
-OPENAI_STT_MODELS = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe")
+_MAX_LISTED_CHARS = 400
+"""How much of the accepted names a ``model_not_found`` message lists."""
 
 _log = logging.getLogger("voxserve.registry")
 
 _BLEND_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
+
+
+def _stt_aliases(settings: Settings, served: Collection[str]) -> dict[str, str]:
+    return {a: t for a, t in settings.model_aliases.items() if t in served or t in OPENAI_STT_MODELS}
+
+
+def _tts_aliases(settings: Settings, engines: Collection[str]) -> dict[str, str]:
+    tts = {*OPENAI_TTS_MODELS, ANY_ENGINE_MODEL, *engines}
+    return {a: t for a, t in settings.model_aliases.items() if t in tts}
+
+
+def stt_model_names(settings: Settings, served: Iterable[str]) -> list[str]:
+    """Every name the transcription routes accept: OpenAI's names, the served model ids, the aliases
+    of transcription models (in that order, without repeats)."""
+    served = list(served)
+    return list(dict.fromkeys([*OPENAI_STT_MODELS, *served, *_stt_aliases(settings, served)]))
+
+
+def tts_model_names(settings: Settings, engines: Iterable[str]) -> list[str]:
+    """Every name the speech routes accept: OpenAI's names, ``voxserve``, the engine families, the
+    aliases of speech models."""
+    engines = list(engines)
+    names = [*OPENAI_TTS_MODELS, ANY_ENGINE_MODEL, *engines, *_tts_aliases(settings, engines)]
+    return list(dict.fromkeys(names))
+
+
+def unknown_model(name: object, kind: str | None, accepted: list[str]) -> UnknownModel:
+    """``model_not_found`` for ``name``, listing the accepted names (up to about 400 characters)."""
+    listed: list[str] = []
+    size = 0
+    for accepted_name in accepted:
+        size += len(accepted_name) + 2
+        if size > _MAX_LISTED_CHARS:
+            listed.append(f"and {len(accepted) - len(listed)} more")
+            break
+        listed.append(accepted_name)
+    shown = repr(name[:100] + "…" if isinstance(name, str) and len(name) > 100 else name)
+    what = f"a {kind} model " if kind else ""
+    return UnknownModel(
+        f"model {shown} is not {what}served here; accepted: {', '.join(listed)} "
+        "(GET /v1/models lists the models)",
+        param="model",
+    )
+
+
+def resolve_stt_model(settings: Settings, served: Collection[str], name: str) -> str:
+    """The served Whisper model id behind a transcription model name (``model_not_found`` if none)."""
+    if isinstance(name, str):
+        target = settings.model_aliases.get(name, name)
+        if target in served:
+            return target
+        if target in OPENAI_STT_MODELS:
+            return settings.stt_default_model
+    raise unknown_model(name, "transcription", stt_model_names(settings, served))
+
+
+def resolve_tts_model(settings: Settings, engines: Collection[str], name: str) -> str | None:
+    """The engine a speech model name pins (``None``: the voice picks it); ``model_not_found`` for a
+    name that is not a speech model served here."""
+    if isinstance(name, str):
+        target = settings.model_aliases.get(name, name)
+        if target in engines:
+            return target
+        if target in OPENAI_TTS_MODELS or target == ANY_ENGINE_MODEL:
+            return None
+    raise unknown_model(name, "speech", tts_model_names(settings, engines))
+
+
+def is_realtime_only(settings: Settings, name: str) -> bool:
+    """Whether a transcription model name is (or is an alias of) one of OpenAI's realtime-only models."""
+    return name in REALTIME_ONLY_STT_MODELS or settings.model_aliases.get(name) in REALTIME_ONLY_STT_MODELS
 
 
 class ResolvedVoice:
@@ -164,15 +264,32 @@ class EngineRegistry:
             f"unknown voice {requested!r}; GET /v1/audio/voices lists the voices", param="voice"
         )
 
+    def stt_model_id(self, name: str) -> str:
+        """The served Whisper model id behind a transcription model name: a served id, one of
+        OpenAI's names (the default model) or an alias; ``model_not_found`` (404) otherwise."""
+        return resolve_stt_model(self.settings, self.stt_pools, name)
+
     def stt_pool(self, model: str) -> EnginePool:
-        """The pool of an STT model id; OpenAI's names map to the default model (404 otherwise)."""
-        model_id = self.settings.stt_default_model if model in OPENAI_STT_MODELS else model
-        try:
-            return self.stt_pools[model_id]
-        except KeyError:
-            raise UnknownModel(
-                f"model {model!r} is not served here; GET /v1/models lists the models", param="model"
-            ) from None
+        """The pool behind a transcription model name (see :meth:`stt_model_id`)."""
+        return self.stt_pools[self.stt_model_id(model)]
+
+    def realtime_only(self, name: str) -> bool:
+        """Whether a transcription model name is one of OpenAI's realtime-only models (or an alias of
+        one): no server turn detection by default, the client commits."""
+        return is_realtime_only(self.settings, name)
+
+    def tts_engine(self, name: str) -> str | None:
+        """The engine a speech model name pins (``kokoro``, or an alias of it), ``None`` for a name
+        that lets the voice pick (OpenAI's names, ``voxserve``); ``model_not_found`` (404) otherwise."""
+        return resolve_tts_model(self.settings, self.pools, name)
+
+    def stt_model_names(self) -> list[str]:
+        """Every transcription model name accepted (``GET /v1/models`` lists them)."""
+        return stt_model_names(self.settings, self.stt_pools)
+
+    def tts_model_names(self) -> list[str]:
+        """Every speech model name accepted."""
+        return tts_model_names(self.settings, self.pools)
 
     def stats(self) -> dict[str, Any]:
         out = {engine: pool.stats() for engine, pool in self.pools.items()}
