@@ -16,9 +16,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tests.fuzzing import fuzz_settings
 
-from voxserve.audio.decode import PCM_ENCODINGS, PcmConverter, decode_audio, decode_base64, decode_pcm
+from voxserve.audio.decode import PCM_ENCODINGS, PcmConverter, decode_audio, decode_pcm
 from voxserve.audio.encode import make_encoder
 from voxserve.errors import VoxserveError
+from voxserve.protocol.json import decode_base64
 
 _MAX_SECONDS = 5.0
 
