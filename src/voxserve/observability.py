@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-__all__ = ["LoopLagProbe", "Metrics"]
+__all__ = ["LoopLagProbe", "Metrics", "RepeatLimiter"]
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0)
 _LAG_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
@@ -81,6 +82,20 @@ class Metrics:
             ["state"],
             registry=r,
         )
+        self.ws_errors = Counter(
+            "voxserve_ws_errors_total",
+            "WebSocket error events sent, and closes with an error code (a close that follows an error "
+            "event counts once, under the event's code; a bare close counts as close_<code> or its "
+            "reason), by code and route.",
+            ["code", "route"],
+            registry=r,
+        )
+        self.http_errors = Counter(
+            "voxserve_http_errors_total",
+            "HTTP error responses (status 400 and above) by error code, route template and status.",
+            ["code", "route", "status"],
+            registry=r,
+        )
         self.speech_job_bytes = Gauge(
             "voxserve_speech_job_bytes",
             "Bytes in speech job files (bounded by max_job_storage_bytes).",
@@ -95,6 +110,57 @@ class Metrics:
             self.speech_jobs.labels(name).set(count)
         self.speech_job_bytes.set(job_bytes)
         return bytes(generate_latest(self.registry))
+
+
+class RepeatLimiter:
+    """Logs a line per key at most once per ``interval_s``: the lines held back in between are counted
+    and named on the next line that goes out (``(3 more)``), or by :meth:`flush`. Counting metrics is
+    the caller's job: a metric always counts, only the log is limited. At most ``max_keys`` keys are
+    remembered (the oldest is forgotten first), so a flood of distinct keys cannot grow it."""
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        interval_s: float = 10.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = 256,
+    ) -> None:
+        self.logger = logger
+        self.interval_s = interval_s
+        self.clock = clock
+        self.max_keys = max_keys
+        self._last: dict[Hashable, float] = {}
+        self._held: dict[Hashable, tuple[int, int, str]] = {}
+        """Per key: how many lines were held back, the highest level and the text of the last one."""
+
+    def log(self, key: Hashable, level: int, message: str) -> bool:
+        """Log ``message`` unless a line with ``key`` went out less than ``interval_s`` ago; return
+        whether it was logged."""
+        now = self.clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval_s:
+            count, top, _ = self._held.get(key, (0, level, message))
+            self._held[key] = (count + 1, max(top, level), message)
+            return False
+        held = self._held.pop(key, None)
+        if held is not None:
+            message = f"{message} ({held[0]} more)"
+        self._last.pop(key, None)
+        self._last[key] = now
+        while len(self._last) > self.max_keys:
+            oldest = next(iter(self._last))
+            del self._last[oldest]
+            self._held.pop(oldest, None)
+        self.logger.log(level, "%s", message)
+        return True
+
+    def flush(self) -> None:
+        """Log the lines still held back, one per key (at the end of what they belong to)."""
+        for count, level, message in self._held.values():
+            suffix = "" if count == 1 else f" ({count - 1} more)"
+            self.logger.log(level, "%s%s", message, suffix)
+        self._held.clear()
 
 
 class LoopLagProbe:

@@ -1,8 +1,17 @@
-"""One place that turns exceptions into OpenAI-shaped error responses."""
+"""One place that turns exceptions into OpenAI-shaped error responses, and counts and logs them.
+
+Every error response made here is counted in ``voxserve_http_errors_total{code,route,status}`` (the
+route's path template; ``unmatched`` for a path no route serves). Server failures (5xx) are logged at
+ERROR; a client's mistake with a voxserve error code (``model_not_found``, ``invalid_speed``, ...) at
+INFO, at most once per 10 s per code and route, the next line saying how many were held back. A path
+no route serves (404 ``not_found``) logs at DEBUG only: scanners would flood the log.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -10,10 +19,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from voxserve.errors import InvalidRequest, InvalidValue, RateLimited, Unavailable, VoxserveError
+from voxserve.observability import RepeatLimiter
 
-__all__ = ["error_response", "install_error_handlers"]
+__all__ = ["count_http_error", "error_response", "install_error_handlers"]
 
 _log = logging.getLogger("voxserve.api")
+
+REPEAT_INTERVAL_S = 10.0
+"""A client error with the same code on the same route is logged at most once per this many seconds."""
 
 # A stable code for the fields whose validation failures clients branch on.
 _PARAM_CODES = {
@@ -51,21 +64,54 @@ def _from_validation(exc: RequestValidationError) -> VoxserveError:
     return InvalidValue(message, code=code, param=param)
 
 
+def _route(scope: Mapping[str, Any]) -> str:
+    # The path template of the route that matched: a bounded set of labels, whatever paths clients try.
+    path = getattr(scope.get("route"), "path", None)
+    return path if isinstance(path, str) else "unmatched"
+
+
+def count_http_error(scope: Mapping[str, Any], status: int, code: str) -> None:
+    """Count an error response in ``voxserve_http_errors_total`` (for error responses made outside
+    these handlers too, such as the body-limit middleware's 413 and 408)."""
+    app = scope.get("app")
+    vox = getattr(getattr(app, "state", None), "vox", None)
+    metrics = getattr(vox, "metrics", None)
+    if metrics is not None:
+        metrics.http_errors.labels(code, _route(scope), str(status)).inc()
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    repeats = RepeatLimiter(_log, REPEAT_INTERVAL_S)
+
+    def client_error(request: Request, err: VoxserveError, status: int | None = None) -> None:
+        status = status or err.status
+        count_http_error(request.scope, status, err.code)
+        route = _route(request.scope)
+        message = err.message if len(err.message) <= 200 else err.message[:200] + "…"
+        level = logging.DEBUG if route == "unmatched" else logging.INFO
+        line = f"{request.method} {route}: {status} {err.code}: {message}"
+        repeats.log((err.code, route), level, line)
+
     @app.exception_handler(VoxserveError)
-    async def _voxserve(_: Request, exc: VoxserveError) -> JSONResponse:
+    async def _voxserve(request: Request, exc: VoxserveError) -> JSONResponse:
         if exc.status >= 500:
+            count_http_error(request.scope, exc.status, exc.code)
             _log.error("request failed: %s (%s)", exc.message, exc.code)
+        else:
+            client_error(request, exc)
         return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(_from_validation(exc))
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        err = _from_validation(exc)
+        client_error(request, err)
+        return error_response(err)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {404: "not_found", 405: "method_not_allowed"}
         err = InvalidRequest(str(exc.detail), code=codes.get(exc.status_code, "http_error"))
+        client_error(request, err, exc.status_code)
         return JSONResponse(err.to_dict(), status_code=exc.status_code)
 
     @app.exception_handler(Exception)
@@ -73,6 +119,7 @@ def install_error_handlers(app: FastAPI) -> None:
         # Log the details here; the client gets no stack trace and no paths, only the request id
         # that finds the traceback in the server's log.
         request_id = getattr(request.state, "request_id", None)
+        count_http_error(request.scope, 500, "internal_error")
         _log.exception("unexpected error (request id %s)", request_id)
         if request_id is None:
             return error_response(VoxserveError("internal server error"))
