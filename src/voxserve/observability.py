@@ -15,7 +15,26 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-__all__ = ["LoopLagProbe", "Metrics", "RepeatLimiter"]
+__all__ = ["LOG_FORMAT", "LoopLagProbe", "Metrics", "RepeatLimiter", "configure_logging"]
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(level: str = "info", stream: Any = None) -> logging.Handler | None:
+    """Send the ``voxserve.*`` loggers' lines at ``level`` and above to ``stream`` (stderr), as a
+    server's log. uvicorn configures only its own loggers, so without this the server's INFO lines
+    (a WebSocket's error events, a client's model_not_found) are dropped and its warnings come out
+    bare. Does nothing when the ``voxserve`` or the root logger already has a handler (the embedding
+    application configured logging); returns the handler added, if any."""
+    logger = logging.getLogger("voxserve")
+    logger.setLevel(level.upper())
+    if logger.handlers or logging.getLogger().handlers:
+        return None
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logger.addHandler(handler)
+    return handler
+
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0)
 _LAG_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)

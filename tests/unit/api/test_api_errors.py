@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 from types import SimpleNamespace
 
@@ -13,7 +14,7 @@ from pydantic import BaseModel
 
 from voxserve.api.errors import install_error_handlers
 from voxserve.errors import EngineFailure, UnknownModel
-from voxserve.observability import Metrics
+from voxserve.observability import Metrics, configure_logging
 
 
 class Body(BaseModel):
@@ -85,3 +86,29 @@ def test_an_app_without_metrics_still_answers() -> None:
         raise UnknownModel("no")
 
     assert TestClient(app).get("/x").status_code == 404
+
+
+def test_configure_logging_sends_voxserve_lines_to_the_servers_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    # uvicorn configures only its own loggers: without this, INFO lines of voxserve.* are dropped.
+    root, logger = logging.getLogger(), logging.getLogger("voxserve")
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(logger, "handlers", [])
+    monkeypatch.setattr(logger, "level", logger.level)
+    out = io.StringIO()
+    handler = configure_logging("info", out)
+    assert handler is not None
+    logging.getLogger("voxserve.ws").info("WebSocket /v1/realtime session 0a1b2c3d: error x: y")
+    logging.getLogger("voxserve.ws").debug("not at info")
+    assert configure_logging("info", out) is None  # once only
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].endswith(
+        "INFO voxserve.ws: WebSocket /v1/realtime session 0a1b2c3d: error x: y"
+    )
+
+
+def test_configure_logging_leaves_a_configured_application_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    root, logger = logging.getLogger(), logging.getLogger("voxserve")
+    monkeypatch.setattr(root, "handlers", [logging.NullHandler()])
+    monkeypatch.setattr(logger, "handlers", [])
+    monkeypatch.setattr(logger, "level", logger.level)
+    assert configure_logging("warning") is None and logger.level == logging.WARNING
