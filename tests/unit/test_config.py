@@ -80,7 +80,9 @@ def test_invalid_values_are_rejected(bad: dict[str, object]) -> None:
 def test_aliases_of_disabled_engines_fall_back_to_the_default_voice() -> None:
     s = Settings(engines=["piper"])
     assert set(s.voice_aliases.values()) == {"piper/en_US-joe-medium"}
-    assert Settings().voice_aliases["cedar"] == "kokoro/jm_kumo"
+    own = {"cedar": "kokoro/jm_kumo"}
+    assert Settings(voice_aliases=own).voice_aliases["cedar"] == "kokoro/jm_kumo"
+    assert Settings(voice_aliases=own, engines=["piper"]).voice_aliases["cedar"] == "piper/en_US-joe-medium"
 
 
 def test_default_voice_needs_its_engine() -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import Mapping
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from voxserve.api.state import get_state
+from voxserve.engines.base import VoiceInfo
 from voxserve.runtime.registry import unknown_model
 
 __all__ = ["router"]
@@ -21,12 +24,15 @@ _CREATED = int(time.time())
 async def list_voices(request: Request, legacy: bool = False) -> JSONResponse:
     """Every voice (Kokoro-FastAPI's shape: ``{"voices": [{"id", "name", ...}]}``) and the alias table.
 
-    ``?legacy=true`` returns plain id strings, as Kokoro-FastAPI did before v0.4.
+    ``aliases`` maps each alias (OpenAI's 13 voice names by default) to a voice id; ``alias_voices``
+    says, for each, which voice it gives: its id, engine and language (null when that voice is not
+    loaded). ``?legacy=true`` returns plain id strings, as Kokoro-FastAPI did before v0.4.
     """
     state = get_state(request)
     voices = await state.registry.voices()
     if legacy:
         return JSONResponse({"voices": [v.id for v in voices]})
+    by_id = {v.id: v for v in voices}
     return JSONResponse(
         {
             "voices": [
@@ -40,9 +46,26 @@ async def list_voices(request: Request, legacy: bool = False) -> JSONResponse:
                 for v in voices
             ],
             "aliases": state.settings.voice_aliases,
+            "alias_voices": [
+                _alias_voice(alias, target, by_id) for alias, target in state.settings.voice_aliases.items()
+            ],
             "default": state.settings.default_voice,
         }
     )
+
+
+def _alias_voice(alias: str, target: str, by_id: Mapping[str, VoiceInfo]) -> dict[str, object]:
+    """What ``alias`` gives; a blend (``kokoro/jf_alpha(2)+jm_kumo``) speaks its first voice's language."""
+    engine, _, name = target.partition("/")
+    # Kokoro names have no "-", so there it is the blend operator; Piper names do have one.
+    first = re.split(r"[+(-]" if engine == "kokoro" else r"[+(]", name, maxsplit=1)[0].strip()
+    info = by_id.get(target) or by_id.get(f"{engine}/{first}")
+    return {
+        "alias": alias,
+        "voice": target,
+        "engine": engine,
+        "language": info.language if info is not None else None,
+    }
 
 
 def _model(model_id: str) -> dict[str, object]:
