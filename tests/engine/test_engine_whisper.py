@@ -187,6 +187,42 @@ def test_invalid_options(tiny: WhisperEngine, options: TranscribeOptions, code: 
     assert (err.value.status, err.value.code, err.value.param) == (422, code, param)
 
 
+def test_keywords_are_spelled_as_given(tiny: WhisperEngine) -> None:
+    """tiny.en alone writes "Burkett Foster" and "idels"; with the keywords, the reference's words."""
+    audio = load("librispeech_1272-128104-0004_8k.wav")
+    plain = text_of(tiny, audio)
+    hinted = text_of(tiny, audio, TranscribeOptions(keywords=("Birket Foster", "idylls")))
+    assert "Birket" not in plain and "idylls" not in plain
+    assert "Birket Foster" in hinted and "idylls" in hinted
+
+
+def test_languages_on_an_english_only_model(tiny: WhisperEngine) -> None:
+    audio = load(FILES[0])
+    info, segments = tiny.transcribe(audio, TranscribeOptions(languages=("fr", "en")))
+    assert info.language == "en" and wer(by_name(FILES[0]).text, "".join(s.text for s in segments)) <= MAX_WER
+    with pytest.raises(InvalidValue) as err:
+        tiny.transcribe(audio, TranscribeOptions(languages=("fr",)))
+    assert (err.value.code, err.value.param) == ("unsupported_language", "languages")
+
+
+@needs_base
+def test_languages_restrict_detection_on_a_multilingual_model(tmp_path: Path) -> None:
+    engine = WhisperEngine("base", cache_dir=tmp_path)
+    audio = load(FILES[0])
+    info, _ = engine.transcribe(audio, TranscribeOptions(languages=("de", "fr")))
+    assert info.language in ("de", "fr")  # English speech, but only German or French may be picked
+    info, segments = engine.transcribe(audio, TranscribeOptions(languages=("en", "fr")))
+    assert info.language == "en" and wer(by_name(FILES[0]).text, "".join(s.text for s in segments)) <= MAX_WER
+
+
+def test_word_probabilities_are_the_models(tiny: WhisperEngine) -> None:
+    """What logprobs are made of: every word has a probability in (0, 1], not all of them 1."""
+    _, segments = tiny.transcribe(load(FILES[0]), TranscribeOptions(word_timestamps=True))
+    probabilities = [w.probability for s in segments for w in s.words]
+    assert probabilities and all(0 < p <= 1 for p in probabilities)
+    assert min(probabilities) < 0.99
+
+
 # ------------------------------------------------------------------------------- user folders
 
 

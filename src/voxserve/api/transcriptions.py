@@ -4,6 +4,13 @@ The upload is bounded by ``max_upload_bytes`` before it is read (middleware), de
 event loop and stopped at ``max_audio_seconds``, then transcribed by a Whisper worker. The first result
 (language detection) arrives before the response starts, so errors are JSON; ``stream=true`` answers
 with SSE ``transcript.text.delta`` events per segment and a ``transcript.text.done`` with the full text.
+
+``gpt-transcribe``'s hints are taken as OpenAI's client sends them (``keywords[]``, ``languages[]``;
+plain ``keywords``/``languages`` too) and checked against the server's limits
+(:mod:`voxserve.stt.hints`): keywords reach Whisper as hotwords, languages restrict its language
+detection. ``include[]=logprobs`` adds ``logprobs`` (one entry per word, from the model's word
+probabilities) to a ``json`` or ``verbose_json`` answer; a request with ``languages`` also gets
+``languages: [{"code"}]``, the language the audio was transcribed in.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from voxserve.engines.base import Segment, TranscribeOptions, TranscriptInfo
 from voxserve.errors import InvalidRequest, InvalidValue
 from voxserve.protocol.speech import TranscriptionError, TranscriptTextDelta, TranscriptTextDone
 from voxserve.runtime.pool import ItemStream
+from voxserve.stt.hints import check_keywords, check_languages, word_logprobs
 
 __all__ = ["router"]
 
@@ -74,12 +82,27 @@ def _timestamp(seconds: float, sep: str) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
 
 
-def render(fmt: str, info: TranscriptInfo, segments: list[Segment], task: str, words: bool) -> Response:
-    """Render a finished transcription in one of OpenAI's response formats."""
+def render(
+    fmt: str,
+    info: TranscriptInfo,
+    segments: list[Segment],
+    task: str,
+    words: bool,
+    *,
+    logprobs: bool = False,
+    languages: bool = False,
+) -> Response:
+    """Render a finished transcription in one of OpenAI's response formats (``logprobs`` and
+    ``languages`` add those fields to ``json`` and ``verbose_json``)."""
     text = "".join(s.text for s in segments).strip()
+    extra: dict[str, Any] = {}
+    if logprobs:
+        extra["logprobs"] = word_logprobs([w for s in segments for w in s.words])
+    if languages:
+        extra["languages"] = [{"code": info.language}] if text else []
     if fmt == "json":
         return JSONResponse(
-            {"text": text, "usage": {"type": "duration", "seconds": round(info.duration_s, 3)}}
+            {"text": text, "usage": {"type": "duration", "seconds": round(info.duration_s, 3)}} | extra
         )
     if fmt == "text":
         return PlainTextResponse(text + "\n")
@@ -122,7 +145,7 @@ def render(fmt: str, info: TranscriptInfo, segments: list[Segment], task: str, w
             for s in segments
             for w in s.words
         ]
-    return JSONResponse(verbose)
+    return JSONResponse(verbose | extra)
 
 
 async def _respond(
@@ -134,6 +157,7 @@ async def _respond(
     fmt: str,
     stream: bool,
     words: bool,
+    logprobs: bool = False,
 ) -> Response:
     state = get_state(request)
     t0 = time.perf_counter()
@@ -149,7 +173,9 @@ async def _respond(
         segments: list[Segment] = [s async for s in started.stream]
     finally:
         started.stream.abort()
-    response = render(fmt, started.info, segments, options.task, words)
+    response = render(
+        fmt, started.info, segments, options.task, words, logprobs=logprobs, languages=bool(options.languages)
+    )
     response.headers["X-Processing-Time-Ms"] = str(int((time.perf_counter() - t0) * 1000))
     return response
 
@@ -182,6 +208,23 @@ def _granularities(values: list[str] | None) -> set[str]:
     return chosen
 
 
+_INCLUDE = ("logprobs",)
+
+
+def _include(values: list[str] | None) -> set[str]:
+    chosen = set(values or [])
+    if chosen - set(_INCLUDE):
+        raise InvalidValue(
+            f"include[] may only hold {', '.join(_INCLUDE)}", code="invalid_include", param="include[]"
+        )
+    return chosen
+
+
+def _both(bracketed: list[str] | None, plain: list[str] | None) -> list[str]:
+    """A list form field as OpenAI's clients send it (``name[]``) or plain (``name``), or both."""
+    return [*(bracketed or []), *(plain or [])]
+
+
 @router.post("/v1/audio/transcriptions")
 async def create_transcription(
     request: Request,
@@ -193,16 +236,26 @@ async def create_transcription(
     temperature: Annotated[float, Form()] = 0.0,
     timestamp_granularities: Annotated[list[str] | None, Form(alias="timestamp_granularities[]")] = None,
     stream: Annotated[bool, Form()] = False,
+    keywords: Annotated[list[str] | None, Form(alias="keywords[]")] = None,
+    keywords_plain: Annotated[list[str] | None, Form(alias="keywords")] = None,
+    languages: Annotated[list[str] | None, Form(alias="languages[]")] = None,
+    languages_plain: Annotated[list[str] | None, Form(alias="languages")] = None,
+    include: Annotated[list[str] | None, Form(alias="include[]")] = None,
 ) -> Response:
     """Transcribe an audio file (OpenAI's fields; ``stream=true`` for SSE deltas)."""
     granularities = _granularities(timestamp_granularities)
+    logprobs = "logprobs" in _include(include)
     state = get_state(request)
+    settings = state.settings
+    model_id = state.registry.stt_model_id(model)  # model_not_found before the hints are judged
     options = TranscribeOptions(
         language=language or None,
         prompt=prompt or None,
         temperature=temperature,
-        word_timestamps="word" in granularities,
-        beam_size=state.settings.stt_beam_size,
+        word_timestamps="word" in granularities or logprobs,
+        beam_size=settings.stt_beam_size,
+        keywords=check_keywords(settings, _both(keywords, keywords_plain)),
+        languages=check_languages(settings, _both(languages, languages_plain), model_id),
     )
     return await _respond(
         request,
@@ -212,6 +265,7 @@ async def create_transcription(
         fmt=response_format,
         stream=stream,
         words="word" in granularities,
+        logprobs=logprobs,
     )
 
 

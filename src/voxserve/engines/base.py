@@ -166,6 +166,12 @@ class TranscribeOptions:
     word_timestamps: bool = False
     beam_size: int = 1
     without_timestamps: bool = False
+    keywords: tuple[str, ...] = ()
+    """Words or phrases to expect (OpenAI ``keywords``): Whisper reads them as hotwords, a hint
+    before its prompt, so they are spelled as given when heard."""
+    languages: tuple[str, ...] = ()
+    """ISO 639-1 codes the audio may be in (OpenAI ``languages``): detection picks among them;
+    ignored when ``language`` is set. Empty: any language the model knows."""
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,14 @@ Languages
     translation to English asks for when the speech is English (Whisper's ``.en`` models have no
     translate task to run).
 
+Hints
+    ``keywords`` (OpenAI's, for ``gpt-transcribe``) become faster-whisper's ``hotwords``: a hint the
+    decoder reads before its prompt (at most 223 tokens of it; the server's ``max_keywords*`` settings
+    keep a request well under that). ``languages`` is the set language detection may pick from: with
+    one language that language is used; with several, Whisper's language probabilities for the audio
+    decide among them (``detect_language``). An English-only model can only pick ``en``: a set without
+    it is refused with ``unsupported_language``. A ``language`` given as well wins.
+
 Decoding
     Options are passed through to faster-whisper with two fixed choices: ``vad_filter=False`` because
     voxserve runs its own VAD before the engine, and ``condition_on_previous_text=False`` because
@@ -279,13 +287,25 @@ class WhisperEngine:
                 f"task must be one of {', '.join(_TASKS)}", code="unsupported_task", param="task"
             )
         language = options.language.strip().lower() if options.language else None
+        which = "" if self.multilingual else "English-only "
         if language is not None and language not in self.languages:
-            which = "" if self.multilingual else "English-only "
             raise InvalidValue(
                 f"language {options.language!r} is not supported by the {which}model {self.model!r}",
                 code="unsupported_language",
                 param="language",
             )
+        if language is None and options.languages:
+            allowed = self._allowed(options.languages)
+            if not allowed:
+                raise InvalidValue(
+                    f"none of the languages {', '.join(options.languages)} is supported by the "
+                    f"{which}model {self.model!r} (it knows {', '.join(self.languages[:5])}"
+                    f"{', ...' if len(self.languages) > 5 else ''})",
+                    code="unsupported_language",
+                    param="languages",
+                )
+            if len(allowed) == 1:
+                language = allowed[0]
         if options.beam_size < 1:
             raise InvalidValue("beam_size must be at least 1", code="invalid_beam_size", param="beam_size")
         if not math.isfinite(options.temperature) or not 0.0 <= options.temperature <= 1.0:
@@ -293,6 +313,20 @@ class WhisperEngine:
                 "temperature must be between 0 and 1", code="invalid_temperature", param="temperature"
             )
         return language
+
+    def _allowed(self, languages: tuple[str, ...]) -> list[str]:
+        """The codes of ``languages`` this model can transcribe, in order, without repeats."""
+        codes = dict.fromkeys(code.strip().lower() for code in languages)
+        return [code for code in codes if code in self.languages]
+
+    def _detect_among(self, samples: FloatAudio, allowed: list[str]) -> str:
+        """The most probable language of ``samples`` among ``allowed`` (Whisper's probabilities)."""
+        try:
+            _, _, probabilities = self._model.detect_language(samples)
+        except Exception as exc:  # CTranslate2 raises plain RuntimeErrors
+            raise EngineFailure("Whisper failed to detect the language", code="transcription_failed") from exc
+        scores = {str(code): float(p) for code, p in probabilities}
+        return max(allowed, key=lambda code: scores.get(code, 0.0))
 
     def transcribe(
         self, audio: FloatAudio, options: TranscribeOptions
@@ -305,6 +339,9 @@ class WhisperEngine:
         """
         language = self._check(options)
         samples = np.ascontiguousarray(audio, dtype=np.float32).reshape(-1)
+        if language is None and options.languages:  # several possible: detection picks among them
+            language = self._detect_among(samples, self._allowed(options.languages))
+        keywords = [k.strip() for k in options.keywords if k.strip()]
         try:
             raw_segments, raw_info = self._model.transcribe(
                 samples,
@@ -313,6 +350,7 @@ class WhisperEngine:
                 beam_size=options.beam_size,
                 temperature=_FALLBACK_TEMPERATURES if options.temperature == 0.0 else options.temperature,
                 initial_prompt=options.prompt or None,
+                hotwords=", ".join(keywords) or None,
                 word_timestamps=options.word_timestamps,
                 without_timestamps=options.without_timestamps,
                 condition_on_previous_text=False,

@@ -9,7 +9,8 @@ Server → client (each with its own ``event_id``, last in the JSON): the sessio
 (:func:`session_created` / :func:`session_updated` pick the dialect's type), voice activity
 (:class:`SpeechStarted`, :class:`SpeechStopped`, server VAD only), :class:`Committed`, the item
 (:func:`item_created`: ``conversation.item.created`` in beta, ``.added`` in GA),
-:class:`TranscriptionDelta` (confirmed words only: append-only), :class:`TranscriptionCompleted`,
+:class:`TranscriptionDelta` (confirmed words only: append-only), :class:`TranscriptionCompleted`
+(both with :class:`Logprob` entries when the session's ``include`` asks for them),
 :class:`TranscriptionFailed`, :class:`Cleared` and :class:`RealtimeErrorEvent`
 ``{"type": "error", "error": {"type", "code", "message", "param", "event_id"}}``.
 
@@ -45,6 +46,7 @@ from voxserve.protocol.json import (
 from voxserve.protocol.realtime_session import (
     AUDIO_FORMATS,
     GA_FORMATS,
+    INCLUDE_LOGPROBS,
     KEEP,
     Dialect,
     SessionUpdate,
@@ -58,6 +60,7 @@ from voxserve.protocol.realtime_session import (
 __all__ = [
     "AUDIO_FORMATS",
     "GA_FORMATS",
+    "INCLUDE_LOGPROBS",
     "KEEP",
     "Cleared",
     "Committed",
@@ -68,6 +71,7 @@ __all__ = [
     "InputAudioBufferClear",
     "InputAudioBufferCommit",
     "InvalidClientEvent",
+    "Logprob",
     "RealtimeClientEvent",
     "RealtimeErrorEvent",
     "RealtimeServerEvent",
@@ -394,6 +398,43 @@ def item_created(
 
 
 @dataclass(frozen=True)
+class Logprob:
+    """One entry of ``logprobs``: a piece of the transcript and the model's log probability for it
+    (voxserve: one per word, see :mod:`voxserve.stt.hints`)."""
+
+    token: str
+    logprob: float
+    bytes: tuple[int, ...] = ()
+    """The UTF-8 bytes of ``token``."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"token": self.token, "logprob": self.logprob, "bytes": list(self.bytes)}
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Self:
+        """Raises :class:`InvalidRequest` ``invalid_event`` for a malformed entry."""
+        if not isinstance(obj, dict):
+            raise invalid("invalid_event", "a logprobs entry must be an object")
+        raw = obj.get("bytes") or []
+        if not isinstance(raw, list) or not all(isinstance(b, int) and not isinstance(b, bool) for b in raw):
+            raise invalid("invalid_event", "logprobs bytes must be a list of integers")
+        return cls(get_str(obj, "token"), get_number(obj, "logprob"), tuple(raw))
+
+
+def _logprobs_json(logprobs: tuple[Logprob, ...] | None) -> dict[str, Any]:
+    return {} if logprobs is None else {"logprobs": [entry.to_json() for entry in logprobs]}
+
+
+def _logprobs(obj: Mapping[str, Any]) -> tuple[Logprob, ...] | None:
+    value = obj.get("logprobs")
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise invalid("invalid_event", "logprobs must be a list")
+    return tuple(Logprob.from_json(entry) for entry in value)
+
+
+@dataclass(frozen=True)
 class TranscriptionDelta(_ServerEvent):
     """Newly confirmed words of an item's transcript (append-only: deltas never change)."""
 
@@ -401,9 +442,13 @@ class TranscriptionDelta(_ServerEvent):
     item_id: str
     delta: str
     content_index: int = 0
+    logprobs: tuple[Logprob, ...] | None = None
+    """The log probabilities of the delta's words (sessions that ``include`` them); ``None``: none
+    sent (left out of the JSON)."""
 
     def _body(self) -> dict[str, Any]:
-        return {"item_id": self.item_id, "content_index": self.content_index, "delta": self.delta}
+        body = {"item_id": self.item_id, "content_index": self.content_index, "delta": self.delta}
+        return body | _logprobs_json(self.logprobs)
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> Self:
@@ -411,6 +456,7 @@ class TranscriptionDelta(_ServerEvent):
             get_str(obj, "item_id"),
             get_str(obj, "delta"),
             get_int(obj, "content_index", default=0),
+            _logprobs(obj),
             event_id=cls._id(obj),
         )
 
@@ -425,6 +471,9 @@ class TranscriptionCompleted(_ServerEvent):
     usage_seconds: float | None = None
     """Seconds of audio in the item (``usage: {"type": "duration", "seconds"}``); ``None``: no usage."""
     content_index: int = 0
+    logprobs: tuple[Logprob, ...] | None = None
+    """The log probabilities of the transcript's words (sessions that ``include`` them); ``None``:
+    none sent (left out of the JSON)."""
 
     def _body(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -434,7 +483,7 @@ class TranscriptionCompleted(_ServerEvent):
         }
         if self.usage_seconds is not None:
             body["usage"] = {"type": "duration", "seconds": self.usage_seconds}
-        return body
+        return body | _logprobs_json(self.logprobs)
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> Self:
@@ -445,6 +494,7 @@ class TranscriptionCompleted(_ServerEvent):
             get_str(obj, "transcript"),
             seconds,
             get_int(obj, "content_index", default=0),
+            _logprobs(obj),
             event_id=cls._id(obj),
         )
 

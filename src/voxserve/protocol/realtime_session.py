@@ -9,10 +9,14 @@ server's check, made before it applies the update.
 
 The two dialects, for the same session::
 
-    beta  {"input_audio_format": "pcm16", "input_audio_transcription": {"model", "language", "prompt"},
-           "turn_detection": {...} | null}
+    beta  {"input_audio_format": "pcm16", "input_audio_transcription": {"model", "language", "prompt",
+           "keywords", "languages"}, "turn_detection": {...} | null, "include": [...]}
     GA    {"type": "transcription", "audio": {"input": {"format": {"type": "audio/pcm", "rate": 24000},
-           "transcription": {...}, "turn_detection": {...} | null}}}
+           "transcription": {...}, "turn_detection": {...} | null}}, "include": [...]}
+
+``keywords`` and ``languages`` (lists of strings, ``gpt-transcribe``'s hints) and ``include``
+(:data:`INCLUDE_LOGPROBS`) are reported only when set, so a session that does not use them reads as
+before.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from voxserve.protocol.json import (
 __all__ = [
     "AUDIO_FORMATS",
     "GA_FORMATS",
+    "INCLUDE_LOGPROBS",
     "KEEP",
     "Dialect",
     "Keep",
@@ -64,6 +69,10 @@ GA_FORMATS: Final[Mapping[str, str]] = {
 """GA format types → the beta names used by :class:`TranscriptionSession`."""
 
 _GA_NAMES = {beta: ga for ga, beta in GA_FORMATS.items()}
+
+INCLUDE_LOGPROBS: Final = "item.input_audio_transcription.logprobs"
+"""The ``include`` value that asks for ``logprobs`` on transcription deltas and completions (the only
+one there is)."""
 
 
 class Keep(enum.Enum):
@@ -169,6 +178,17 @@ class TranscriptionSession:
     """``None``: manual commits only (no server VAD events)."""
     max_message_bytes: int | None = None
     """voxserve's extra: the largest event the server takes (larger ones close with 1009)."""
+    keywords: tuple[str, ...] = ()
+    """Words or phrases to expect (``transcription.keywords``)."""
+    languages: tuple[str, ...] = ()
+    """ISO 639-1 codes the audio may be in (``transcription.languages``); empty: any."""
+    include: tuple[str, ...] = ()
+    """Extra outputs (``include``): :data:`INCLUDE_LOGPROBS`."""
+
+    @property
+    def logprobs(self) -> bool:
+        """Whether deltas and completions carry ``logprobs``."""
+        return INCLUDE_LOGPROBS in self.include
 
     def apply(self, update: TranscriptionSessionUpdate | SessionUpdate) -> TranscriptionSession:
         """This session with ``update`` merged in, as the server applies it: an empty or ``null``
@@ -187,15 +207,25 @@ class TranscriptionSession:
             language=self.language if update.language is KEEP else (update.language or None),
             prompt=self.prompt if update.prompt is KEEP else (update.prompt or ""),
             turn_detection=td,
+            keywords=self.keywords if update.keywords is KEEP else (update.keywords or ()),
+            languages=self.languages if update.languages is KEEP else (update.languages or ()),
+            include=self.include if update.include is KEEP else (update.include or ()),
         )
 
     def _transcription(self) -> dict[str, Any]:
-        return {"model": self.model, "language": self.language, "prompt": self.prompt}
+        obj: dict[str, Any] = {"model": self.model, "language": self.language, "prompt": self.prompt}
+        if self.keywords:
+            obj["keywords"] = list(self.keywords)
+        if self.languages:
+            obj["languages"] = list(self.languages)
+        return obj
 
     def to_json(self, dialect: Dialect) -> dict[str, Any]:
         """The session object in ``dialect``'s shape."""
         td = None if self.turn_detection is None else self.turn_detection.to_json()
-        extra = {} if self.max_message_bytes is None else {"max_message_bytes": self.max_message_bytes}
+        extra: dict[str, Any] = {"include": list(self.include)} if self.include else {}
+        if self.max_message_bytes is not None:
+            extra["max_message_bytes"] = self.max_message_bytes
         if dialect == "beta":
             return {
                 "object": "realtime.transcription_session",
@@ -244,6 +274,9 @@ class TranscriptionSession:
             get_opt_str(transcription, "prompt") or "",
             _turn_detection_or_none(td),
             None if obj.get("max_message_bytes") is None else get_int(obj, "max_message_bytes"),
+            _strings(transcription.get("keywords"), "keywords", "invalid_event") or (),
+            _strings(transcription.get("languages"), "languages", "invalid_event") or (),
+            _strings(obj.get("include"), "include", "invalid_event") or (),
         )
 
 
@@ -254,6 +287,27 @@ def client_event_id(obj: Any) -> str | None:
     """The ``event_id`` of a client event, if it is a string (anything else is ignored)."""
     event_id = obj.get("event_id") if isinstance(obj, dict) else None
     return event_id if isinstance(event_id, str) else None
+
+
+def _strings(value: Any, name: str, code: str = "invalid_value") -> tuple[str, ...] | None:
+    """A JSON list of strings as a tuple; ``None`` for ``null``; ``code`` for anything else."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise invalid(code, f"{name} must be a list of strings")
+    return tuple(str(v) for v in value)
+
+
+def _include(value: Any) -> tuple[str, ...] | None | Keep:
+    if value is KEEP:
+        return Keep.KEEP
+    include = _strings(value, "include")
+    for item in include or ():
+        if item != INCLUDE_LOGPROBS:
+            raise invalid(
+                "invalid_value", f"include: {describe(item)} is not {INCLUDE_LOGPROBS!r}", param="include"
+            )
+    return include
 
 
 def _object(value: Any, name: str) -> dict[str, Any]:
@@ -274,9 +328,12 @@ class _Fields:
     language: str | None | Keep
     prompt: str | None | Keep
     turn_detection: TurnDetection | None | Keep
+    keywords: tuple[str, ...] | None | Keep
+    languages: tuple[str, ...] | None | Keep
+    include: tuple[str, ...] | None | Keep
 
     @classmethod
-    def check(cls, fmt: Any, transcription: Any, td: Any) -> _Fields:
+    def check(cls, fmt: Any, transcription: Any, td: Any, include: Any) -> _Fields:
         if fmt is not KEEP and (not isinstance(fmt, str) or fmt not in AUDIO_FORMATS):
             raise invalid("unsupported_format", f"unsupported input audio format {describe(fmt)}")
         turn_detection = td if td is KEEP else _turn_detection_or_none(td)
@@ -285,12 +342,19 @@ class _Fields:
             value = transcription.get(key, "")
             if not isinstance(value, str | None) or (key == "model" and value is None):
                 raise invalid("invalid_value", f"transcription.{key} must be a string")
+        hints = {
+            key: _strings(transcription[key], f"transcription.{key}") if key in transcription else KEEP
+            for key in ("keywords", "languages")
+        }
         return cls(
             fmt,
             transcription.get("model", KEEP),
             transcription.get("language", KEEP),
             transcription.get("prompt", KEEP),
             turn_detection,
+            hints["keywords"],
+            hints["languages"],
+            _include(include),
         )
 
 
@@ -316,10 +380,25 @@ class _Update(WireMessage):
     """``None``: manual commits only; a :class:`TurnDetection` merges into the current one."""
     event_id: str | None = None
     """The client's id for this event (echoed in an error about it)."""
+    keywords: tuple[str, ...] | None | Keep = KEEP
+    """Words or phrases to expect; ``None`` clears them."""
+    languages: tuple[str, ...] | None | Keep = KEEP
+    """ISO 639-1 codes the audio may be in; ``None`` clears them."""
+    include: tuple[str, ...] | None | Keep = KEEP
+    """Extra outputs (:data:`INCLUDE_LOGPROBS`); ``None`` clears them."""
 
     def _transcription(self) -> dict[str, Any]:
         fields = {"model": self.model, "language": self.language, "prompt": self.prompt}
-        return {k: v for k, v in fields.items() if v is not KEEP}
+        obj: dict[str, Any] = {k: v for k, v in fields.items() if v is not KEEP}
+        for key, hint in (("keywords", self.keywords), ("languages", self.languages)):
+            if hint is not KEEP:
+                obj[key] = None if hint is None else list(hint)
+        return obj
+
+    def _include(self) -> dict[str, Any]:
+        if self.include is KEEP:
+            return {}
+        return {"include": None if self.include is None else list(self.include)}
 
     def _td(self) -> dict[str, Any]:
         if self.turn_detection is KEEP:
@@ -347,7 +426,7 @@ class TranscriptionSessionUpdate(_Update):
             session["input_audio_format"] = self.input_audio_format
         if transcription := self._transcription():
             session["input_audio_transcription"] = transcription
-        return self._envelope(session | self._td())
+        return self._envelope(session | self._td() | self._include())
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> Self:
@@ -358,6 +437,7 @@ class TranscriptionSessionUpdate(_Update):
             session.get("input_audio_format", KEEP),
             session.get("input_audio_transcription") or {},
             session.get("turn_detection", KEEP),
+            session.get("include", KEEP),
         )
         return cls(**vars(fields), event_id=client_event_id(obj))
 
@@ -385,7 +465,7 @@ class SessionUpdate(_Update):
             audio_in["transcription"] = transcription
         audio_in |= self._td()
         session: dict[str, Any] = {} if self.session_type is None else {"type": self.session_type}
-        return self._envelope(session | {"audio": {"input": audio_in}})
+        return self._envelope(session | {"audio": {"input": audio_in}} | self._include())
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> Self:
@@ -401,7 +481,12 @@ class SessionUpdate(_Update):
         fmt = GA_FORMATS.get(fmt_type, "?") if isinstance(fmt_type, str) else "?"
         if fmt == "pcm16" and fmt_obj.get("rate", 24000) != 24000:
             raise invalid("unsupported_format", "audio/pcm must be 24000 Hz")
-        fields = _Fields.check(fmt, audio_in.get("transcription") or {}, audio_in.get("turn_detection", KEEP))
+        fields = _Fields.check(
+            fmt,
+            audio_in.get("transcription") or {},
+            audio_in.get("turn_detection", KEEP),
+            session.get("include", KEEP),
+        )
         session_type = session.get("type")
         return cls(
             **vars(fields),

@@ -3,7 +3,8 @@ Realtime and chat WebSockets, the web UI's microphone (and, next, Wyoming)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from voxserve.engines.base import TranscribeOptions
@@ -23,20 +24,31 @@ async def open_transcriber(
     interim: bool = True,
     prompt: str | None = None,
     config: SessionConfig | None = None,
+    keywords: Sequence[str] = (),
+    languages: Sequence[str] = (),
+    word_timestamps: bool = False,
 ) -> Transcriber:
     """A :class:`Transcriber` for one client on ``model``'s pool (started if needed), with a fresh VAD
-    stream; ``config`` overrides the server's session settings (Realtime's ``turn_detection``)."""
+    stream; ``config`` overrides the server's session settings (Realtime's ``turn_detection``).
+
+    ``prompt`` goes before the context of the previous finals in every decode; ``keywords`` and
+    ``languages`` are the checked hints (:mod:`voxserve.stt.hints`); ``word_timestamps`` gives finals
+    their words (and the words' probabilities, for logprobs)."""
     pool = state.registry.stt_pool(model)
     await pool.start()
     settings = state.settings
+    config = replace(config or session_config(settings, interim=interim), prompt=prompt or "")
     return Transcriber(
         pool,
-        config or session_config(settings, interim=interim),
-        await state.vad.stream(),
+        config,
+        await state.vad.stream() if config.vad_threshold is not None else None,
         emit,
         options=TranscribeOptions(
             language=language,
             prompt=prompt,
             beam_size=settings.stt_beam_size,
+            keywords=tuple(keywords),
+            languages=tuple(languages),
+            word_timestamps=word_timestamps,
         ),
     )

@@ -450,6 +450,10 @@ class StreamingSession:
         self._pump(events)
         return events
 
+    def set_prompt(self, prompt: str) -> None:
+        """Use ``prompt`` (:attr:`SessionConfig.prompt`) from the next decode request on."""
+        self._config = dataclasses.replace(self._config, prompt=prompt)
+
     def commit(self) -> list[Event]:
         """End the current utterance now, even mid-speech (OpenAI ``input_audio_buffer.commit``).
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -22,7 +23,7 @@ from voxserve.audio.pcm import FloatAudio
 from voxserve.config import Settings
 from voxserve.engines.base import Segment, TranscribeOptions
 from voxserve.runtime.pool import EnginePool
-from voxserve.stt.session import DecodeRequest, SessionConfig, StreamingSession
+from voxserve.stt.session import DecodeRequest, SessionConfig, SpeechStopped, StreamingSession
 
 __all__ = ["Transcriber", "VadFactory", "session_config"]
 
@@ -98,11 +99,25 @@ class Transcriber:
         await self._handle(events)
         return samples
 
-    async def commit(self) -> None:
-        """End the current utterance now (OpenAI ``input_audio_buffer.commit``)."""
+    async def commit(self) -> bool:
+        """End the current utterance now (OpenAI ``input_audio_buffer.commit``); False when there
+        was none (between utterances, with VAD: nothing is sent then)."""
         async with self._lock:
             events = self.session.commit()
         await self._handle(events)
+        return any(isinstance(e, SpeechStopped) for e in events)
+
+    @property
+    def speech_pending(self) -> bool:
+        """Whether audio fed so far would make an utterance on :meth:`commit` (with VAD: speech has
+        begun and not yet ended)."""
+        return self.session.buffered_s > 0
+
+    async def configure(self, options: TranscribeOptions, prompt: str) -> None:
+        """Use ``options`` and ``prompt`` from the next decode on; the audio fed so far stays."""
+        async with self._lock:
+            self.options = options
+            self.session.set_prompt(prompt)
 
     async def clear(self) -> None:
         """Drop the current utterance's audio; results of its pending decodes are ignored."""
@@ -156,7 +171,9 @@ class Transcriber:
     async def _run_decode(self, request: DecodeRequest) -> None:
         options = self.options
         if request.prompt:
-            options = TranscribeOptions(**{**options.__dict__, "prompt": request.prompt})
+            options = dataclasses.replace(options, prompt=request.prompt)
+        if request.kind == "partial" and options.word_timestamps:
+            options = dataclasses.replace(options, word_timestamps=False)  # partials carry no words
         stream = None
         # One worker of a pool of several is kept for finals: a partial only starts when another worker
         # is idle too, so a final never waits behind other streams' partials.

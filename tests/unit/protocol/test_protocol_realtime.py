@@ -681,3 +681,94 @@ def test_server_event_errors(text: str, code: str) -> None:
 def test_session_from_json_defaults() -> None:
     event = parse_server_event('{"type":"session.created","session":{},"event_id":"e"}')
     assert event == SessionCreated(TranscriptionSession(language=None, turn_detection=None), event_id="e")
+
+
+# ----------------------------------------------------------------------------------- hints and logprobs
+
+
+def test_keywords_languages_and_include_both_dialects_golden() -> None:
+    ga = _update(
+        '{"type":"session.update","event_id":"u1","session":{"type":"transcription","include":'
+        '["item.input_audio_transcription.logprobs"],"audio":{"input":{"transcription":{"model":'
+        '"gpt-live-transcribe","keywords":["Voxserve","Linnell"],"languages":["en","fr"]}}}}}'
+    )
+    assert ga == SessionUpdate(
+        "pcm16",
+        "gpt-live-transcribe",
+        event_id="u1",
+        keywords=("Voxserve", "Linnell"),
+        languages=("en", "fr"),
+        include=(rt.INCLUDE_LOGPROBS,),
+    )
+    assert _update(ga.to_text()) == ga
+    beta = _update(
+        '{"type":"transcription_session.update","session":{"include":null,"input_audio_transcription":'
+        '{"keywords":null,"languages":["de"]}}}'
+    )
+    assert beta == TranscriptionSessionUpdate(keywords=None, languages=("de",), include=None)
+    assert beta.to_json()["session"] == {
+        "input_audio_transcription": {"keywords": None, "languages": ["de"]},
+        "include": None,
+    }
+    session = SESSION.apply(ga)
+    assert (session.keywords, session.languages, session.logprobs) == (
+        ("Voxserve", "Linnell"),
+        ("en", "fr"),
+        True,
+    )
+    assert session.apply(beta) == TranscriptionSession(
+        model="gpt-live-transcribe", max_message_bytes=262144, languages=("de",)
+    )
+    assert SESSION.apply(SessionUpdate()).keywords == ()  # absent: kept (empty)
+    event = SessionUpdated(session, event_id="e1")
+    assert event.to_text() == (
+        '{"type":"session.updated","session":{"type":"transcription","object":"realtime.transcription_session",'
+        '"audio":{"input":{"format":{"type":"audio/pcm","rate":24000},"transcription":{"model":'
+        '"gpt-live-transcribe","language":"en","prompt":"","keywords":["Voxserve","Linnell"],'
+        '"languages":["en","fr"]},"turn_detection":{"type":"server_vad","threshold":0.5,'
+        '"prefix_padding_ms":300,"silence_duration_ms":500}}},'
+        '"include":["item.input_audio_transcription.logprobs"],"max_message_bytes":262144},"event_id":"e1"}'
+    )
+    assert parse_server_event(event.to_text()) == event
+    beta_event = TranscriptionSessionUpdated(session, event_id="e2")
+    assert beta_event.to_json()["session"]["input_audio_transcription"]["keywords"] == ["Voxserve", "Linnell"]
+    assert parse_server_event(beta_event.to_text()) == beta_event
+
+
+@pytest.mark.parametrize(
+    ("session", "code"),
+    [
+        ('{"audio":{"input":{"transcription":{"keywords":"Voxserve"}}}}', "invalid_value"),
+        ('{"audio":{"input":{"transcription":{"languages":[1]}}}}', "invalid_value"),
+        ('{"include":["item.input_audio_transcription.text"]}', "invalid_value"),
+        ('{"include":"item.input_audio_transcription.logprobs"}', "invalid_value"),
+    ],
+)
+def test_bad_hints_are_refused(session: str, code: str) -> None:
+    with pytest.raises(InvalidClientEvent) as info:
+        parse_client_message(f'{{"type":"session.update","event_id":"u","session":{session}}}')
+    assert (info.value.code, info.value.event_id) == (code, "u")
+
+
+def test_logprobs_on_deltas_and_completions_golden() -> None:
+    lp = (rt.Logprob(" Hi", -0.105361, (32, 72, 105)),)
+    delta = TranscriptionDelta("item_1", "Hi", logprobs=lp, event_id="e1")
+    assert delta.to_text() == (
+        '{"type":"conversation.item.input_audio_transcription.delta","item_id":"item_1","content_index":0,'
+        '"delta":"Hi","logprobs":[{"token":" Hi","logprob":-0.105361,"bytes":[32,72,105]}],"event_id":"e1"}'
+    )
+    assert parse_server_event(delta.to_text()) == delta
+    done = TranscriptionCompleted("item_1", "Hi", 0.5, logprobs=lp, event_id="e2")
+    assert done.to_text() == (
+        '{"type":"conversation.item.input_audio_transcription.completed","item_id":"item_1","content_index":0,'
+        '"transcript":"Hi","usage":{"type":"duration","seconds":0.5},'
+        '"logprobs":[{"token":" Hi","logprob":-0.105361,"bytes":[32,72,105]}],"event_id":"e2"}'
+    )
+    assert parse_server_event(done.to_text()) == done
+    empty = TranscriptionCompleted("item_1", "", 0.5, logprobs=(), event_id="e3")
+    assert empty.to_json()["logprobs"] == [] and parse_server_event(empty.to_text()) == empty
+    with pytest.raises(InvalidRequest):
+        parse_server_event(
+            '{"type":"conversation.item.input_audio_transcription.delta","item_id":"i","delta":"x",'
+            '"logprobs":[{"token":"x","logprob":-1,"bytes":[true]}]}'
+        )
