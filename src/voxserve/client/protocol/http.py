@@ -72,8 +72,28 @@ class Upload:
         else:
             data = file.read()
             name = filename or Path(str(getattr(file, "name", "") or "audio.wav")).name
-        content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        return name, data, content_type
+        return name, data, content_type(name)
+
+
+_AUDIO_TYPES = {
+    ".wav": "audio/wav",
+    ".mp3": "audio/mpeg",
+    ".ogg": "audio/ogg",
+    ".opus": "audio/ogg",
+    ".oga": "audio/ogg",
+    ".flac": "audio/flac",
+    ".webm": "audio/webm",
+    ".m4a": "audio/mp4",
+    ".mp4": "audio/mp4",
+    ".aac": "audio/aac",
+}
+
+
+def content_type(name: str) -> str:
+    """The upload's content type: a fixed table for audio (``mimetypes`` answers differently by
+    machine and by what other libraries registered, ``audio/x-wav`` or ``audio/wav``), else a guess."""
+    suffix = Path(name).suffix.lower()
+    return _AUDIO_TYPES.get(suffix) or mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,7 @@ def test_transcription_form_and_formats(tmp_path: Path) -> None:
 def test_uploads_read_bytes_paths_and_files(tmp_path: Path) -> None:
     path = tmp_path / "clip.mp3"
     path.write_bytes(b"ID3")
-    assert Upload(b"RIFF").read() == ("audio.wav", b"RIFF", "audio/x-wav")
+    assert Upload(b"RIFF").read() == ("audio.wav", b"RIFF", "audio/wav")
     assert Upload(path).read() == ("clip.mp3", b"ID3", "audio/mpeg")
     assert Upload(io.BytesIO(b"x"), "a.ogg").read() == ("a.ogg", b"x", "audio/ogg")
     request = Request("POST", "/p", form={"a": "1"}, upload=Upload(b"x"))
