@@ -64,6 +64,7 @@ def _run_server(app: Any, **uvicorn_options: Any) -> None:
 def _serve(args: argparse.Namespace) -> int:
     from voxserve.api.app import create_app
     from voxserve.api.deadlines import header_deadline_protocol
+    from voxserve.observability import configure_logging
 
     settings = _settings(
         host=args.host,
@@ -79,6 +80,8 @@ def _serve(args: argparse.Namespace) -> int:
         ssl_certfile=args.ssl_certfile,
         ssl_keyfile=args.ssl_keyfile,
     )
+    # uvicorn configures only its own loggers: without this, voxserve's lines never reach the log.
+    configure_logging(settings.log_level)
     app = create_app(settings)
     _run_server(
         app,

@@ -831,7 +831,7 @@ def _st22(ctx: Ctx) -> None:
     with ctx.ws("/v1/stream/transcribe") as ws:
         ws.send(json.dumps(STREAM_CONFIG | {"model": "whisper-large-v9"}))
         events, code = closed_with(ctx, ws)
-        assert code == 1008 and events[0]["code"] == "invalid_config"
+        assert code == 1008 and events[0]["code"] == "model_not_found"  # as on REST
 
 
 @row("ST23")

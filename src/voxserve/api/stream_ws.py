@@ -25,7 +25,6 @@ from fastapi import APIRouter
 
 from voxserve.api.ws import EndSession, TranscribingHandler, WsConnection, websocket_route
 from voxserve.audio.decode import PcmConverter
-from voxserve.errors import InvalidValue
 from voxserve.protocol import transcribe as wire
 from voxserve.protocol.common import AudioMessage, EndMessage
 from voxserve.state import AppState
@@ -39,12 +38,9 @@ router = APIRouter()
 
 
 def check_stt_model(state: AppState, model: str | None) -> str:
-    """The model a streaming config names (the server's default if none); ``invalid_config`` if it
-    is not served here."""
-    model = model or state.settings.stt_default_model
-    if model not in state.registry.stt_pools:
-        raise InvalidValue(f"unknown model {model!r}", code="invalid_config")
-    return model
+    """The served model a streaming config names (the server's default if none): a served id, one of
+    OpenAI's names or an alias; ``model_not_found`` otherwise."""
+    return state.registry.stt_model_id(model or state.settings.stt_default_model)
 
 
 class TranscribeHandler(TranscribingHandler):

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from voxserve.errors import UnknownModel, VoxserveError
+from voxserve.errors import VoxserveError
 from voxserve.runtime.messages import Chunk, SynthRequest
 from voxserve.runtime.pool import SynthStream
 from voxserve.runtime.registry import ResolvedVoice
@@ -38,12 +38,9 @@ class StartedSpeech:
 
 
 def check_model(state: AppState, model: str) -> str | None:
-    """404 for a model this server does not serve; return the engine it pins, if any."""
-    if model not in state.model_ids():
-        raise UnknownModel(
-            f"model {model!r} is not served here; GET /v1/models lists the models", param="model"
-        )
-    return model if model in state.registry.pools else None
+    """404 for a model this server does not serve; return the engine it pins, if any (an engine's
+    name, or an alias of one)."""
+    return state.registry.tts_engine(model)
 
 
 async def start_speech(
