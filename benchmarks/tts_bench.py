@@ -7,9 +7,11 @@ Starts ``voxserve serve`` on a free loopback port (Piper only, 2 workers × 1 th
 2. aggregate throughput of two concurrent long requests against one;
 3. event-loop lag p99 (the server's own probe, from /metrics histogram deltas) and /health p99 while
    4 requests stream;
-4. server RSS growth over N sequential requests.
+4. server RSS growth over N sequential requests;
+5. Kokoro called directly (first fragment of a short phrase and of the first sentence): the bundled
+   int8 model against the float32 model dequantised from it, at the configured threads per worker.
 
-Usage: python benchmarks/tts_bench.py [--runs 10] [--rss-requests 500] [--skip-rss]
+Usage: python benchmarks/tts_bench.py [--runs 10] [--rss-requests 500] [--skip-rss] [--kokoro-only]
 """
 
 from __future__ import annotations
@@ -58,6 +60,59 @@ def direct_engine_s(text: str, runs: int) -> float:
         list(engine.synthesize(text, "en_US-joe-medium", 1.0))
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+SHORT_PHRASE = "Hello there, how are you today?"
+
+
+def kokoro_direct_ms(texts: dict[str, str], runs: int, threads: int) -> dict[tuple[str, str], float]:
+    """Median first-fragment time of Kokoro, int8 and dequantised float32, per text (ms).
+
+    The two models take turns run by run, so a busy moment slows both alike.
+    """
+    from voxserve.engines.kokoro import KokoroEngine
+
+    engines = {
+        "int8": KokoroEngine(threads=threads, dequantize=False),
+        "float32": KokoroEngine(threads=threads),
+    }
+    assert "fp32" in engines["float32"].model_file.name, (
+        "the float model could not be built (is onnx installed?)"
+    )
+    out: dict[tuple[str, str], float] = {}
+    for label, text in texts.items():
+        times: dict[str, list[float]] = {kind: [] for kind in engines}
+        for i in range(runs + 2):
+            for kind, engine in engines.items():
+                t0 = time.perf_counter()
+                next(iter(engine.synthesize(text, "jf_alpha", 1.0)))
+                if i >= 2:  # two warm-ups
+                    times[kind].append(time.perf_counter() - t0)
+        for kind in engines:
+            out[(label, kind)] = statistics.median(times[kind]) * 1000
+    return out
+
+
+def kokoro_rows(runs: int, piper_ms: float) -> list[tuple[str, str, str]]:
+    from voxserve.config import Settings
+
+    threads = Settings().threads_per_worker
+    texts = {"short phrase": SHORT_PHRASE, "first sentence": FIRST_SENTENCE}
+    ms = kokoro_direct_ms(texts, runs, threads)
+    rows = []
+    for label in texts:
+        int8, fp32 = ms[(label, "int8")], ms[(label, "float32")]
+        rows.append((f"Kokoro int8 direct, {label} ({threads} thread)", f"{int8:.0f} ms", "1.00"))
+        rows.append(
+            (
+                f"Kokoro float32 (dequantised) direct, {label}",
+                f"{fp32:.0f} ms",
+                f"{fp32 / int8:.2f} × int8",
+            )
+        )
+    first = ms[("first sentence", "float32")]
+    rows.append(("Kokoro float32 vs Piper, first sentence", "", f"{first / piper_ms:.2f} × Piper"))
+    return rows
 
 
 def ttfb(url: str, fmt: str, runs: int) -> float:
@@ -175,12 +230,18 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--rss-requests", type=int, default=500)
     parser.add_argument("--skip-rss", action="store_true")
+    parser.add_argument("--kokoro-only", action="store_true", help="only the direct engine rows")
     args = parser.parse_args()
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     os.environ.pop("PYTHONASYNCIODEBUG", None)
     direct = direct_engine_s(FIRST_SENTENCE, args.runs)
+    if args.kokoro_only:
+        rows = [("Piper direct, first sentence", f"{direct * 1000:.0f} ms", "1.00")]
+        rows += kokoro_rows(args.runs, direct * 1000)
+        print_rows(rows)
+        return
     import tempfile
 
     tmp = Path(tempfile.mkdtemp(prefix="voxserve-bench-"))
@@ -219,6 +280,11 @@ def main() -> None:
             )
     finally:
         stop_server(server)
+    rows += kokoro_rows(args.runs, direct * 1000)
+    print_rows(rows)
+
+
+def print_rows(rows: list[tuple[str, str, str]]) -> None:
     print("\n| measure | value | ratio |\n|---|---|---|")
     for row in rows:
         print(f"| {row[0]} | {row[1]} | {row[2]} |")

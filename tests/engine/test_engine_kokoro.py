@@ -194,8 +194,124 @@ def test_invalid_speed(engine: KokoroEngine, speed: float) -> None:
 
 
 def test_joined_model_is_cached_with_a_marker(engine: KokoroEngine, cache_dir: Path) -> None:
+    float_name = f"kokoro-v1.0.fp32-{kokoro._expected_sha256()[:16]}.onnx"
     names = sorted(p.name for p in cache_dir.iterdir())
-    assert names == ["kokoro-v1.0.int8.onnx", "kokoro-v1.0.int8.onnx.json"]
+    assert names == [
+        f".{float_name}.lock",
+        float_name,
+        f"{float_name}.json",
+        "kokoro-v1.0.int8.onnx",
+        "kokoro-v1.0.int8.onnx.json",
+    ]
+
+
+# -- the float model (the bundled int8 weights, dequantised once)
+
+
+@pytest.fixture(scope="module")
+def int8_engine(cache_dir: Path, engine: KokoroEngine) -> KokoroEngine:
+    return KokoroEngine(cache_dir=cache_dir, threads=1, dequantize=False)
+
+
+def test_the_bundled_model_runs_as_float32(engine: KokoroEngine, int8_engine: KokoroEngine) -> None:
+    import onnx
+
+    from voxserve.engines.dequantize import INTEGER_OPS
+
+    assert engine.model_file.name.startswith("kokoro-v1.0.fp32-")
+    assert int8_engine.model_file.name == "kokoro-v1.0.int8.onnx"
+    graph = onnx.load(str(engine.model_file), load_external_data=False).graph
+    assert not {n.op_type for n in graph.node} & INTEGER_OPS
+    # The same weights in float32: about 4x the int8 file.
+    assert 3.0 < engine.model_file.stat().st_size / int8_engine.model_file.stat().st_size < 4.0
+
+
+def _envelope(audio: np.ndarray) -> np.ndarray:
+    frames = np.lib.stride_tricks.sliding_window_view(audio, 512)[::256] * np.hanning(512)
+    return np.log(np.abs(np.fft.rfft(frames, axis=1)) ** 2 + 1e-8).mean(axis=0)
+
+
+ROUND_TRIP = (
+    "The quick brown fox jumps over the lazy dog near the river bank.",
+    "Please call Stella and ask her to bring these things with her from the store.",
+    "The weather will be sunny tomorrow afternoon.",
+)
+
+
+def test_the_float_model_speaks_as_well_as_the_int8_one(
+    engine: KokoroEngine, int8_engine: KokoroEngine
+) -> None:
+    """Whisper hears the same words from both; length and spectrum agree (the waveforms drift apart
+    by a few milliseconds, so sample correlation says nothing)."""
+    import soxr
+    from tests.wer import errors
+
+    from voxserve.engines.base import TranscribeOptions
+    from voxserve.engines.whisper import WhisperEngine
+
+    whisper = WhisperEngine("tiny.en", threads=1)
+    totals = {"int8": 0, "fp32": 0}
+    words = 0
+    for text in ROUND_TRIP:
+        audio = {"int8": _speak(int8_engine, text, "jm_kumo"), "fp32": _speak(engine, text, "jm_kumo")}
+        assert abs(len(audio["fp32"]) / len(audio["int8"]) - 1) < 0.05
+        assert float(np.corrcoef(_envelope(audio["int8"]), _envelope(audio["fp32"]))[0, 1]) > 0.99
+        for kind, samples in audio.items():
+            _, segments = whisper.transcribe(
+                soxr.resample(samples, SAMPLE_RATE, 16000).astype(np.float32), TranscribeOptions()
+            )
+            wrong, n = errors(text, "".join(s.text for s in segments))
+            totals[kind] += wrong
+        words += n
+    assert totals["fp32"] <= max(totals["int8"], 1), totals
+    assert totals["fp32"] / words <= 0.1, totals
+
+
+def test_the_float_model_is_reused(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from voxserve.engines import dequantize
+
+    def no_build(source: Path, target: Path) -> object:
+        raise AssertionError("the float model should have been reused")
+
+    monkeypatch.setattr(dequantize, "dequantize_file", no_build)
+    int8 = default_model_path(cache_dir)
+    path = kokoro.float_model_path(int8, kokoro._expected_sha256(), cache_dir)
+    assert path is not None and path.name.startswith("kokoro-v1.0.fp32-")
+
+
+def test_without_onnx_the_int8_model_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx raises ImportError
+    int8 = tmp_path / "int8.onnx"
+    int8.write_bytes(b"x")
+    assert kokoro.float_model_path(int8, "ab" * 32, tmp_path) is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["int8.onnx"]
+
+
+def test_a_failed_conversion_falls_back_and_leaves_nothing(tmp_path: Path) -> None:
+    int8 = tmp_path / "int8.onnx"
+    int8.write_bytes(b"not an onnx model")
+    assert kokoro.float_model_path(int8, "cd" * 32, tmp_path) is None
+    assert not [p for p in tmp_path.iterdir() if p.suffix in (".onnx", ".json") and p.name != "int8.onnx"]
+
+
+def test_a_stale_float_marker_rebuilds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from voxserve.engines import dequantize
+
+    built: list[Path] = []
+
+    def fake_build(source: Path, target: Path) -> dequantize.DequantizeReport:
+        built.append(target)
+        target.write_bytes(b"float model")
+        return dequantize.DequantizeReport()
+
+    monkeypatch.setattr(dequantize, "dequantize_file", fake_build)
+    int8 = tmp_path / "int8.onnx"
+    int8.write_bytes(b"int8 model")
+    first = kokoro.float_model_path(int8, "ef" * 32, tmp_path)
+    assert first is not None and first.read_bytes() == b"float model"
+    assert kokoro.float_model_path(int8, "ef" * 32, tmp_path) == first and len(built) == 1
+    first.write_bytes(b"truncated")  # the size no longer matches the marker
+    assert kokoro.float_model_path(int8, "ef" * 32, tmp_path) == first and len(built) == 2
 
 
 def test_cached_model_is_reused_without_reading_parts(

@@ -68,3 +68,28 @@ def test_invalid_phonemes(engine: PiperEngine, phonemes: str) -> None:
     with pytest.raises(InvalidValue) as info:
         list(engine.synthesize_phonemes(phonemes, VOICE, 1.0))
     assert info.value.code == "invalid_phonemes"
+
+
+def test_every_openai_voice_name_is_a_bundled_english_voice_that_speaks(engine: PiperEngine) -> None:
+    """The default alias table points only at voices this engine loads offline from site-packages,
+    and each says the words (Whisper round trip)."""
+    import soxr
+    from tests.wer import wer
+
+    from voxserve.config import DEFAULT_VOICE_ALIASES
+    from voxserve.engines.base import TranscribeOptions
+    from voxserve.engines.whisper import WhisperEngine
+
+    loaded = {v.id: v for v in engine.voices()}
+    targets = set(DEFAULT_VOICE_ALIASES.values())
+    assert targets <= set(loaded), targets - set(loaded)
+    whisper = WhisperEngine("tiny.en", threads=1)
+    text = "Please call Stella and ask her to bring these things with her from the store."
+    for target in sorted(targets):
+        info = loaded[target]
+        assert info.language.startswith("en-")
+        audio = np.concatenate([p.audio for p in engine.synthesize(text, info.name, 1.0)])
+        _, segments = whisper.transcribe(
+            soxr.resample(audio, info.sample_rate, 16000).astype(np.float32), TranscribeOptions()
+        )
+        assert wer(text, "".join(s.text for s in segments)) <= 0.1, target

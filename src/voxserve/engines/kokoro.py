@@ -9,6 +9,14 @@ Model and voices
     ``kokoro-v1.0.onnx`` and ``voices-v1.0.bin`` (a NumPy ``.npz`` archive) load through
     ``model_path`` / ``voices_path``.
 
+Float model
+    The int8 model quantises every activation at run time, which makes it about twice as slow on a
+    CPU as the float32 model (hexgrad/kokoro#291). So on first load the bundled int8 weights are
+    dequantised once (:mod:`voxserve.engines.dequantize`, which needs the ``onnx`` package) into a
+    float32 copy in the same cache folder, named after the int8 model's sha256, and that copy is
+    loaded: the same weights, without the activation rounding. It takes ~330 MB of disk instead of
+    92 MB. When ``onnx`` is missing or the conversion fails, the int8 model is used.
+
 Phonemes
     Kokoro speaks phonemes from a fixed vocabulary of 114 symbols, at most 510 per inference. Text is
     turned into phonemes by espeak-ng (piper's in-process bridge), mapped to Kokoro's symbols the way
@@ -41,6 +49,7 @@ import threading
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -58,6 +67,7 @@ __all__ = [
     "SAMPLE_RATE",
     "KokoroEngine",
     "default_model_path",
+    "float_model_path",
     "parse_blend",
 ]
 
@@ -70,6 +80,9 @@ MAX_BLEND_COMPONENTS = 8
 MAX_BLEND_CHARS = 200
 
 _MODEL_FILE = "kokoro-v1.0.int8.onnx"
+_FLOAT_MODEL_FILE = "kokoro-v1.0.fp32-{digest}.onnx"
+_FLOAT_FORMAT = 1
+"""Bumped when the dequantiser changes what it writes, so old float copies are rebuilt."""
 _PARTS = 4
 _STYLE_DIM = 256
 _STYLE_CACHE_SIZE = 32
@@ -220,6 +233,75 @@ def default_model_path(cache_dir: Path | None = None) -> Path:
         raise
     _write_atomic(marker, json.dumps({"sha256": expected, "size": size}).encode())
     return target
+
+
+def float_model_path(int8_model: Path, sha256: str, cache_dir: Path | None = None) -> Path | None:
+    """A float32 copy of the int8 model ``int8_model`` (whose sha256 is ``sha256``), or None.
+
+    Built once into ``cache_dir`` with :func:`voxserve.engines.dequantize.dequantize_file`
+    (atomically; an exclusive lock file keeps concurrent workers from building it twice) and reused
+    while the marker beside it names the same source hash, format and size. Returns None, after a
+    log line, when the ``onnx`` package is missing or the conversion is incomplete or fails, so the
+    caller falls back to the int8 model.
+    """
+    folder = cache_dir if cache_dir is not None else _default_cache_dir()
+    target = folder / _FLOAT_MODEL_FILE.format(digest=sha256[:16])
+    marker = folder / f"{target.name}.json"
+    wanted = {"source_sha256": sha256, "format": _FLOAT_FORMAT}
+
+    def ready() -> bool:
+        try:
+            meta = json.loads(marker.read_text())
+            return bool(
+                {k: meta.get(k) for k in wanted} == wanted and meta.get("size") == target.stat().st_size
+            )
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    if ready():
+        return target
+    try:
+        import onnx  # noqa: F401  (checked here, used by dequantize_file)
+
+        from voxserve.engines.dequantize import dequantize_file
+    except ImportError:
+        log.info("the onnx package is not installed: Kokoro runs its int8 model (about 2x slower)")
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    with _exclusive(folder / f".{target.name}.lock"):
+        if ready():  # another worker built it while this one waited
+            return target
+        try:
+            report = dequantize_file(int8_model, target)
+        except Exception:
+            log.warning("could not build the float Kokoro model; using the int8 one", exc_info=True)
+            target.unlink(missing_ok=True)
+            return None
+        if not report.complete:
+            log.warning(
+                "Kokoro model only partly dequantised (%s left); using the int8 one", report.remaining
+            )
+            target.unlink(missing_ok=True)
+            return None
+        _write_atomic(marker, json.dumps({**wanted, "size": target.stat().st_size}).encode())
+    log.info("built the float32 Kokoro model %s (%s)", target, dict(report.rewritten))
+    return target
+
+
+@contextmanager
+def _exclusive(lock: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``lock`` (a no-op where ``fcntl`` does not exist)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    with open(lock, "a+b") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _load_vocab() -> dict[str, int]:
@@ -435,9 +517,11 @@ class KokoroEngine:
     ``model_path``: an ONNX Kokoro v1.0 model; by default the bundled int8 model (see
     :func:`default_model_path`). ``voices_path``: an ``.npz`` archive (``voices-v1.0.bin`` is one) of
     style packs keyed by voice name; by default the five Japanese voices. ``threads``: onnxruntime's
-    intra-op threads. ``cache_dir``: where the bundled model is joined.
+    intra-op threads. ``cache_dir``: where the bundled model is joined. ``dequantize``: run the bundled
+    model as float32 (see :func:`float_model_path`); a ``model_path`` of your own is loaded as it is.
 
-    The model is loaded in the constructor, so a broken installation fails at start-up.
+    The model is loaded in the constructor, so a broken installation fails at start-up;
+    :attr:`model_file` is the file that was loaded.
     """
 
     name = "kokoro"
@@ -449,10 +533,17 @@ class KokoroEngine:
         *,
         threads: int = 1,
         cache_dir: Path | None = None,
+        dequantize: bool = True,
     ) -> None:
         self._vocab = _load_vocab()
         self._voices = _load_voices(Path(voices_path) if voices_path is not None else None)
-        model = Path(model_path) if model_path is not None else default_model_path(cache_dir)
+        if model_path is not None:
+            model = Path(model_path)
+        else:
+            model = default_model_path(cache_dir)
+            if dequantize:
+                model = float_model_path(model, _expected_sha256(), cache_dir) or model
+        self.model_file = model
         if not model.is_file():
             raise EngineFailure(f"the Kokoro model {model.name} does not exist", code="model_missing")
         self._session = _open_session(model, threads)
