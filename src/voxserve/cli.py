@@ -64,6 +64,7 @@ def _run_server(app: Any, **uvicorn_options: Any) -> None:
 def _serve(args: argparse.Namespace) -> int:
     from voxserve.api.app import create_app
     from voxserve.api.deadlines import header_deadline_protocol
+    from voxserve.api.transport import WS_FRAME_MARGIN_BYTES
     from voxserve.observability import configure_logging
 
     settings = _settings(
@@ -91,7 +92,8 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=10,
         # The app enforces ws_max_message_bytes itself (an error event, then 1009), as under any
         # server; uvicorn's own cap sits just above it, so the app's answer is the one clients see.
-        ws_max_size=settings.ws_max_message_bytes + 65536,
+        # (The app sets these again at lifespan start-up: api/transport.py, for uvicorn --factory.)
+        ws_max_size=settings.ws_max_message_bytes + WS_FRAME_MARGIN_BYTES,
         http=header_deadline_protocol(settings.header_timeout_s),
         ws_ping_interval=settings.ws_ping_interval_s,
         ws_ping_timeout=settings.ws_ping_timeout_s,

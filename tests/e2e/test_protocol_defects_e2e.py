@@ -37,6 +37,7 @@ LIMITS = {
     "VOXSERVE_WS_PING_INTERVAL_S": "1",
     "VOXSERVE_WS_PING_TIMEOUT_S": "1",
     "VOXSERVE_WS_SEND_TIMEOUT_S": "2",
+    "VOXSERVE_HEADER_TIMEOUT_S": "2",
     "VOXSERVE_ENGINES": '["espeak"]',
     "VOXSERVE_DEFAULT_VOICE": "espeak/en-us",
     "VOXSERVE_STT_MODELS": '["tiny.en"]',
@@ -150,6 +151,19 @@ def test_an_oversized_message_is_message_too_large_1009(limited: Server) -> None
         events, code = drain(ws)
     assert code == 1009
     assert events[-1]["type"] == "error" and events[-1]["code"] == "message_too_large"
+
+
+def test_trickled_headers_get_408_under_either_server(limited: Server) -> None:
+    # The header deadline is the server's (headers arrive before any app runs): the app sets it on
+    # uvicorn's configuration at lifespan start-up, so uvicorn --factory has it too.
+    with socket.create_connection(("127.0.0.1", int(limited.url.rsplit(":", 1)[1]))) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finished
+        sock.settimeout(scaled(15))
+        data = b""
+        while chunk := sock.recv(65536):  # bounded by the socket timeout: the server must close first
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 408 "), data[:200]
+    assert json.loads(data.split(b"\r\n\r\n", 1)[1])["error"]["code"] == "request_timeout"
 
 
 @pytest.mark.parametrize("route", ["speak", "chat"])

@@ -30,7 +30,12 @@ from voxserve.api import (
 from voxserve.api.errors import install_error_handlers
 from voxserve.api.security import install_security
 from voxserve.api.state import AppState
-from voxserve.api.transport import TransportMiddleware, install_handshake_log_filter
+from voxserve.api.transport import (
+    TransportMiddleware,
+    apply_server_settings,
+    install_handshake_log_filter,
+    server_config,
+)
 from voxserve.config import Settings
 from voxserve.errors import InvalidRequest, RequestTimeout, TextTooLong, VoxserveError
 from voxserve.observability import LoopLagProbe, Metrics
@@ -204,6 +209,19 @@ class _BodyTooSlow(_BodyRefused):
     pass
 
 
+class _App(FastAPI):
+    """FastAPI, plus one thing at lifespan start-up: the server's own per-connection limits (header
+    deadline, WebSocket cap and keepalive) are set from the app's settings, so that ``uvicorn --factory``
+    enforces what ``voxserve serve`` does (api/transport.py)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            config = server_config(receive)
+            if config is not None:
+                apply_server_settings(config, self.state.vox.settings)
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the voxserve ASGI app (no process or model starts until the lifespan runs)."""
     settings = settings or Settings()
@@ -246,7 +264,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await registry.stop()
             await probe.stop()
 
-    app = FastAPI(
+    app = _App(
         title="voxserve",
         version=__version__,
         summary="Streaming text-to-speech and speech-to-text, offline.",

@@ -1,8 +1,16 @@
-"""What ASGI does not reach: the connection under a WebSocket, and uvicorn's handshake log.
+"""What ASGI does not reach: the server's connection settings, the connection under a WebSocket, and
+uvicorn's handshake log.
 
-ASGI gives an app messages, not its connection. Three limits need the connection itself, and they
-must hold however the app is served (``voxserve serve``, or ``uvicorn --factory
-voxserve.api.app:create_app``):
+ASGI gives an app messages, not its connection. Some limits need the server itself, and they must hold
+however the app is served (``voxserve serve``, or ``uvicorn --factory voxserve.api.app:create_app``):
+
+- the header deadline (``header_timeout_s``), the WebSocket message cap and keepalive: uvicorn reads
+  them from its ``Config`` each time it makes a connection's protocol, after the lifespan has started.
+  At lifespan start-up the app reaches that ``Config`` (through the ``receive`` callable uvicorn hands
+  the lifespan, a method of its lifespan object) and sets them from the app's settings: the
+  header-deadline HTTP protocol, a WebSocket cap just above ``ws_max_message_bytes`` (the app answers an
+  oversized message itself, with an error event and 1009), the ping interval and timeout. With
+  ``--lifespan off`` the app never hears of the server; then only the per-connection hooks below apply.
 
 - the WebSocket keepalive (``ws_ping_interval_s`` / ``ws_ping_timeout_s``): uvicorn pings on its own
   settings, fixed at start-up; the app sets them per connection before it accepts;
@@ -29,8 +37,13 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from voxserve.config import Settings
+
 __all__ = [
+    "WS_FRAME_MARGIN_BYTES",
     "TransportMiddleware",
+    "apply_server_settings",
+    "server_config",
     "abort_connection",
     "apply_keepalive",
     "install_handshake_log_filter",
@@ -40,6 +53,14 @@ __all__ = [
 _PROTOCOL_KEY = "voxserve.protocol"
 _refused: contextvars.ContextVar[bool] = contextvars.ContextVar("voxserve_refused_handshake", default=False)
 _UNFINISHED_HANDSHAKE = "ASGI callable returned without completing handshake"
+
+
+def server_config(receive: Receive) -> Any:
+    """The uvicorn ``Config`` behind the ``receive`` callable of a lifespan scope (``None`` elsewhere).
+
+    Must see uvicorn's own callable: call it before any middleware wraps it (FastAPI wraps the
+    lifespan's ``receive`` for its telemetry, so :class:`voxserve.api.app` does it in ``__call__``)."""
+    return getattr(getattr(receive, "__self__", None), "config", None)
 
 
 class TransportMiddleware:
@@ -54,6 +75,26 @@ class TransportMiddleware:
             if owner is not None and hasattr(owner, "transport"):
                 scope[_PROTOCOL_KEY] = owner
         await self.app(scope, receive, send)
+
+
+def apply_server_settings(config: Any, settings: Settings) -> None:
+    """Set a uvicorn ``Config``'s per-connection limits from ``settings`` (before it makes connections).
+
+    A protocol class of the user's own (``--http my.module:Class``) is kept: only uvicorn's h11 and
+    httptools protocols are replaced by the header-deadline one."""
+    from voxserve.api.deadlines import header_deadline_protocol
+
+    protocol_class = getattr(config, "http_protocol_class", None)
+    if getattr(protocol_class, "__module__", "").startswith("uvicorn.protocols.http"):
+        config.http_protocol_class = header_deadline_protocol(settings.header_timeout_s)
+    config.ws_max_size = settings.ws_max_message_bytes + WS_FRAME_MARGIN_BYTES
+    config.ws_ping_interval = settings.ws_ping_interval_s
+    config.ws_ping_timeout = settings.ws_ping_timeout_s
+
+
+WS_FRAME_MARGIN_BYTES = 65536
+"""How far above ``ws_max_message_bytes`` the server's own WebSocket cap sits, so that the app's answer
+to an oversized message (``message_too_large``, then 1009) is the one a client sees."""
 
 
 def _protocol(scope: Scope) -> Any:
