@@ -27,7 +27,7 @@ from voxserve.api import (
     system,
     transcriptions,
 )
-from voxserve.api.errors import install_error_handlers
+from voxserve.api.errors import count_http_error, count_request, install_error_handlers
 from voxserve.api.security import install_security
 from voxserve.api.state import AppState
 from voxserve.api.transport import (
@@ -93,13 +93,13 @@ class BodyLimitMiddleware:
                 f"request headers are over {self.max_headers} fields or {self.max_header_bytes} bytes",
                 code="headers_too_large",
             )
-            await self._send_error(send, request_id, 431, err)
+            await self._send_error(scope, send, request_id, 431, err)
             return
         upload = scope["path"] in _UPLOAD_PATHS
         limit = self.max_upload_bytes if upload else self.path_limits.get(scope["path"], self.max_body_bytes)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await self._refuse(send, request_id, _BodyTooLarge, limit, upload)
+            await self._refuse(scope, send, request_id, _BodyTooLarge, limit, upload)
             return
         seen = 0
         started = False
@@ -143,10 +143,11 @@ class BodyLimitMiddleware:
                 # app's own response is dropped.
                 if message["type"] == "http.response.start" and not replaced:
                     started = replaced = True
-                    await self._refuse(send, request_id, exceeded or _BodyTooLarge, limit, upload)
+                    await self._refuse(scope, send, request_id, exceeded or _BodyTooLarge, limit, upload)
                 return
             if message["type"] == "http.response.start":
                 started = True
+                count_request(scope, message["status"])
                 headers = list(message.get("headers", []))
                 if not any(k.lower() == b"x-request-id" for k, _ in headers):
                     headers.append((b"x-request-id", request_id.encode()))
@@ -157,10 +158,10 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, send_with_id)
         except _BodyRefused as exc:
             if not started:
-                await self._refuse(send, request_id, type(exc), limit, upload)
+                await self._refuse(scope, send, request_id, type(exc), limit, upload)
 
     async def _refuse(
-        self, send: Send, request_id: str, why: type[_BodyRefused], limit: int, upload: bool
+        self, scope: Scope, send: Send, request_id: str, why: type[_BodyRefused], limit: int, upload: bool
     ) -> None:
         if why is _BodyTooSlow:
             err: VoxserveError = RequestTimeout(
@@ -170,12 +171,14 @@ class BodyLimitMiddleware:
         else:
             code = "file_too_large" if upload else "body_too_large"
             err = TextTooLong(f"request body is over {limit} bytes", code=code)
-        await self._send_error(send, request_id, err.status, err)
+        await self._send_error(scope, send, request_id, err.status, err)
 
     @staticmethod
-    async def _send_error(send: Send, request_id: str, status: int, err: VoxserveError) -> None:
+    async def _send_error(scope: Scope, send: Send, request_id: str, status: int, err: VoxserveError) -> None:
         import json
 
+        count_request(scope, status)
+        count_http_error(scope, status, err.code)
         body = json.dumps(err.to_dict()).encode()
         await send(
             {

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from voxserve.errors import InvalidRequest, InvalidValue, RateLimited, Unavailable, VoxserveError
 from voxserve.observability import RepeatLimiter
 
-__all__ = ["count_http_error", "error_response", "install_error_handlers"]
+__all__ = ["count_http_error", "count_request", "error_response", "install_error_handlers"]
 
 _log = logging.getLogger("voxserve.api")
 
@@ -70,12 +70,23 @@ def _route(scope: Mapping[str, Any]) -> str:
     return path if isinstance(path, str) else "unmatched"
 
 
+def _metrics(scope: Mapping[str, Any]) -> Any:
+    app = scope.get("app")
+    vox = getattr(getattr(app, "state", None), "vox", None)
+    return getattr(vox, "metrics", None)
+
+
+def count_request(scope: Mapping[str, Any], status: int) -> None:
+    """Count a response in ``voxserve_requests_total{route,status}`` (the route's path template)."""
+    metrics = _metrics(scope)
+    if metrics is not None:
+        metrics.requests.labels(_route(scope), str(status)).inc()
+
+
 def count_http_error(scope: Mapping[str, Any], status: int, code: str) -> None:
     """Count an error response in ``voxserve_http_errors_total`` (for error responses made outside
     these handlers too, such as the body-limit middleware's 413 and 408)."""
-    app = scope.get("app")
-    vox = getattr(getattr(app, "state", None), "vox", None)
-    metrics = getattr(vox, "metrics", None)
+    metrics = _metrics(scope)
     if metrics is not None:
         metrics.http_errors.labels(code, _route(scope), str(status)).inc()
 

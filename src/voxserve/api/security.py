@@ -34,6 +34,7 @@ from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from voxserve.api.errors import count_http_error, count_request
 from voxserve.api.transport import mark_refused_handshake
 from voxserve.config import Settings
 from voxserve.errors import InvalidRequest, VoxserveError
@@ -345,7 +346,9 @@ class SecurityMiddleware:
         if self._in_ui(path) and page_load:
             await _send_login_page(scope, send, self.ui_path or "", failed=False)
             return
-        await _send_json(send, Unauthorized(_missing_key_message()), [(b"www-authenticate", b"Bearer")])
+        await _send_json(
+            scope, send, Unauthorized(_missing_key_message()), [(b"www-authenticate", b"Bearer")]
+        )
 
     async def _login(self, scope: Scope, receive: Receive, send: Send) -> None:
         """``POST /ui/auth`` with ``api_key=<key>`` (the login form): 303 to the UI with the session
@@ -383,13 +386,16 @@ class SecurityMiddleware:
         """
         if scope["method"] != "POST":
             await _send_json(
-                send, MethodNotAllowed("sign out with POST (the UI's Sign out button)"), [(b"allow", b"POST")]
+                scope,
+                send,
+                MethodNotAllowed("sign out with POST (the UI's Sign out button)"),
+                [(b"allow", b"POST")],
             )
             return
         scheme = str(scope.get("scheme", "http"))
         same_origin = origin_allowed(headers.get("origin"), headers.get("host"), scheme, ())
         if not same_origin or headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
-            await _send_json(send, ForbiddenOrigin("sign out from this server's own page"), [])
+            await _send_json(scope, send, ForbiddenOrigin("sign out from this server's own page"), [])
             return
         self.keys.end_session(_ui_cookie(headers))
         await _send_to_ui(send, _cookie_header(scope, self.ui_path or "", "", expire=True))
@@ -446,7 +452,9 @@ def _missing_key_message() -> str:
     return "a valid API key is required: send the header 'Authorization: Bearer <key>'"
 
 
-async def _send_json(send: Send, err: VoxserveError, extra: list[tuple[bytes, bytes]]) -> None:
+async def _send_json(scope: Scope, send: Send, err: VoxserveError, extra: list[tuple[bytes, bytes]]) -> None:
+    count_request(scope, err.status)
+    count_http_error(scope, err.status, err.code)
     body = json.dumps(err.to_dict()).encode()
     await send(
         {
@@ -466,6 +474,7 @@ async def _deny_websocket(scope: Scope, send: Send, err: VoxserveError) -> None:
     """Refuse a handshake: an HTTP response (401/403 with the error JSON) where the server can send
     one, else a close before accepting (which servers answer with HTTP 403)."""
     mark_refused_handshake()
+    count_http_error(scope, err.status, err.code)
     if "websocket.http.response" in scope.get("extensions", {}):
         body = json.dumps(err.to_dict()).encode()
         extra = [(b"www-authenticate", b"Bearer")] if isinstance(err, Unauthorized) else []
