@@ -73,8 +73,8 @@ def kokoro_direct_ms(texts: dict[str, str], runs: int, threads: int) -> dict[tup
     from voxserve.engines.kokoro import KokoroEngine
 
     engines = {
-        "int8": KokoroEngine(threads=threads, dequantize=False),
-        "float32": KokoroEngine(threads=threads),
+        "int8": KokoroEngine(threads=threads),
+        "float32": KokoroEngine(threads=threads, dequantize=True),
     }
     assert "fp32" in engines["float32"].model_file.name, (
         "the float model could not be built (is onnx installed?)"

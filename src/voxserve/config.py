@@ -170,6 +170,11 @@ class Settings(BaseSettings):
     )
     kokoro_model_path: Path | None = Field(None, description="A kokoro-v1.0.onnx of your own.")
     kokoro_voices_path: Path | None = Field(None, description="voices-v1.0.bin (npz) for that model.")
+    kokoro_float_model: bool = Field(
+        False,
+        description="Run the bundled int8 Kokoro model as float32 (dequantised once into cache_dir; "
+        "needs the onnx package). Slower on x86 CPUs with AVX2; try it where int8 kernels are slow.",
+    )
     cache_dir: Path = Field(
         default_factory=lambda: Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "voxserve",
         description="Where joined model files are kept.",

@@ -194,36 +194,43 @@ def test_invalid_speed(engine: KokoroEngine, speed: float) -> None:
 
 
 def test_joined_model_is_cached_with_a_marker(engine: KokoroEngine, cache_dir: Path) -> None:
-    float_name = f"kokoro-v1.0.fp32-{kokoro._expected_sha256()[:16]}.onnx"
+    assert engine.model_file == cache_dir / "kokoro-v1.0.int8.onnx"  # int8 unless asked otherwise
     names = sorted(p.name for p in cache_dir.iterdir())
-    assert names == [
+    assert names == ["kokoro-v1.0.int8.onnx", "kokoro-v1.0.int8.onnx.json"]
+
+
+# -- the float model (the bundled int8 weights, dequantised once; opt-in)
+
+
+@pytest.fixture(scope="module")
+def float_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("kokoro-float-cache")
+
+
+@pytest.fixture(scope="module")
+def float_engine(float_cache_dir: Path) -> KokoroEngine:
+    return KokoroEngine(cache_dir=float_cache_dir, threads=1, dequantize=True)
+
+
+def test_the_float_model_is_float32(float_engine: KokoroEngine, float_cache_dir: Path) -> None:
+    import onnx
+
+    from voxserve.engines.dequantize import INTEGER_OPS
+
+    float_name = f"kokoro-v1.0.fp32-{kokoro._expected_sha256()[:16]}.onnx"
+    assert float_engine.model_file == float_cache_dir / float_name
+    assert sorted(p.name for p in float_cache_dir.iterdir()) == [
         f".{float_name}.lock",
         float_name,
         f"{float_name}.json",
         "kokoro-v1.0.int8.onnx",
         "kokoro-v1.0.int8.onnx.json",
     ]
-
-
-# -- the float model (the bundled int8 weights, dequantised once)
-
-
-@pytest.fixture(scope="module")
-def int8_engine(cache_dir: Path, engine: KokoroEngine) -> KokoroEngine:
-    return KokoroEngine(cache_dir=cache_dir, threads=1, dequantize=False)
-
-
-def test_the_bundled_model_runs_as_float32(engine: KokoroEngine, int8_engine: KokoroEngine) -> None:
-    import onnx
-
-    from voxserve.engines.dequantize import INTEGER_OPS
-
-    assert engine.model_file.name.startswith("kokoro-v1.0.fp32-")
-    assert int8_engine.model_file.name == "kokoro-v1.0.int8.onnx"
-    graph = onnx.load(str(engine.model_file), load_external_data=False).graph
+    graph = onnx.load(str(float_engine.model_file), load_external_data=False).graph
     assert not {n.op_type for n in graph.node} & INTEGER_OPS
     # The same weights in float32: about 4x the int8 file.
-    assert 3.0 < engine.model_file.stat().st_size / int8_engine.model_file.stat().st_size < 4.0
+    int8 = float_cache_dir / "kokoro-v1.0.int8.onnx"
+    assert 3.0 < float_engine.model_file.stat().st_size / int8.stat().st_size < 4.0
 
 
 def _envelope(audio: np.ndarray) -> np.ndarray:
@@ -239,7 +246,7 @@ ROUND_TRIP = (
 
 
 def test_the_float_model_speaks_as_well_as_the_int8_one(
-    engine: KokoroEngine, int8_engine: KokoroEngine
+    engine: KokoroEngine, float_engine: KokoroEngine
 ) -> None:
     """Whisper hears the same words from both; length and spectrum agree (the waveforms drift apart
     by a few milliseconds, so sample correlation says nothing)."""
@@ -253,7 +260,7 @@ def test_the_float_model_speaks_as_well_as_the_int8_one(
     totals = {"int8": 0, "fp32": 0}
     words = 0
     for text in ROUND_TRIP:
-        audio = {"int8": _speak(int8_engine, text, "jm_kumo"), "fp32": _speak(engine, text, "jm_kumo")}
+        audio = {"int8": _speak(engine, text, "jm_kumo"), "fp32": _speak(float_engine, text, "jm_kumo")}
         assert abs(len(audio["fp32"]) / len(audio["int8"]) - 1) < 0.05
         assert float(np.corrcoef(_envelope(audio["int8"]), _envelope(audio["fp32"]))[0, 1]) > 0.99
         for kind, samples in audio.items():
@@ -267,16 +274,19 @@ def test_the_float_model_speaks_as_well_as_the_int8_one(
     assert totals["fp32"] / words <= 0.1, totals
 
 
-def test_the_float_model_is_reused(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_float_model_is_reused(
+    float_engine: KokoroEngine, float_cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from voxserve.engines import dequantize
 
     def no_build(source: Path, target: Path) -> object:
         raise AssertionError("the float model should have been reused")
 
     monkeypatch.setattr(dequantize, "dequantize_file", no_build)
-    int8 = default_model_path(cache_dir)
-    path = kokoro.float_model_path(int8, kokoro._expected_sha256(), cache_dir)
-    assert path is not None and path.name.startswith("kokoro-v1.0.fp32-")
+    int8 = default_model_path(float_cache_dir)
+    assert (
+        kokoro.float_model_path(int8, kokoro._expected_sha256(), float_cache_dir) == float_engine.model_file
+    )
 
 
 def test_without_onnx_the_int8_model_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

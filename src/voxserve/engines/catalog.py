@@ -41,6 +41,7 @@ def build_engine(spec: EngineSpec) -> TTSEngine | STTEngine:
             opts.get("voices_path"),
             threads=spec.threads,
             cache_dir=opts.get("cache_dir"),
+            dequantize=bool(opts.get("dequantize", False)),
         )
     if spec.engine == "whisper":
         from voxserve.engines.whisper import WhisperEngine

@@ -9,13 +9,17 @@ Model and voices
     ``kokoro-v1.0.onnx`` and ``voices-v1.0.bin`` (a NumPy ``.npz`` archive) load through
     ``model_path`` / ``voices_path``.
 
-Float model
-    The int8 model quantises every activation at run time, which makes it about twice as slow on a
-    CPU as the float32 model (hexgrad/kokoro#291). So on first load the bundled int8 weights are
-    dequantised once (:mod:`voxserve.engines.dequantize`, which needs the ``onnx`` package) into a
-    float32 copy in the same cache folder, named after the int8 model's sha256, and that copy is
-    loaded: the same weights, without the activation rounding. It takes ~330 MB of disk instead of
-    92 MB. When ``onnx`` is missing or the conversion fails, the int8 model is used.
+Float model (opt-in)
+    The int8 model quantises every activation at run time; hexgrad/kokoro#291 reports it twice as slow
+    as the float32 model on a CPU. With ``dequantize=True`` the bundled int8 weights are dequantised
+    once (:mod:`voxserve.engines.dequantize`, which needs the ``onnx`` package) into a float32 copy in
+    the same cache folder, named after the int8 model's sha256, and that copy is loaded: the same
+    weights, without the activation rounding (Whisper hears the same words). It takes 325 MB of disk
+    instead of 92 MB. It is off by default because on the 2-core AVX2 x86 machines voxserve is
+    measured on it is about 1.3x *slower* (onnxruntime's u8 ``ConvInteger`` beats its float ``Conv``,
+    where the decoder spends ~70% of its time; ``benchmarks/tts_bench.py --kokoro-only``); CPUs with
+    slow integer kernels (ARM) may gain. When ``onnx`` is missing or the conversion fails, the int8
+    model is used.
 
 Phonemes
     Kokoro speaks phonemes from a fixed vocabulary of 114 symbols, at most 510 per inference. Text is
@@ -518,7 +522,8 @@ class KokoroEngine:
     :func:`default_model_path`). ``voices_path``: an ``.npz`` archive (``voices-v1.0.bin`` is one) of
     style packs keyed by voice name; by default the five Japanese voices. ``threads``: onnxruntime's
     intra-op threads. ``cache_dir``: where the bundled model is joined. ``dequantize``: run the bundled
-    model as float32 (see :func:`float_model_path`); a ``model_path`` of your own is loaded as it is.
+    model as float32 (see :func:`float_model_path` and the module doc; off by default, slower on AVX2
+    x86); a ``model_path`` of your own is loaded as it is.
 
     The model is loaded in the constructor, so a broken installation fails at start-up;
     :attr:`model_file` is the file that was loaded.
@@ -533,7 +538,7 @@ class KokoroEngine:
         *,
         threads: int = 1,
         cache_dir: Path | None = None,
-        dequantize: bool = True,
+        dequantize: bool = False,
     ) -> None:
         self._vocab = _load_vocab()
         self._voices = _load_voices(Path(voices_path) if voices_path is not None else None)
