@@ -167,6 +167,7 @@ class EngineRegistry:
                     "model_path": settings.kokoro_model_path,
                     "voices_path": settings.kokoro_voices_path,
                     "cache_dir": settings.cache_dir,
+                    "dequantize": settings.kokoro_float_model,
                 }
             spec = EngineSpec(engine=engine, options=options, threads=settings.threads_per_worker)
             self.pools[engine] = self._pool(spec, settings.workers_per_engine, engine)
