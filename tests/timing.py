@@ -151,6 +151,21 @@ def cpu_seconds(func: Callable[[], object], repeats: int = 1) -> float:
     return best
 
 
+def grows_linearly(
+    small: Callable[[], object], big: Callable[[], object], factor: int, repeats: int = 3
+) -> bool:
+    """Whether ``big`` (``factor`` times ``small``'s input) costs at most ``2.5 * factor`` times
+    ``small``'s CPU time, each the least of ``repeats`` runs.
+
+    For "linear, not quadratic" checks: a quadratic pass costs ``factor**2`` times as much, so with
+    ``factor`` >= 8 the margin between the two (20x against 64x) survives a busy machine. A 4x input
+    with an 8x bound did not: a clean-clone CI run measured 9x for a linear pass."""
+    assert factor >= 8, "a smaller factor leaves linear and quadratic too close to tell apart"
+    small_s = cpu_seconds(small, repeats)
+    big_s = cpu_seconds(big, repeats)
+    return big_s < 2.5 * factor * small_s + 0.05
+
+
 def remaining(deadline: float) -> float:
     """Seconds left until ``deadline`` (a ``time.monotonic()`` value), at least 10 ms: for a blocking
     call with a timeout inside a bounded loop."""

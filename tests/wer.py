@@ -4,24 +4,17 @@ from __future__ import annotations
 
 import re
 
-_NUMBERS = {
-    "0": "zero",
-    "1": "one",
-    "2": "two",
-    "3": "three",
-    "4": "four",
-    "5": "five",
-    "6": "six",
-    "7": "seven",
-    "8": "eight",
-    "9": "nine",
-    "10": "ten",
-}
+from voxserve.text.numwords import integer_words
 
 
 def normalise(text: str) -> list[str]:
+    """Lower-case words without punctuation, numbers as words: Whisper writes "twenty two" as "22"
+    and "7:30" as "7 30", which are not errors of what was spoken."""
     words = re.sub(r"[^a-z0-9' ]+", " ", text.lower().replace("-", " ")).split()
-    return [_NUMBERS.get(w, w) for w in words]
+    out: list[str] = []
+    for w in words:
+        out.extend(integer_words(w).replace("-", " ").split() if w.isdigit() and len(w) <= 9 else [w])
+    return out
 
 
 def errors(reference: str, hypothesis: str) -> tuple[int, int]:
