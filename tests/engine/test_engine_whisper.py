@@ -313,3 +313,84 @@ def test_cache_dir_defaults_to_the_environment(tmp_path: Path, monkeypatch: pyte
     with pytest.raises(EngineFailure, match="corrupt"):
         base_model_folder()
     assert (tmp_path / "whisper-base").is_dir()
+
+
+class Spy:
+    """Records each call to faster-whisper's ``transcribe`` (its prompt, temperatures and budget)."""
+
+    def __init__(self, engine: WhisperEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: list[dict[str, object]] = []
+        real = engine._model.transcribe
+
+        def transcribe(audio: np.ndarray, **kw: object) -> object:
+            self.calls.append(kw)
+            return real(audio, **kw)
+
+        monkeypatch.setattr(engine._model, "transcribe", transcribe)
+
+
+def three() -> np.ndarray:
+    """The last second of "one, two, three": after a prompt of "1. 2." tiny.en says "3. 3. 3. …"."""
+    return load("speech_recognition_english_123.wav")[-STT_SAMPLE_RATE:]
+
+
+def test_a_loop_primed_by_the_prompt_is_decoded_again_without_it(
+    tiny: WhisperEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before: 448 tokens of "3. 3. 3." and five sampled fallbacks, 8 s of CPU for 1 s of audio, which
+    # held a streaming final back for 15 s on a loaded server.
+    spy = Spy(tiny, monkeypatch)
+    assert text_of(tiny, three(), TranscribeOptions(language="en", prompt="1. 2.")).strip() == "3."
+    assert [c["temperature"] for c in spy.calls] == [(0.0,), (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)]
+    assert spy.calls[0]["initial_prompt"] and spy.calls[1]["initial_prompt"] is None
+    assert all(c["max_new_tokens"] == whisper.MIN_NEW_TOKENS + whisper.TOKENS_PER_SECOND for c in spy.calls)
+
+
+def test_a_clean_greedy_result_is_decoded_once(tiny: WhisperEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    spy = Spy(tiny, monkeypatch)
+    assert text_of(tiny, three(), TranscribeOptions(language="en")).strip() == "3."
+    assert [c["temperature"] for c in spy.calls] == [(0.0,)]
+
+
+def test_without_fallback_a_loop_is_bounded_not_retried(
+    tiny: WhisperEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spy = Spy(tiny, monkeypatch)
+    options = TranscribeOptions(language="en", prompt="1. 2.", temperature_fallback=False)
+    words = text_of(tiny, three(), options).split()
+    assert 1 <= len(words) <= whisper.MIN_NEW_TOKENS + whisper.TOKENS_PER_SECOND
+    assert [c["temperature"] for c in spy.calls] == [(0.0,)]
+
+
+def test_a_long_prompt_gives_way_to_the_new_tokens(
+    tiny: WhisperEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A 30 s window needs 376 new tokens: the prompt keeps only its newest tokens, the hotwords stay,
+    # and prompt plus hotwords plus new tokens fit Whisper's 448.
+    spy = Spy(tiny, monkeypatch)
+    audio = np.concatenate([load(FILES[1])] * 3)[: 30 * STT_SAMPLE_RATE]
+    prompt = " ".join(f"word{i}" for i in range(300)) + " newest"
+    options = TranscribeOptions(language="en", prompt=prompt, keywords=("Aurelian", "Quintus"))
+    assert text_of(tiny, audio, options).strip()
+    call = spy.calls[0]
+    tokens = list(call["initial_prompt"])  # type: ignore[call-overload]
+    assert tiny._model.hf_tokenizer.decode(tokens).endswith("newest")
+    assert call["max_new_tokens"] == whisper.MIN_NEW_TOKENS + 30 * whisper.TOKENS_PER_SECOND
+    hot = len(tiny._tokens("Aurelian, Quintus"))
+    assert len(tokens) + hot + 6 + int(call["max_new_tokens"]) <= 448  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize(
+    ("tokens", "loop"),
+    [
+        ([513, 13] * 5, True),  # "3." five times
+        ([1, 2, 3, 4, 5, 6] * 5, True),
+        ([7] * 5, True),
+        ([7] * 4 + [8], False),
+        ([513, 13] * 4, False),
+        (list(range(40)), False),
+        ([], False),
+    ],
+)
+def test_repeats(tokens: list[int], loop: bool) -> None:
+    assert whisper._repeats(tokens) is loop

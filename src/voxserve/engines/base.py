@@ -163,6 +163,9 @@ class TranscribeOptions:
     """``transcribe`` or ``translate`` (to English)."""
     prompt: str | None = None
     temperature: float = 0.0
+    temperature_fallback: bool = True
+    """With ``temperature`` 0: decode again at higher temperatures when the result looks failed
+    (OpenAI's default). False decodes greedily once (streaming partials)."""
     word_timestamps: bool = False
     beam_size: int = 1
     without_timestamps: bool = False

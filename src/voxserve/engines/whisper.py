@@ -30,7 +30,17 @@ Decoding
     conditioning on the previous window is what lets one hallucination repeat for the rest of a long
     file. ``temperature=0`` means OpenAI's (and faster-whisper's) default: decode greedily and fall back
     to higher temperatures (0.2 … 1.0) when the output looks like a failure (compression ratio or log
-    probability thresholds); any other value is used alone, with no fallback.
+    probability thresholds); any other value is used alone, with no fallback, and so is 0 with
+    ``temperature_fallback=False`` (streaming partials: a poor partial is soon replaced).
+
+What a decode may cost
+    Whisper can loop: a prompt of "1. 2." before a second of "three" makes tiny.en write "3. 3. 3. …"
+    up to its 448-token limit, and the fallback then samples five more times, 8 s of CPU for 1 s of
+    audio (15 s on a loaded machine). So each 30 s window may generate at most
+    ``TOKENS_PER_SECOND`` tokens per second of its audio (plus ``MIN_NEW_TOKENS``), about three
+    times the fastest speech; the prompt is cut from its oldest end to leave that room under the
+    model's limit; and a prompted decode of one window that still looks failed at temperature 0 is
+    decoded again without the prompt (which primed the loop) before any fallback.
 """
 
 from __future__ import annotations
@@ -60,6 +70,27 @@ from voxserve.errors import EngineFailure, InvalidValue, VoxserveError
 
 _FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 """faster-whisper's default schedule, used when a request asks for temperature 0."""
+
+TOKENS_PER_SECOND = 12
+"""New tokens a window may generate per second of its audio: fast speech (4 words/s) is 5-6 tokens/s
+with punctuation and timestamps."""
+MIN_NEW_TOKENS = 16
+"""New tokens any window may generate, however short its audio."""
+_MAX_LENGTH = 448
+"""Whisper's decoder context: prompt, hotwords, start tokens and new tokens together."""
+_WINDOW_S = 30.0
+_PROMPT_MAX = _MAX_LENGTH // 2 - 1
+"""faster-whisper keeps at most this many tokens of a prompt, and of the hotwords."""
+_LOOP_UNIT_MAX = 6
+_LOOP_REPEATS = 5
+"""A phrase of up to 6 tokens said 5 times in a row is taken for a loop: a false alarm costs one
+more decode, not a wrong transcript."""
+_TEXT_TOKENS_END = 50257
+"""Token ids below this are text (50256 is the English models' end of text); the rest are special
+and timestamp tokens."""
+_COMPRESSION_RATIO_MAX = 2.4
+_LOGPROB_MIN = -1.0
+"""faster-whisper's thresholds for a result that needs the fallback."""
 
 __all__ = [
     "BASE_MODEL_SHA256",
@@ -334,32 +365,56 @@ class WhisperEngine:
         """Transcribe 16 kHz mono float32 audio.
 
         The language is detected (multilingual models, ``language=None``) before this returns; the
-        segments are decoded lazily as the iterator is consumed. Segment ids count from 0; segment
+        segments are decoded lazily as the iterator is consumed (but a prompted decode of at most
+        30 s is decoded before this returns, to check it for a loop). Segment ids count from 0; segment
         and word text is Whisper's, leading space included, so segments join with ``""``.
         """
         language = self._check(options)
         samples = np.ascontiguousarray(audio, dtype=np.float32).reshape(-1)
         if language is None and options.languages:  # several possible: detection picks among them
             language = self._detect_among(samples, self._allowed(options.languages))
-        keywords = [k.strip() for k in options.keywords if k.strip()]
-        try:
-            raw_segments, raw_info = self._model.transcribe(
-                samples,
-                language=language,
-                task=options.task,
-                beam_size=options.beam_size,
-                temperature=_FALLBACK_TEMPERATURES if options.temperature == 0.0 else options.temperature,
-                initial_prompt=options.prompt or None,
-                hotwords=", ".join(keywords) or None,
-                word_timestamps=options.word_timestamps,
-                without_timestamps=options.without_timestamps,
-                condition_on_previous_text=False,
-                vad_filter=False,
-            )
-        except VoxserveError:
-            raise
-        except Exception as exc:  # CTranslate2 raises plain RuntimeErrors
-            raise EngineFailure("Whisper failed to transcribe", code="transcription_failed") from exc
+        hotwords = ", ".join(k.strip() for k in options.keywords if k.strip()) or None
+        duration = len(samples) / 16000
+        prompt, max_new_tokens = self._budget(options, hotwords, duration)
+        if options.temperature != 0.0:
+            temperatures: tuple[float, ...] = (options.temperature,)
+        else:
+            temperatures = _FALLBACK_TEMPERATURES if options.temperature_fallback else (0.0,)
+
+        def run(prompt: list[int] | None, temperatures: tuple[float, ...]) -> tuple[Iterator[Any], Any]:
+            try:
+                return self._model.transcribe(  # type: ignore[no-any-return]
+                    samples,
+                    language=language,
+                    task=options.task,
+                    beam_size=options.beam_size,
+                    temperature=temperatures,
+                    initial_prompt=prompt or None,
+                    hotwords=hotwords,
+                    word_timestamps=options.word_timestamps,
+                    without_timestamps=options.without_timestamps,
+                    condition_on_previous_text=False,
+                    vad_filter=False,
+                    max_new_tokens=max_new_tokens,
+                )
+            except VoxserveError:
+                raise
+            except Exception as exc:  # CTranslate2 raises plain RuntimeErrors
+                raise EngineFailure("Whisper failed to transcribe", code="transcription_failed") from exc
+
+        raw_segments: Iterator[Any]
+        if len(temperatures) > 1 and duration <= _WINDOW_S:
+            # One window (every streaming decode): greedy first, then the fallback when the result
+            # looks failed (faster-whisper's tests, or a loop too short for its compression test),
+            # without the prompt, which may have primed the loop.
+            first, raw_info = run(prompt, (0.0,))
+            decoded = list(_guarded(first))
+            if not _looks_failed(decoded):
+                raw_segments = iter(decoded)
+            else:
+                raw_segments, raw_info = run(None, temperatures if prompt else temperatures[1:])
+        else:
+            raw_segments, raw_info = run(prompt, temperatures)
         info = TranscriptInfo(
             language=str(raw_info.language),
             language_probability=float(raw_info.language_probability),
@@ -367,10 +422,54 @@ class WhisperEngine:
         )
         return info, _segments(raw_segments, options.word_timestamps)
 
+    def _tokens(self, text: str) -> list[int]:
+        # faster-whisper's own encoding of a prompt or hotwords: a leading space, no special tokens.
+        ids: list[int] = self._model.hf_tokenizer.encode(" " + text.strip(), add_special_tokens=False).ids
+        return ids
 
-def _segments(raw: Iterator[Any], with_words: bool) -> Iterator[Segment]:
-    """Map faster-whisper's lazy segments to ours, decoding only as far as the caller reads."""
-    index = 0
+    def _budget(
+        self, options: TranscribeOptions, hotwords: str | None, duration_s: float
+    ) -> tuple[list[int] | None, int]:
+        """The prompt as token ids (its oldest tokens cut where the new tokens need the room) and
+        the new tokens a window may generate (see the module docstring)."""
+        want = MIN_NEW_TOKENS + math.ceil(TOKENS_PER_SECOND * min(duration_s, _WINDOW_S))
+        prompt = (
+            self._tokens(options.prompt)[-_PROMPT_MAX:] if options.prompt and options.prompt.strip() else []
+        )
+        hot = len(self._tokens(hotwords)[:_PROMPT_MAX]) if hotwords else 0
+        # sot_prev, the start sequence (start, language, task) and no_timestamps, counted generously.
+        fixed = 1 + 4 + 1 + hot
+        room = _MAX_LENGTH - fixed - want
+        if len(prompt) > room:
+            prompt = prompt[len(prompt) - max(0, room) :]
+        return prompt or None, max(1, min(want, _MAX_LENGTH - fixed - len(prompt)))
+
+
+def _looks_failed(segments: list[Any]) -> bool:
+    """Whether a greedy result needs the fallback: faster-whisper's tests (too repetitive to compress,
+    too unsure), or a loop of a short phrase, which the bounded length keeps too short for the
+    compression test ("3. 3. 3. 3. 3. 3. 3. 3." compresses 1.8:1)."""
+    if any(
+        float(seg.compression_ratio) > _COMPRESSION_RATIO_MAX or float(seg.avg_logprob) < _LOGPROB_MIN
+        for seg in segments
+    ):
+        return True
+    return _repeats([t for seg in segments for t in seg.tokens if t < _TEXT_TOKENS_END])
+
+
+def _repeats(tokens: list[int]) -> bool:
+    """Whether a unit of 1 to ``_LOOP_UNIT_MAX`` tokens follows itself ``_LOOP_REPEATS`` times or more."""
+    for unit in range(1, _LOOP_UNIT_MAX + 1):
+        run = 0
+        for i in range(unit, len(tokens)):
+            run = run + 1 if tokens[i] == tokens[i - unit] else 0
+            if run >= unit * (_LOOP_REPEATS - 1):
+                return True
+    return False
+
+
+def _guarded(raw: Iterator[Any]) -> Iterator[Any]:
+    """faster-whisper's lazy segments, with a decoding error raised as ``transcription_failed``."""
     while True:
         try:
             seg = next(raw)
@@ -378,6 +477,12 @@ def _segments(raw: Iterator[Any], with_words: bool) -> Iterator[Segment]:
             return
         except Exception as exc:  # decoding happens inside next()
             raise EngineFailure("Whisper failed to transcribe", code="transcription_failed") from exc
+        yield seg
+
+
+def _segments(raw: Iterator[Any], with_words: bool) -> Iterator[Segment]:
+    """Map faster-whisper's lazy segments to ours, decoding only as far as the caller reads."""
+    for index, seg in enumerate(_guarded(raw)):
         words: tuple[Word, ...] = ()
         if with_words and seg.words:
             words = tuple(
@@ -400,7 +505,6 @@ def _segments(raw: Iterator[Any], with_words: bool) -> Iterator[Segment]:
             temperature=float(seg.temperature or 0.0),
             confidence=segment_confidence(float(seg.avg_logprob)),
         )
-        index += 1
 
 
 def segment_confidence(avg_logprob: float) -> float:

@@ -172,8 +172,9 @@ class Transcriber:
         options = self.options
         if request.prompt:
             options = dataclasses.replace(options, prompt=request.prompt)
-        if request.kind == "partial" and options.word_timestamps:
-            options = dataclasses.replace(options, word_timestamps=False)  # partials carry no words
+        if request.kind == "partial":
+            # Partials carry no words, and a poor one is soon replaced: no temperature fallback.
+            options = dataclasses.replace(options, word_timestamps=False, temperature_fallback=False)
         stream = None
         # One worker of a pool of several is kept for finals: a partial only starts when another worker
         # is idle too, so a final never waits behind other streams' partials.

@@ -115,3 +115,29 @@ async def test_bad_client_audio_raises_and_feeds_nothing(pool: EnginePool) -> No
         await t.feed_encoded(b"\x00\x01\x02", PcmConverter("linear16", 16000))  # half a sample
     assert info.value.code == "misaligned_pcm" and t.samples_in == 0
     await t.close()
+
+
+async def test_partials_decode_greedily_without_words_and_finals_with_both(
+    pool: EnginePool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[TranscribeOptions] = []
+    real = pool.stream_call
+
+    async def spy(method: str, *args: Any) -> Any:
+        seen.append(args[1])
+        return await real(method, *args)
+
+    monkeypatch.setattr(pool, "stream_call", spy)
+    events: list[Any] = []
+
+    async def emit(event: Any) -> None:
+        events.append(event)
+
+    t = Transcriber(pool, SessionConfig(), EnergyVad(), emit, options=TranscribeOptions(word_timestamps=True))
+    for chunk in [tone(0.1) for _ in range(20)] + [np.zeros(16000, np.float32)]:
+        await t.feed(chunk)
+    await t.finish(timeout_s=20)
+    await t.close()
+    assert any(isinstance(e, Partial) for e in events) and any(isinstance(e, Final) for e in events)
+    kinds = {(o.word_timestamps, o.temperature_fallback) for o in seen}
+    assert kinds == {(False, False), (True, True)}  # partials, finals
