@@ -85,6 +85,7 @@ The events and the sample buffers are defined in :mod:`voxserve.stt.events` and
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -175,6 +176,10 @@ class SessionConfig:
     """Whether to produce :class:`Partial` events at all."""
     prompt: str = ""
     """Text always put before the decoder prompt (vocabulary, spelling of names)."""
+    context_max_gap_s: float = math.inf
+    """The previous Finals' text is put in the prompt (after ``prompt``) of an utterance that starts
+    at most this many seconds after the last Final's end: continuity within a speaker's sentence, no
+    priming by an unrelated earlier turn ("1. 2. 3." made "eight of spades" come out as "8. 8. 4.")."""
 
     def __post_init__(self) -> None:
         if self.sample_rate <= 0:
@@ -346,6 +351,7 @@ class StreamingSession:
         self._dropped_partials = 0
         self._last_lag_report: int | None = None
         self._context = ""
+        self._context_end_s = 0.0
 
     # --- public API -----------------------------------------------------------------------------
 
@@ -648,7 +654,7 @@ class StreamingSession:
             job.speculative = False
             if job.result is not None:
                 events.append(job.result)
-                self._remember(job.result.text)
+                self._remember(job.result)
             elif job in self._queue:
                 # Not sent yet: send it with the full tail padding instead.
                 audio = self._final_audio(utt)
@@ -770,7 +776,7 @@ class StreamingSession:
                     "final",
                     job.audio,
                     job.audio_start_s,
-                    self._prompt(),
+                    self._prompt(job.start_s),
                 )
             )
             return
@@ -794,7 +800,7 @@ class StreamingSession:
                     "partial",
                     self._buffer.view().copy(),
                     self._buffer_start / self._sr,
-                    self._prompt(),
+                    self._prompt(utt.start / self._sr),
                 )
             )
 
@@ -845,7 +851,7 @@ class StreamingSession:
             job.result = final  # becomes the Final if the silence lasts
         else:
             events.append(final)
-            self._remember(final.text)
+            self._remember(final)
 
     def _check_lag(self, events: list[Event]) -> None:
         lag = self.lag_s
@@ -866,11 +872,13 @@ class StreamingSession:
         active = self._buffer.length if self._state is not _State.IDLE else 0
         return self._queued_samples + active + self._remainder.size
 
-    def _prompt(self) -> str:
-        return " ".join(p for p in (self._config.prompt.strip(), self._context) if p)
+    def _prompt(self, start_s: float) -> str:
+        recent = start_s - self._context_end_s <= self._config.context_max_gap_s
+        return " ".join(p for p in (self._config.prompt.strip(), self._context if recent else "") if p)
 
-    def _remember(self, text: str) -> None:
-        context = f"{self._context} {text}".strip()
+    def _remember(self, final: Final) -> None:
+        self._context_end_s = final.end_s
+        context = f"{self._context} {final.text}".strip()
         if len(context) > PROMPT_CONTEXT_CHARS:
             context = context[-PROMPT_CONTEXT_CHARS:]
             _, space, rest = context.partition(" ")

@@ -34,14 +34,6 @@ TEXTS = [
 LIVEKIT_RATE = 24000  # the plugin's TTS frames and its Realtime STT input are 24 kHz mono
 
 
-# Known failure, issue 17 open: see LATE_FINALS (the server bug these tests found).
-LATE_FINALS = (
-    "The last turn before a pause gets its /v1/realtime final 13-21 s late (the bug is older than "
-    "issue 10: reproduced on 0847c66). Issue 17 stays open until these pass; not run meanwhile "
-    "(each failing case waits 180 s)."
-)
-
-
 def check_speech(server: Server, tmp: Path, run_pcm: str, texts: list[str]) -> None:
     heard = transcribe_pcm(server, Path(run_pcm).read_bytes(), LIVEKIT_RATE, tmp)
     assert wer(" ".join(texts), heard) <= 0.2, heard
@@ -111,7 +103,6 @@ def test_stt_recognize(server: Server, tmp_path: Path, options: dict[str, str]) 
         assert e <= max(1, int(MAX_WER * n)), (name, final, run.explain())
 
 
-@pytest.mark.xfail(reason=LATE_FINALS, run=False)
 @pytest.mark.parametrize(
     "options",
     [{"use_realtime": True}, {"model": "gpt-realtime-whisper"}, {"model": "gpt-live-transcribe"}],

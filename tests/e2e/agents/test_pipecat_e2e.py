@@ -36,14 +36,6 @@ TEXTS = [
 OPENAI_RATE = 24000  # what pipecat's OpenAITTSService asks for (response_format pcm) and labels frames
 
 
-# Known failure, issue 17 open: see LATE_FINALS (the server bug these tests found).
-LATE_FINALS = (
-    "The last turn before a pause gets its /v1/realtime final 13-21 s late (the bug is older than "
-    "issue 10: reproduced on 0847c66). Issue 17 stays open until these pass; not run meanwhile "
-    "(each failing case waits 180 s)."
-)
-
-
 def listen_job(**extra: object) -> dict[str, object]:
     return {
         "files": [str(by_name(n).path) for n in UTTERANCES],
@@ -53,7 +45,6 @@ def listen_job(**extra: object) -> dict[str, object]:
     }
 
 
-@pytest.mark.xfail(reason=LATE_FINALS, run=False)
 @pytest.mark.parametrize("stop_secs", [0.5, 0.55, 0.6, 0.8])
 def test_realtime_stt_with_silero_vad_transcribes_every_turn(
     server: Server, tmp_path: Path, stop_secs: float

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -980,6 +981,20 @@ def test_prompt_carries_previous_finals() -> None:
     first, second = d.final_requests()
     assert first.prompt == "Glossary: voxserve."
     assert second.prompt == "Glossary: voxserve. " + d.finals()[0].text
+
+
+@pytest.mark.parametrize(("gap_s", "carried"), [(math.inf, True), (2.0, True), (1.5, False), (0.0, False)])
+def test_previous_finals_reach_only_an_utterance_starting_within_the_context_gap(
+    gap_s: float, carried: bool
+) -> None:
+    # The second utterance starts 1.75 s after the first one's speech ends (its Final's end_s).
+    d = make(SessionConfig(prompt="Glossary.", context_max_gap_s=gap_s))
+    d.feed(join(silence(0.5), tone(1.0), silence(1.75), tone(1.0), silence(1.0)))
+    first, second = d.final_requests()
+    assert first.prompt == "Glossary."
+    partials = [r for r in d.requests if r.kind == "partial" and r.utterance_id == second.utterance_id]
+    expected = "Glossary. " + d.finals()[0].text if carried else "Glossary."
+    assert second.prompt == expected and partials and all(r.prompt == expected for r in partials)
 
 
 def test_utterance_buffer_is_bounded() -> None:

@@ -1,0 +1,189 @@
+"""Streaming against batch word error rate, and what the previous finals' text in the prompt does to it.
+
+The streaming session cuts speech at pauses and decodes each piece on its own; a batch transcription
+hears the whole file. This benchmark runs :class:`~voxserve.stt.session.StreamingSession` in this
+process with the real Silero VAD and the real Whisper engine, answering each final decode at once (so
+it measures what the server's finals say, not when), on three sets built from ``../shared/speech_dev``:
+
+* ``files``: each recording as its own stream;
+* ``paused``: each recording of 4 s or more with every pause inside it (VAD below threshold for
+  ``--min-pause-ms``) stretched to ``--pause-s`` of silence, like a speaker's rhetorical pauses;
+* ``conversation``: all recordings in one stream, ``--gap-s`` of silence apart (unrelated turns).
+
+For each ``context_max_gap_s`` (``SessionConfig``: the previous finals' text goes into the prompt of
+an utterance starting at most that long after the last final) it prints corpus WER per set beside the
+batch WER of the same files (the engine on each whole file), and the difference in points.
+
+Usage: python benchmarks/stream_wer_bench.py [--gaps inf,0,1,2] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.stt_bench import load16k  # noqa: E402
+from tests.speech_dev import Utterance, utterances  # noqa: E402
+from tests.wer import errors  # noqa: E402
+
+from voxserve.config import Settings  # noqa: E402
+from voxserve.engines.base import TranscribeOptions  # noqa: E402
+from voxserve.engines.vad import SileroVadModel, VadStream  # noqa: E402
+from voxserve.engines.whisper import WhisperEngine  # noqa: E402
+from voxserve.stt.session import DecodeRequest, Final, SessionConfig, StreamingSession  # noqa: E402
+from voxserve.stt.transcriber import session_config  # noqa: E402
+from voxserve.stt.vad import FrameVad  # noqa: E402
+
+RATE = 16000
+CHUNK = 320  # 20 ms, as clients send
+
+
+def pauses_stretched(audio: np.ndarray, vad: SileroVadModel, min_pause_ms: int, pause_s: float) -> np.ndarray:
+    """``audio`` with each run of non-speech frames of at least ``min_pause_ms`` between speech
+    lengthened to ``pause_s`` (the silence is inserted in the middle of the run)."""
+    stream = VadStream(vad)
+    frame = FrameVad.frame_samples
+    speech = [stream.process(audio[i : i + frame]) >= 0.5 for i in range(0, len(audio) - frame + 1, frame)]
+    min_frames = max(1, math.ceil(min_pause_ms / 1000 * RATE / frame))
+    cuts: list[int] = []
+    i = 0
+    seen_speech = False
+    while i < len(speech):
+        if speech[i]:
+            seen_speech = True
+            i += 1
+            continue
+        j = i
+        while j < len(speech) and not speech[j]:
+            j += 1
+        if seen_speech and j < len(speech) and j - i >= min_frames:  # inside the speech, not at its ends
+            cuts.append((i + j) // 2 * frame)
+        i = j
+    pieces: list[np.ndarray] = []
+    last = 0
+    for cut in cuts:
+        pieces += [audio[last:cut], np.zeros(int(pause_s * RATE), np.float32)]
+        last = cut
+    pieces.append(audio[last:])
+    return np.concatenate(pieces)
+
+
+def stream_text(engine: WhisperEngine, config: SessionConfig, vad: SileroVadModel, audio: np.ndarray) -> str:
+    """The finals of one stream, joined; each final decode is answered as soon as it is asked for."""
+    session = StreamingSession(config, FrameVad(VadStream(vad)))
+    options = TranscribeOptions(language="en", beam_size=1)
+    finals: list[str] = []
+
+    def handle(events: list[object]) -> None:
+        while events:
+            event = events.pop(0)
+            if isinstance(event, DecodeRequest):
+                opts = dataclasses.replace(options, prompt=event.prompt or None)
+                _, segments = engine.transcribe(event.audio, opts)
+                events.extend(session.on_decode_result(event.request_id, list(segments)))
+            elif isinstance(event, Final):
+                finals.append(event.text)
+
+    tail = np.zeros(RATE * 2, np.float32)  # the last utterance ends on silence, as in a live stream
+    padded = np.concatenate([audio, tail])
+    for i in range(0, len(padded), CHUNK):
+        handle(list(session.feed(padded[i : i + CHUNK])))
+    handle(list(session.finish()))
+    return " ".join(finals)
+
+
+def corpus_wer(pairs: list[tuple[str, str]]) -> float:
+    total_e = total_n = 0
+    for reference, hypothesis in pairs:
+        e, n = errors(reference, hypothesis)
+        total_e += e
+        total_n += n
+    return total_e / max(1, total_n)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--gaps", default="inf,0,1,2", help="context_max_gap_s values to compare")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="Whisper threads")
+    parser.add_argument("--min-pause-ms", type=int, default=150)
+    parser.add_argument("--pause-s", type=float, default=1.2)
+    parser.add_argument("--gap-s", type=float, default=2.0)
+    parser.add_argument("--sets", default="files,paused,conversation", help="which sets to run")
+    parser.add_argument(
+        "--show", action="store_true", help="print each stream's transcript beside the batch one"
+    )
+    args = parser.parse_args()
+
+    engine = WhisperEngine("tiny.en", threads=args.threads)
+    vad = SileroVadModel(1)
+    items: list[Utterance] = utterances()
+    audio = {u.path.name: load16k(u.path) for u in items}
+    texts = {u.path.name: u.text for u in items}
+    long_names = [n for n, a in audio.items() if len(a) >= 4 * RATE]
+    sets: dict[str, list[tuple[list[str], np.ndarray]]] = {
+        "files": [([n], a) for n, a in audio.items()],
+        "paused": [
+            ([n], pauses_stretched(audio[n], vad, args.min_pause_ms, args.pause_s)) for n in long_names
+        ],
+        "conversation": [
+            (
+                list(audio),
+                np.concatenate(
+                    [x for a in audio.values() for x in (a, np.zeros(int(args.gap_s * RATE), np.float32))]
+                ),
+            )
+        ],
+    }
+    sets = {k: v for k, v in sets.items() if k in args.sets.split(",")}
+    batch_text = {}
+    for name, a in audio.items():
+        _, segments = engine.transcribe(a, TranscribeOptions(language="en", beam_size=1))
+        batch_text[name] = "".join(s.text for s in segments)
+    batch = {
+        key: corpus_wer([(texts[n], batch_text[n]) for names, _ in streams for n in names])
+        for key, streams in sets.items()
+    }
+    base = session_config(Settings(ui_enabled=False), interim=False)
+    print(
+        f"tiny.en int8 beam 1, {args.threads} threads; {len(items)} recordings; "
+        f"pauses >= {args.min_pause_ms} ms stretched to {args.pause_s} s; turns {args.gap_s} s apart"
+    )
+    print(
+        f"{'context_max_gap_s':>18} "
+        + " ".join(f"{k:>22}" for k in sets)
+        + "   (WER stream / batch, +points)"
+    )
+    for gap in (float(g) for g in args.gaps.split(",")):
+        config = dataclasses.replace(base, context_max_gap_s=gap)
+        cells = []
+        started = time.monotonic()
+        for key, streams in sets.items():
+            pairs = [
+                (" ".join(texts[n] for n in names), stream_text(engine, config, vad, a))
+                for names, a in streams
+            ]
+            if args.show:
+                for (names, _), (reference, hypothesis) in zip(streams, pairs, strict=True):
+                    e, n = errors(reference, hypothesis)
+                    b = " ".join(batch_text[x] for x in names)
+                    print(f"  {key} {e}/{n}: {hypothesis!r}\n    batch: {b!r}\n    truth: {reference!r}")
+            w = corpus_wer(pairs)
+            cells.append(f"{w:6.3f} / {batch[key]:5.3f} {100 * (w - batch[key]):+5.1f}")
+        print(
+            f"{gap:>18g} " + " ".join(f"{c:>22}" for c in cells) + f"   ({time.monotonic() - started:.0f} s)"
+        )
+
+
+if __name__ == "__main__":
+    main()
