@@ -95,11 +95,13 @@ def target_for(row: str, clients: int) -> float:
 
 
 def median(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else math.nan
+    """The median of the numbers that are not NaN (a failed request has NaN times)."""
+    v = [x for x in values if not math.isnan(x)]
+    return statistics.median(v) if v else math.nan
 
 
 def pct(values: Sequence[float], q: float) -> float:
-    v = sorted(values)
+    v = sorted(x for x in values if not math.isnan(x))
     return v[min(len(v) - 1, int(q * len(v)))] if v else math.nan
 
 
@@ -395,12 +397,15 @@ async def voxserve_batch(client: Any, path: Path, data: bytes) -> dict[str, Any]
 
 
 async def voxserve_stream(url: str, path: Path, pace: float) -> dict[str, Any]:
-    """Stream at ``pace`` × real time; time from the ``end`` message to the last final."""
+    """Stream at ``pace`` × real time; time from the ``end`` message to the last final.
+
+    A stream the server drops counts as failed (NaN time, the finals received so far as its text)."""
     import websockets
 
     rate, width, pcm = read_pcm(path)
     step = int(rate * FRAME_S) * width
     finals: list[tuple[float, str]] = []
+    t0 = time.perf_counter()
     config = {
         "type": "config",
         "sample_rate_hz": rate,
@@ -408,21 +413,40 @@ async def voxserve_stream(url: str, path: Path, pace: float) -> dict[str, Any]:
         "language": "en",
         "interim_results": True,
     }
-    async with websockets.connect(url.replace("http", "ws", 1) + "/v1/stream/transcribe") as ws:
-        await ws.send(json.dumps(config))
-        await ws.recv()
-        t0 = time.perf_counter()
-        for k, i in enumerate(range(0, len(pcm), step)):
-            await ws.send(pcm[i : i + step])
-            await asyncio.sleep(max(0.0, t0 + (k + 1) * FRAME_S / pace - time.perf_counter()))
-        t_end = time.perf_counter()
-        await ws.send(json.dumps({"type": "end"}))
+    t_end = math.nan
+    error = ""
+
+    async def receive(ws: Any) -> None:
+        nonlocal error
         async for message in ws:
             event = json.loads(message)
             if event.get("type") == "result" and event["results"][0]["is_final"]:
                 finals.append((time.perf_counter(), event["results"][0]["alternatives"][0]["transcript"]))
             elif event.get("type") == "error":
-                raise RuntimeError(f"stream: {event}")
+                error = f"error event {event}"
+
+    try:
+        async with websockets.connect(url.replace("http", "ws", 1) + "/v1/stream/transcribe") as ws:
+            await ws.send(json.dumps(config))
+            await ws.recv()
+            receiver = asyncio.create_task(receive(ws))
+            t0 = time.perf_counter()
+            for k, i in enumerate(range(0, len(pcm), step)):
+                await ws.send(pcm[i : i + step])
+                await asyncio.sleep(max(0.0, t0 + (k + 1) * FRAME_S / pace - time.perf_counter()))
+            t_end = time.perf_counter()
+            await ws.send(json.dumps({"type": "end"}))
+            await receiver
+    except (OSError, websockets.ConnectionClosed) as exc:
+        error = error or f"{type(exc).__name__}: {exc} after {time.perf_counter() - t0:.1f} s"
+    if error:
+        print(f"voxserve stream of {path.name} failed: {error}", file=sys.stderr)
+        return {
+            "path": str(path),
+            "latency": math.nan,
+            "text": " ".join(t for _, t in finals),
+            "error": error,
+        }
     said = [(t, text) for t, text in finals if text.strip()]
     last = said[-1][0] if said else (finals[-1][0] if finals else math.nan)
     return {"path": str(path), "latency": last - t_end, "text": " ".join(text for _, text in finals)}
@@ -506,7 +530,7 @@ def measure(args: argparse.Namespace, python: Path, tmp: Path) -> tuple[Samples,
     audio = {p: p.read_bytes() for p in paths}
 
     samples = Samples()
-    procs: list[subprocess.Popen[bytes]] = []
+    peers: list[Peer] = []
     server = None
     try:
         piper = start_peer(
@@ -516,7 +540,7 @@ def measure(args: argparse.Namespace, python: Path, tmp: Path) -> tuple[Samples,
             tmp,
             peer_env,
         )
-        procs.append(piper.process)
+        peers.append(piper)
         whisper = start_peer(
             "wyoming-faster-whisper",
             python,
@@ -537,7 +561,7 @@ def measure(args: argparse.Namespace, python: Path, tmp: Path) -> tuple[Samples,
             tmp,
             peer_env,
         )
-        procs.append(whisper.process)
+        peers.append(whisper)
         server = start_server(tmp, env=dict(args.voxserve_env))
         wait_peer(piper)
         wait_peer(whisper)
@@ -597,11 +621,17 @@ def measure(args: argparse.Namespace, python: Path, tmp: Path) -> tuple[Samples,
                 samples.add_stt("voxserve stream", n, flatten(asyncio.run(vox_stt_job("stream", share))))
         for name, pid in pids.items():
             samples.memory[f"{name} after use"] = memory(pid)
+    except BaseException:
+        logs = [p.log for p in peers] + ([server.log] if server is not None else [])
+        for log in logs:
+            tail = log.read_text(errors="replace")[-3000:] if log.exists() else "(none)"
+            print(f"--- {log.name}, last lines:\n{tail}", file=sys.stderr)
+        raise
     finally:
         if server is not None:
             stop_server(server)
-        for proc in procs:
-            stop_process(proc)
+        for peer in peers:
+            stop_process(peer.process)
     return samples, refs
 
 
@@ -645,6 +675,7 @@ def summarise(samples: Samples, refs: dict[str, str], clients: Sequence[int]) ->
             "p90_s": pct(lat, 0.9),
             "wer": corpus_wer(results, refs),
             "files": float(len(results)),
+            "failed": float(sum(1 for r in results if r.get("error"))),
         }
     ratios: dict[str, dict[int, float]] = {row: {} for row in ROW_NAMES}
     for n in clients:
@@ -685,9 +716,9 @@ def report(summary: dict[str, Any], clients: Sequence[int]) -> list[str]:
     lines += ["", "| raw (p50 / p90) | time to text | corpus WER | files |", "|---|---|---|---|"]
     for name, v in summary["raw"].items():
         if name.startswith("STT"):
-            lines.append(
-                f"| {name[4:]} | {v['p50_s']:.2f} / {v['p90_s']:.2f} s | {v['wer']:.3f} | {v['files']:.0f} |"
-            )
+            failed = f" ({v['failed']:.0f} failed)" if v.get("failed") else ""
+            times = f"{v['p50_s']:.2f} / {v['p90_s']:.2f} s"
+            lines.append(f"| {name[4:]} | {times} | {v['wer']:.3f} | {v['files']:.0f}{failed} |")
     lines += ["", "| first TTS request after start-up (4 sentences) | first audio | total |", "|---|---|---|"]
     for name, v in summary["cold_first_request"].items():
         lines.append(f"| {name} | {v['first'] * 1000:.0f} ms | {v['total'] * 1000:.0f} ms |")
