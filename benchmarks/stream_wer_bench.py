@@ -14,6 +14,22 @@ For each ``context_max_gap_s`` (``SessionConfig``: the previous finals' text goe
 an utterance starting at most that long after the last final) it prints corpus WER per set beside the
 batch WER of the same files (the engine on each whole file), and the difference in points.
 
+Measured 2026-12-06 (2 cores, other work running; WER stream / batch, + points):
+
+=================  ===================  ====================  ===================  ====================
+context            files                paused (>= 300 ms)    paused (>= 150 ms)   conversation
+=================  ===================  ====================  ===================  ====================
+text, always       0.090 / 0.090 +0.0   0.106 / 0.088 +1.8    0.223 / 0.088 +13.6  0.104 / 0.090 +1.3
+none (gap 0)       0.100 / 0.090 +1.0                         0.201 / 0.088 +11.4  0.124 / 0.090 +3.3
+audio + prefix     0.077 / 0.090 -1.3   0.136 / 0.088 +4.8    0.161 / 0.088 +7.3   0.154 / 0.090 +6.4
+=================  ===================  ====================  ===================  ====================
+
+"audio + prefix" (tried, not built): the previous final's audio (<= 10 s) before the utterance, 0.3 s
+apart, with its text as Whisper's ``prefix``, and the prefix cut from the result (decoded alone when
+the result does not continue the prefix). It helps a pause inside a word-by-word sentence and hurts
+everything else, so the default stays the text of the previous finals, always. Most errors left
+are the first words after a pause ("tore down" heard as "toward down" after "A severe storm.").
+
 Usage: python benchmarks/stream_wer_bench.py [--gaps inf,0,1,2] [--threads 2]
 """
 
