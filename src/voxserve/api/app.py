@@ -1,7 +1,8 @@
 """The FastAPI application factory and its lifespan.
 
-``create_app()`` builds the app and starts nothing; the lifespan starts the preloaded engines' worker
-processes (and the others in the background) and stops them all on shutdown.
+``create_app()`` builds the app and starts nothing; the lifespan starts the worker processes of the
+preloaded engines and of the default STT model (warm when it returns) and stops them all on shutdown.
+The other engines start on the first request that needs them (``engine_start``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from prometheus_client import Gauge
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from voxserve import __version__
@@ -241,13 +243,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         elif audio_s > 0:
             metrics.rtf.labels(engine).observe(getattr(done, "compute_s", 0.0) / audio_s)
 
-    registry = EngineRegistry(settings, on_restart=on_restart, on_done=on_done)
+    # How long each engine took to start, and what started it (start-up, a first request, background):
+    # a lazily started engine's first request waits this long.
+    start_seconds = Gauge(
+        "voxserve_engine_start_seconds",
+        "Seconds the last start of an engine's workers took (spawn, model load, warm-up, handshake)",
+        ["engine", "trigger"],
+        registry=metrics.registry,
+    )
+
+    def on_engine_started(engine: str, trigger: str, seconds: float) -> None:
+        start_seconds.labels(engine, trigger).set(seconds)
+
+    registry = EngineRegistry(
+        settings, on_restart=on_restart, on_done=on_done, on_engine_started=on_engine_started
+    )
     probe = LoopLagProbe(metrics.loop_lag.observe)
     jobs = SpeechJobs(
         directory=settings.jobs_dir,
         sample_rate=settings.output_sample_rate,
         max_jobs=settings.max_jobs,
         max_storage_bytes=settings.max_job_storage_bytes,
+        max_jobs_per_key=settings.max_jobs_per_key,
+        max_storage_bytes_per_key=settings.max_job_storage_bytes_per_key,
         concurrency=settings.job_concurrency,
         ttl_s=settings.job_ttl_s,
     )
