@@ -165,6 +165,11 @@ class Settings(BaseSettings):
         default_factory=lambda: list(_PRELOAD),
         description="Engines whose workers start with the server; the others start on first use.",
     )
+    engine_start: Literal["lazy", "background"] = Field(
+        "lazy",
+        description="When engines not in preload_engines start: 'lazy' (on the first request that needs "
+        "one, which waits for the start; no memory until then) or 'background' (right after start-up).",
+    )
     piper_voices: list[Path] = Field(
         default_factory=list, description="Extra Piper .onnx voice files (the bundled voice is always on)."
     )
@@ -208,6 +213,17 @@ class Settings(BaseSettings):
         60, ge=10, description="A longer first sentence is cut at a clause so audio starts sooner."
     )
     max_fragment_chars: int = Field(300, ge=20, description="Longest text fragment per synthesis call.")
+    first_fragment_max_words: int = Field(
+        8,
+        ge=2,
+        description="A longer first fragment is cut at its last clause boundary (, ; : —) within this "
+        "many words, so first audio does not wait for a long sentence.",
+    )
+    tts_parallel_fragments: bool = Field(
+        True,
+        description="Idle workers of an engine render a request's later fragments ahead (delivered in "
+        "order); a request waiting for a worker always comes first.",
+    )
     voice_aliases: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_VOICE_ALIASES))
     output_sample_rate: int = Field(24000, description="Rate of every encoded response (OpenAI uses 24 kHz).")
     trailing_silence_ms: int = Field(
@@ -225,6 +241,16 @@ class Settings(BaseSettings):
         4 * 1024**3,
         ge=1,
         description="Bytes all job files may take together (429 job_storage_full above; never an eviction).",
+    )
+    max_jobs_per_key: int = Field(
+        2,
+        ge=1,
+        description="Speech jobs one API key may have queued or running (429 too_many_jobs_for_key above).",
+    )
+    max_job_storage_bytes_per_key: int = Field(
+        2 * 1024**3,
+        ge=1,
+        description="Bytes one API key's job files may take (429 job_storage_full_for_key above).",
     )
     job_concurrency: int = Field(1, ge=1, le=64, description="Speech jobs synthesized at the same time.")
     job_batch_chars: int = Field(

@@ -57,7 +57,7 @@ async def create_speech_job(body: SpeechJobRequest, request: Request) -> JSONRes
             f"input is {len(body.input)} characters; the limit for a job is {settings.max_job_chars}",
             param="input",
         )
-    jobs.check_capacity()  # full: refuse before resolving, checking and planning anything
+    jobs.check_capacity(request_principal(request.state))  # full: refuse before any work
     engine_hint = check_model(state, body.model)
     resolved = await state.registry.resolve(voice_value(body.voice), engine_hint=engine_hint)
     pool = state.registry.pool(resolved.engine)

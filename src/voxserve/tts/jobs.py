@@ -158,6 +158,8 @@ class SpeechJobs:
         sample_rate: int,
         max_jobs: int = 4,
         max_storage_bytes: int | None = None,
+        max_jobs_per_key: int | None = None,
+        max_storage_bytes_per_key: int | None = None,
         concurrency: int = 1,
         ttl_s: float = 3600.0,
         retry_backoff_s: float = 1.0,
@@ -167,6 +169,10 @@ class SpeechJobs:
         self.sample_rate = sample_rate
         self.max_jobs = max_jobs
         self.max_storage_bytes = max_storage_bytes
+        # Per principal (API key), so one tenant cannot fill the server-wide bounds and lock every
+        # other key out; no bound applies to the single tenant of a server without keys (owner None).
+        self.max_jobs_per_key = max_jobs_per_key
+        self.max_storage_bytes_per_key = max_storage_bytes_per_key
         self.concurrency = concurrency
         self.ttl_s = ttl_s
         self.retry_backoff_s = retry_backoff_s
@@ -221,9 +227,28 @@ class SpeechJobs:
 
     # --- the API's operations -----------------------------------------------------------------------
 
-    def check_capacity(self) -> None:
-        """429 ``too_many_jobs`` (``Retry-After: 30``) when ``max_jobs`` are queued or running (asked
-        before a request does any work, and again when the job is added)."""
+    def check_capacity(self, owner: str | None = None) -> None:
+        """429 ``too_many_jobs`` (``Retry-After: 30``) when ``max_jobs`` are queued or running, and
+        ``too_many_jobs_for_key`` when ``owner`` has ``max_jobs_per_key`` of them (asked before a
+        request does any work, and again when the job is added); the ``job_storage_full`` pair
+        likewise for the bytes of the job files."""
+        if owner is not None:
+            own = [job for job in self._jobs.values() if job.owner == owner]
+            if self.max_jobs_per_key is not None and sum(job.active for job in own) >= self.max_jobs_per_key:
+                raise RateLimited(
+                    f"this API key has {self.max_jobs_per_key} speech jobs queued or running, the most "
+                    "one key may have; retry when one has finished",
+                    code="too_many_jobs_for_key",
+                )
+            if (
+                self.max_storage_bytes_per_key is not None
+                and sum(job.file_bytes for job in own) >= self.max_storage_bytes_per_key
+            ):
+                raise RateLimited(
+                    f"this API key's speech job files fill its {self.max_storage_bytes_per_key} bytes; "
+                    "delete finished jobs or wait for them to expire",
+                    code="job_storage_full_for_key",
+                )
         active = sum(job.active for job in self._jobs.values())
         if active >= self.max_jobs:
             # 429, not 503: nothing is wrong with the server; there is as much queued work as it takes.
@@ -248,7 +273,7 @@ class SpeechJobs:
     def submit(self, spec: JobSpec, owner: str | None = None) -> SpeechJob:
         """Queue a job for ``owner`` (a principal, None without API keys) and start its task; return
         it (status ``queued``)."""
-        self.check_capacity()
+        self.check_capacity(owner)
         if self._slots is None:
             raise Unavailable("the server is not accepting jobs (starting or stopping)", code="at_capacity")
         job_id = f"{_ID_PREFIX}{secrets.token_hex(16)}"  # 128 random bits: ids cannot be guessed
@@ -393,13 +418,22 @@ class SpeechJobs:
             io.shutdown(wait=False)
 
     def _check_storage(self, job: SpeechJob) -> None:
-        """Fail ``job`` when the files pass ``max_storage_bytes`` (it is the one growing them)."""
+        """Fail ``job`` when the files pass ``max_storage_bytes``, or its key's files pass
+        ``max_storage_bytes_per_key`` (it is the one growing them)."""
         if self.max_storage_bytes is not None and self.stored_bytes > self.max_storage_bytes:
             raise RateLimited(
                 f"the speech jobs' files passed their {self.max_storage_bytes} bytes while this job was "
                 "written; delete finished jobs or raise max_job_storage_bytes",
                 code="job_storage_full",
             )
+        if job.owner is not None and self.max_storage_bytes_per_key is not None:
+            used = sum(j.file_bytes for j in self._jobs.values() if j.owner == job.owner)
+            if used > self.max_storage_bytes_per_key:
+                raise RateLimited(
+                    f"this API key's speech job files passed its {self.max_storage_bytes_per_key} bytes "
+                    "while this job was written; delete finished jobs",
+                    code="job_storage_full_for_key",
+                )
 
     async def _section_pcm(self, job: SpeechJob, fragments: tuple[Fragment, ...]) -> bytes:
         """One section's audio. Buffered (one section: about a minute of audio) so that a retry after
@@ -455,6 +489,7 @@ def pool_synthesizer(
                 sample_rate=sample_rate,
                 fragments=fragments,
                 volume=volume,
+                parallel=True,  # idle workers only: a live request waiting for one comes first
             )
         )
         try:

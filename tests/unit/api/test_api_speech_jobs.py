@@ -6,6 +6,7 @@ pool of :class:`tests.fakes.FakeEngine` itself and puts that pool in the registr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import wave
 from collections.abc import AsyncIterator
@@ -32,7 +33,14 @@ TEXT = "\n\n".join(f"Paragraph {i} has exactly seven words here." for i in range
 
 @pytest.fixture
 async def env(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, AppState]]:
+    async with serving(tmp_path) as pair:
+        yield pair
+
+
+@contextlib.asynccontextmanager
+async def serving(tmp_path: Path, **extra: Any) -> AsyncIterator[tuple[httpx.AsyncClient, AppState]]:
     settings = Settings(
+        **extra,
         engines=["espeak"],
         default_voice="espeak/en-us",
         ui_enabled=False,
@@ -235,3 +243,14 @@ async def test_metrics_report_jobs_and_their_bytes(env: tuple[httpx.AsyncClient,
     assert 'voxserve_speech_jobs{state="finished"} 1.0' in text
     assert f"voxserve_speech_job_bytes {float(done['bytes'])}" in text
     assert state.jobs.stored_bytes == done["bytes"] > 0
+
+
+async def test_one_key_leaves_room_for_another(tmp_path: Path) -> None:
+    keys = ["key-one-0123456789", "key-two-abcdefghij"]
+    async with serving(tmp_path, api_keys=keys, max_jobs_per_key=1) as (client, _):
+        one, two = ({"Authorization": f"Bearer {k}"} for k in keys)
+        assert (await client.post(JOBS, json=body(TEXT), headers=one)).status_code == 202
+        refused = await client.post(JOBS, json=body(), headers=one)
+        assert refused.status_code == 429 and refused.json()["error"]["code"] == "too_many_jobs_for_key"
+        assert refused.headers["retry-after"] == "30"
+        assert (await client.post(JOBS, json=body(), headers=two)).status_code == 202

@@ -365,13 +365,14 @@ async def test_a_job_belongs_to_the_key_that_made_it(jobs: SpeechJobs) -> None:
     assert len(job.id) == len("speechjob_") + 32  # 128 random bits
 
 
-async def storage_store(tmp_path: Path, clock: Clock, limit: int) -> SpeechJobs:
+async def storage_store(tmp_path: Path, clock: Clock, limit: int, **per_key: int) -> SpeechJobs:
     store = SpeechJobs(
         directory=tmp_path / f"jobs{limit}",
         sample_rate=RATE,
         max_jobs=4,
         max_storage_bytes=limit,
         clock=clock,
+        **per_key,  # type: ignore[arg-type]
     )
     await store.start()
     return store
@@ -406,5 +407,58 @@ async def test_a_job_that_overflows_storage_fails_and_keeps_the_others(tmp_path:
         assert second.error.code == "job_storage_full"
         assert not second.path.exists() and first.path.exists()
         assert store.stored_bytes == TEXT_WAV_BYTES  # the failed job's bytes are not counted
+    finally:
+        await store.stop()
+
+
+async def test_one_key_cannot_take_every_job_slot(tmp_path: Path, clock: Clock) -> None:
+    # Before: 4 jobs from one key filled max_jobs, and every other key got 429 too_many_jobs.
+    store = await storage_store(tmp_path, clock, 10**9, max_jobs_per_key=2)
+    synth = FakeSynth()
+    synth.gate = asyncio.Event()
+    try:
+        mine = [store.submit(spec(synth, TEXT), owner="alice") for _ in range(2)]
+        with pytest.raises(RateLimited) as info:
+            store.submit(spec(synth, TEXT), owner="alice")
+        assert info.value.code == "too_many_jobs_for_key" and info.value.status == 429
+        assert info.value.retry_after_s == 30
+        theirs = [store.submit(spec(synth, TEXT), owner="bob") for _ in range(2)]  # room left for bob
+        with pytest.raises(RateLimited) as info:
+            store.submit(spec(synth, TEXT), owner="carol")
+        assert info.value.code == "too_many_jobs"  # the server-wide bound still holds
+        synth.gate.set()
+        for job in mine + theirs:
+            assert (await finished(job)).status == "succeeded"
+        assert store.submit(spec(FakeSynth(), TEXT), owner="alice").status == "queued"  # finished: room again
+    finally:
+        await store.stop()
+
+
+async def test_one_key_cannot_fill_the_job_storage(tmp_path: Path, clock: Clock) -> None:
+    store = await storage_store(
+        tmp_path, clock, 10 * TEXT_WAV_BYTES, max_storage_bytes_per_key=TEXT_WAV_BYTES + 1000
+    )
+    try:
+        first = await finished(store.submit(spec(FakeSynth(), TEXT), owner="alice"))
+        assert first.status == "succeeded"
+        second = await finished(store.submit(spec(FakeSynth(), TEXT), owner="alice"))
+        # It passed alice's bytes while written: failed, its file gone, alice's first file kept.
+        assert second.status == "failed" and second.error is not None
+        assert second.error.code == "job_storage_full_for_key"
+        assert not second.path.exists() and first.path.exists()
+        big = SpeechJobs(
+            directory=tmp_path / "big", sample_rate=RATE, max_storage_bytes_per_key=TEXT_WAV_BYTES
+        )
+        await big.start()
+        try:
+            assert (await finished(big.submit(spec(FakeSynth(), TEXT), owner="alice"))).status == "succeeded"
+            with pytest.raises(RateLimited) as info:
+                big.submit(spec(FakeSynth(), TEXT), owner="alice")
+            assert info.value.code == "job_storage_full_for_key"
+            assert (await finished(big.submit(spec(FakeSynth(), TEXT), owner="bob"))).status == "succeeded"
+            # Without API keys (owner None) the per-key bounds do not apply.
+            assert (await finished(big.submit(spec(FakeSynth(), TEXT)))).status == "succeeded"
+        finally:
+            await big.stop()
     finally:
         await store.stop()
