@@ -18,6 +18,12 @@ Rules, each with a stable error code:
   decoding stops at the first frame past the limit, so a 24-hour file costs no more than the limit.
   Declared durations are estimates for some formats (MP3 without a Xing header is guessed from its
   bit rate), so the up-front check leaves a margin; the decoded samples enforce the exact limit.
+- More decoding work than ``max_seconds`` of 48 kHz stereo (``WORK_PER_SECOND`` samples × channels
+  per second of the limit): :class:`TextTooLong` ``audio_too_large`` (413). The cost of decoding is
+  in the samples of every channel at the file's own rate, not in the seconds: 30 minutes at 384 kHz
+  with 8 channels is 16 times the work of 30 minutes of 48 kHz stereo (19 s of CPU before this
+  bound, and the file was refused only then). Checked on the header like the length, and on every
+  decoded frame.
 - A truncated file (an upload cut short, or a WAV header promising more data than follows) decodes
   to the audio that is there; packets that fail to decode are skipped. Only when nothing decodes is
   it an error: 415 if the decoder failed, ``empty_audio`` if there simply was no audio.
@@ -45,12 +51,17 @@ from voxserve.errors import InvalidRequest, InvalidValue, TextTooLong, Unsupport
 
 __all__ = [
     "ALAW_TO_S16",
+    "WORK_PER_SECOND",
     "MULAW_TO_S16",
     "PCM_ENCODINGS",
     "PcmConverter",
     "decode_audio",
     "decode_pcm",
 ]
+
+WORK_PER_SECOND = 48_000 * 2
+"""Decoding work (samples × channels at the file's rate) allowed per second of ``max_seconds``: the
+work of 48 kHz stereo, the richest format speech usually comes in."""
 
 PCM_ENCODINGS: tuple[str, ...] = ("linear16", "float32", "mulaw", "alaw")
 """Headerless encodings :func:`decode_pcm` takes (little-endian where it matters)."""
@@ -182,6 +193,14 @@ def _too_long(max_seconds: float) -> TextTooLong:
     return TextTooLong(f"the audio is longer than the limit of {max_seconds:g} s", code="audio_too_long")
 
 
+def _too_much_work(max_seconds: float) -> TextTooLong:
+    return TextTooLong(
+        f"decoding the audio is more work than {max_seconds:g} s of 48 kHz stereo (the limit); send it "
+        "at a lower sample rate or with fewer channels",
+        code="audio_too_large",
+    )
+
+
 def _not_audio(reason: str) -> UnsupportedMediaType:
     return UnsupportedMediaType(f"the upload is not audio voxserve can decode: {reason}", param="file")
 
@@ -213,6 +232,9 @@ def decode_audio(data: bytes, *, max_seconds: float, target_rate: int = 16000) -
         declared = _declared_seconds(container, stream)
         if declared is not None and declared > max_seconds * _DECLARED_MARGIN + _DECLARED_SLACK_S:
             raise _too_long(max_seconds)
+        work = declared * int(stream.rate) * int(stream.channels) if declared is not None else 0.0
+        if work > max_seconds * WORK_PER_SECOND * _DECLARED_MARGIN + _DECLARED_SLACK_S * WORK_PER_SECOND:
+            raise _too_much_work(max_seconds)
         return _decode_stream(container, stream, max_seconds, target_rate)
     finally:
         container.close()
@@ -287,6 +309,8 @@ class _Collector:
         self._batch: list[FloatAudio] = []
         self._batch_samples = 0
         self._pieces: list[FloatAudio] = []
+        self._work = 0
+        self._work_limit = math.floor(max_seconds * WORK_PER_SECOND)
         self.samples = 0
         """Samples decoded so far, at their own rates."""
 
@@ -300,6 +324,9 @@ class _Collector:
         self.samples += frame.samples
         if self._count > self._allowed:
             raise _too_long(self._max_seconds)
+        self._work += frame.samples * max(1, len(frame.layout.channels))
+        if self._work > self._work_limit:
+            raise _too_much_work(self._max_seconds)
         self._batch.append(_frame_to_mono(frame))
         self._batch_samples += frame.samples
         if self._batch_samples >= _BATCH_SAMPLES:

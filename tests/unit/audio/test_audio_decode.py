@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from tests.timing import scaled
 
+from voxserve.audio import decode as decode_module
 from voxserve.audio.decode import ALAW_TO_S16, MULAW_TO_S16, decode_audio, decode_pcm
 from voxserve.audio.encode import FORMATS, make_encoder, wav_header
 from voxserve.errors import InvalidRequest, InvalidValue, TextTooLong, UnsupportedMediaType, VoxserveError
@@ -283,15 +284,15 @@ def test_the_limit_is_exact_on_decoded_audio() -> None:
 # -------------------------------------------------------------------------- long files, fast
 
 
-def _silence_flac(seconds: float, rate: int = 8000) -> bytes:
+def _silence_flac(seconds: float, rate: int = 8000, layout: str = "mono") -> bytes:
     """Silence compresses to almost nothing: 30 min at 8 kHz is ~330 kB and ~0.3 s to encode."""
     buf = io.BytesIO()
     with av.open(buf, "w", format="flac") as out:
-        stream = out.add_stream("flac", rate=rate, layout="mono")
+        stream = out.add_stream("flac", rate=rate, layout=layout)
         stream.codec_context.format = "s16"
-        block = np.zeros((1, 4608), np.int16)
+        block = np.zeros((1, 4608 * stream.codec_context.channels), np.int16)  # interleaved
         for i in range(int(seconds * rate) // 4608):
-            frame = av.AudioFrame.from_ndarray(block, format="s16", layout="mono")
+            frame = av.AudioFrame.from_ndarray(block, format="s16", layout=layout)
             frame.sample_rate, frame.pts = rate, i * 4608
             for packet in stream.encode(frame):
                 out.mux(packet)
@@ -532,3 +533,46 @@ def test_a_codec_without_a_decoder_is_415() -> None:
         container.close()
     with pytest.raises(UnsupportedMediaType):
         decode_audio(bytes(data), max_seconds=60)
+
+
+# ------------------------------------------------------------------ work: samples x channels
+
+
+def _count_decoded(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Samples (per channel, at the file's rate) the decoder has taken, frame by frame."""
+    counts: list[int] = []
+    real = decode_module._Collector.add
+
+    def add(self: object, frame: av.AudioFrame) -> None:
+        counts.append(frame.samples)
+        real(self, frame)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(decode_module._Collector, "add", add)
+    return counts
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["declared", "streamed"])
+def test_decoding_work_is_bounded_by_samples_times_channels(
+    monkeypatch: pytest.MonkeyPatch, declared: bool
+) -> None:
+    # 3 s at 384 kHz with 8 channels is the work of 32 s of 48 kHz stereo: over a 10 s limit, though
+    # only 3 s long. Before, such a file was decoded up to the length limit (19 s of CPU for 30 min).
+    rate, channels = 384_000, 8
+    flac = _silence_flac(3, rate, "7.1")
+    counts = _count_decoded(monkeypatch)
+    with pytest.raises(TextTooLong) as err:
+        decode_audio(flac if declared else _with_total_samples(flac, 0), max_seconds=10)
+    assert (err.value.status, err.value.code) == (413, "audio_too_large")
+    budget = 10 * decode_module.WORK_PER_SECOND // channels  # samples per channel
+    if declared:
+        assert counts == []  # refused on the header, nothing decoded
+    else:
+        assert budget < sum(counts) <= budget + max(counts)  # stopped at the first frame past it
+
+
+def test_48k_stereo_up_to_the_limit_is_not_too_much_work() -> None:
+    wav = wav_bytes(tone(48_000, 2.0 * 2), 48_000, 2)  # 2 s of interleaved stereo
+    assert len(decode_audio(wav, max_seconds=2.0)) == 2 * RATE
+    with pytest.raises(TextTooLong) as err:
+        decode_audio(wav_bytes(tone(96_000, 2.0 * 2), 96_000, 2), max_seconds=2.0)
+    assert err.value.code == "audio_too_large"
