@@ -27,6 +27,7 @@ __all__ = [
     "EngineName",
     "Settings",
     "check_model_aliases",
+    "wyoming_address",
 ]
 
 EngineName = Literal["piper", "espeak", "kokoro"]
@@ -123,6 +124,14 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False  # another name: it may resolve to any interface
+
+
+def wyoming_address(uri: str) -> tuple[str, int]:
+    """The host and port of a ``tcp://host:port`` Wyoming address (``ValueError`` for anything else)."""
+    match = re.fullmatch(r"tcp://(\[[0-9A-Fa-f:.]+\]|[^:/\[\]\s]+):([0-9]{1,5})/?", uri.strip())
+    if match is None or not 0 < int(match.group(2)) < 65536:
+        raise ValueError(f"wyoming_uri must be tcp://host:port (for example tcp://127.0.0.1:10300), not {uri!r}")
+    return match.group(1).strip("[]"), int(match.group(2))
 
 
 class Settings(BaseSettings):
@@ -341,6 +350,19 @@ class Settings(BaseSettings):
     llm_max_history_messages: int = Field(20, ge=1, description="Turns of history sent to the LLM.")
     max_chat_sessions: int = Field(4, ge=1, description="Concurrent voice chats (more: close 1013).")
 
+    # --- Wyoming (Home Assistant) ----------------------------------------------------------------------
+    wyoming_uri: str | None = Field(
+        None,
+        description="Serve the Wyoming protocol (Home Assistant) at tcp://host:port too; off when unset. "
+        "Wyoming has no authentication: a non-loopback host needs allow_unauthenticated.",
+    )
+    wyoming_max_event_bytes: int = Field(
+        1_048_576,
+        ge=1024,
+        le=64 * 1_048_576,
+        description="Largest Wyoming event (header line, data and payload together): error, then disconnect.",
+    )
+
     # --- observability -----------------------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -387,6 +409,19 @@ class Settings(BaseSettings):
                 "api_keys (VOXSERVE_API_KEYS or --api-key), or allow_unauthenticated "
                 "(VOXSERVE_ALLOW_UNAUTHENTICATED=true or --allow-unauthenticated) to serve it without keys"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _wyoming_address(self) -> Settings:
+        # Wyoming has no authentication at all: API keys do not protect it, only loopback or saying so.
+        if self.wyoming_uri is not None:
+            host, _ = wyoming_address(self.wyoming_uri)
+            if not _is_loopback(host) and not self.allow_unauthenticated:
+                raise ValueError(
+                    f"wyoming_uri host {host!r} can be reached from other machines and the Wyoming protocol "
+                    "has no authentication: bind 127.0.0.1, or set allow_unauthenticated "
+                    "(VOXSERVE_ALLOW_UNAUTHENTICATED=true or --allow-unauthenticated)"
+                )
         return self
 
     @model_validator(mode="after")
