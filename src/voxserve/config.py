@@ -130,7 +130,9 @@ def wyoming_address(uri: str) -> tuple[str, int]:
     """The host and port of a ``tcp://host:port`` Wyoming address (``ValueError`` for anything else)."""
     match = re.fullmatch(r"tcp://(\[[0-9A-Fa-f:.]+\]|[^:/\[\]\s]+):([0-9]{1,5})/?", uri.strip())
     if match is None or not 0 < int(match.group(2)) < 65536:
-        raise ValueError(f"wyoming_uri must be tcp://host:port (for example tcp://127.0.0.1:10300), not {uri!r}")
+        raise ValueError(
+            f"wyoming_uri must be tcp://host:port (for example tcp://127.0.0.1:10300), not {uri!r}"
+        )
     return match.group(1).strip("[]"), int(match.group(2))
 
 
