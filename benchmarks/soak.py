@@ -14,7 +14,14 @@ Reported: sessions run, integrity failures, unexpected closes, server RSS (serve
 MB per minute, and event-loop lag p99 (the server's own probe, from /metrics histogram deltas).
 Exit status 1 if any session failed. CI runs a short version (tests/e2e/test_soak_e2e.py).
 
-Usage: python benchmarks/soak.py [--minutes 10] [--tts 2] [--stt 2]
+With ``--hostile N``, N more clients send what an attacker with a valid key would (the failure
+corpus's uploads and texts, issue 12) beside the normal sessions, one after another: uploads that
+claim hours in a few hundred kB (FLAC at 384 kHz with 8 channels and no declared length, a FLAC
+declaring 24 hours, 40 minutes of 8 kb/s MP3 and 6 kb/s Opus silence) and a text of 4096 nines.
+Reported per case: status and error code, and the time to the answer; and the server process's RSS
+idle before and after (10 s after the last request), which must come back to within 50 MB.
+
+Usage: python benchmarks/soak.py [--minutes 10] [--tts 2] [--stt 2] [--hostile 0]
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.audio_helpers import silence_encoded, silence_flac, with_total_samples  # noqa: E402
 from tests.e2e.conftest import start_server, stop_server  # noqa: E402
 from tests.e2e.ws_helpers import pcm16  # noqa: E402
 from tests.speech_dev import by_name  # noqa: E402
@@ -144,6 +152,72 @@ def stt_session(url: str, pcm: bytes, text: str, report: Report) -> None:
         report.stt_sessions += 1
 
 
+@dataclass(frozen=True)
+class Hostile:
+    """One request of the hostile mix: an upload to transcribe, or a text to speak."""
+
+    name: str
+    upload: bytes | None = None
+    text: str | None = None
+
+
+def hostile_cases() -> list[Hostile]:
+    """The failure corpus's costly requests (built once: the compressed ones take ~15 s to encode)."""
+    return [
+        Hostile(
+            "flac 384 kHz 8 ch, no length", upload=with_total_samples(silence_flac(120, 384_000, "7.1"), 0)
+        ),
+        Hostile("flac declaring 24 h", upload=with_total_samples(silence_flac(60), 8000 * 86_400)),
+        Hostile("mp3 8 kb/s, 40 min", upload=silence_encoded(2400, "mp3", "mp3", 16000, 8000)),
+        Hostile("opus 6 kb/s, 40 min", upload=silence_encoded(2400, "ogg", "libopus", 48000, 6000)),
+        Hostile("4096 nines", text="9" * 4096),
+    ]
+
+
+@dataclass
+class HostileReport:
+    """Per case: (status, error code, seconds to the answer) of every request."""
+
+    results: dict[str, list[tuple[int, str, float]]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, name: str, status: int, code: str, seconds: float) -> None:
+        with self.lock:
+            self.results.setdefault(name, []).append((status, code, seconds))
+
+    def lines(self) -> list[str]:
+        out = []
+        for name, rows in self.results.items():
+            answers = sorted({f"{status} {code}".strip() for status, code, _ in rows})
+            times = sorted(t for _, _, t in rows)
+            out.append(
+                f"  {name}: {len(rows)} sent, answered {', '.join(answers)}; "
+                f"time p50 {times[len(times) // 2]:.2f} s, max {times[-1]:.2f} s"
+            )
+        return out
+
+
+def hostile_session(url: str, case: Hostile, report: HostileReport) -> None:
+    started = time.monotonic()
+    with httpx.Client(base_url=url, timeout=600) as client:
+        if case.upload is not None:
+            r = client.post(
+                "/v1/audio/transcriptions",
+                files={"file": ("upload", case.upload)},
+                data={"model": "whisper-1"},
+            )
+        else:
+            r = client.post("/v1/audio/speech", json={"model": "tts-1", "voice": "alloy", "input": case.text})
+    code = ""
+    if r.status_code >= 400:
+        code = r.json().get("error", {}).get("code", "")
+    report.add(case.name, r.status_code, code, time.monotonic() - started)
+
+
+def server_rss_mb(pid: int) -> float:
+    return tree_rss_mb(pid).get(pid, 0.0)
+
+
 def lag_buckets(url: str) -> dict[float, float]:
     text = httpx.get(f"{url}/metrics", timeout=10).text
     return {
@@ -217,8 +291,28 @@ def steady(samples: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return [s for s in samples if s[0] >= 60] if samples and samples[-1][0] > 120 else samples
 
 
-def run(minutes: float, tts: int, stt: int, tmp: Path) -> tuple[Report, Memory, float]:
-    """Run the soak; return the report, the memory samples and the loop-lag p99 (s)."""
+@dataclass
+class Outcome:
+    report: Report
+    memory: Memory
+    lag_p99_s: float
+    hostile: HostileReport
+    idle_rss_mb: tuple[float, float]
+    """The server process's RSS idle before the load and 10 s after it."""
+
+
+def run(
+    minutes: float,
+    tts: int,
+    stt: int,
+    tmp: Path,
+    hostile: int = 0,
+    cases: list[Hostile] | None = None,
+    settle_s: float = 10.0,
+) -> Outcome:
+    """Run the soak; return the report, the memory samples, the loop-lag p99 (s) and the hostile mix
+    (``cases``, default :func:`hostile_cases`, sent by ``hostile`` clients)."""
+    mix = (cases if cases is not None else hostile_cases()) if hostile else []
     server = start_server(
         tmp,
         env={
@@ -235,8 +329,10 @@ def run(minutes: float, tts: int, stt: int, tmp: Path) -> tuple[Report, Memory, 
     recording = by_name(RECORDING)
     pcm = pcm16(recording.path) + bytes(32000)  # one second of silence after the speech
     report = Report()
-    deadline = time.monotonic() + minutes * 60
+    hostile_report = HostileReport()
     try:
+        idle_before = server_rss_mb(server.process.pid)
+        deadline = time.monotonic() + minutes * 60
         before = lag_buckets(base)
 
         def loop(fn: object, *args: object) -> None:
@@ -256,6 +352,18 @@ def run(minutes: float, tts: int, stt: int, tmp: Path) -> tuple[Report, Memory, 
             )
             for _ in range(stt)
         ]
+
+        def hostile_loop(offset: int) -> None:
+            i = offset
+            while time.monotonic() < deadline:
+                case = mix[i % len(mix)]
+                i += 1
+                try:
+                    hostile_session(base, case, hostile_report)
+                except Exception as exc:  # a dropped connection is an answer too
+                    hostile_report.add(case.name, 0, type(exc).__name__, 0.0)
+
+        threads += [threading.Thread(target=hostile_loop, args=(n,)) for n in range(hostile)]
         for t in threads:
             t.start()
         t0 = time.monotonic()
@@ -265,12 +373,17 @@ def run(minutes: float, tts: int, stt: int, tmp: Path) -> tuple[Report, Memory, 
             for t in threads:
                 t.join(timeout=2.0)
         after = lag_buckets(base)
+        settle = time.monotonic() + settle_s
+        while time.monotonic() < settle:  # let the last requests' memory go
+            memory.add(time.monotonic() - t0, tree_rss_mb(server.process.pid))
+            time.sleep(1.0)
+        idle_after = server_rss_mb(server.process.pid)
     finally:
         stop_server(server)
     delta = {le: after[le] - before.get(le, 0.0) for le in after}
     total = delta[float("inf")]
     p99 = next(le for le in sorted(delta) if delta[le] >= 0.99 * total) if total else 0.0
-    return report, memory, p99
+    return Outcome(report, memory, p99, hostile_report, (idle_before, idle_after))
 
 
 def main() -> None:
@@ -278,10 +391,15 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--tts", type=int, default=2)
     parser.add_argument("--stt", type=int, default=2)
+    parser.add_argument("--hostile", type=int, default=0, help="clients sending the hostile mix")
     args = parser.parse_args()
-    report, memory, p99 = run(args.minutes, args.tts, args.stt, Path(tempfile.mkdtemp()))
+    outcome = run(args.minutes, args.tts, args.stt, Path(tempfile.mkdtemp()), args.hostile)
+    report, memory, p99 = outcome.report, outcome.memory, outcome.lag_p99_s
     total = memory.total()
-    print(f"soak: {args.minutes:g} min, {args.tts} TTS + {args.stt} STT concurrent sessions")
+    print(
+        f"soak: {args.minutes:g} min, {args.tts} TTS + {args.stt} STT concurrent sessions"
+        + (f" + {args.hostile} hostile clients" if args.hostile else "")
+    )
     print(f"sessions: {report.tts_sessions} TTS, {report.stt_sessions} STT")
     print(f"failures (lost/duplicated audio, bad transcripts, unexpected closes): {len(report.failures)}")
     for failure in report.failures[:20]:
@@ -290,6 +408,14 @@ def main() -> None:
     print(f"server + workers RSS: {total[0][1]:.0f} -> {total[-1][1]:.0f} MB, slope {slope:+.2f} MB/min")
     print("\n".join(memory.lines()))
     print(f"event-loop lag p99 <= {p99 * 1000:.1f} ms (histogram bucket bound)")
+    if args.hostile:
+        print("hostile requests:")
+        print("\n".join(outcome.hostile.lines()))
+        idle_before, idle_after = outcome.idle_rss_mb
+        print(
+            f"server process RSS idle: {idle_before:.0f} MB before, {idle_after:.0f} MB after "
+            f"({idle_after - idle_before:+.0f} MB; target within 50 MB)"
+        )
     sys.exit(1 if report.failures else 0)
 
 

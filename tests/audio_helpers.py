@@ -1,4 +1,5 @@
-"""Decode audio bytes back with PyAV for assertions."""
+"""Decode audio bytes back with PyAV for assertions; build the long and hostile uploads of the failure
+corpus (silence compresses to almost nothing, so a few hundred kB can claim hours)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,51 @@ def decode(data: bytes, fmt: str, pcm_rate: int = 24000) -> tuple[np.ndarray, in
 def duration(data: bytes, fmt: str, pcm_rate: int = 24000) -> float:
     samples, rate = decode(data, fmt, pcm_rate)
     return len(samples) / rate
+
+
+def silence_flac(seconds: float, rate: int = 8000, layout: str = "mono") -> bytes:
+    """Silence compresses to almost nothing: 30 min at 8 kHz is ~330 kB and ~0.3 s to encode."""
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="flac") as out:
+        stream = out.add_stream("flac", rate=rate, layout=layout)
+        stream.codec_context.format = "s16"
+        block = np.zeros((1, 4608 * stream.codec_context.channels), np.int16)  # interleaved
+        for i in range(int(seconds * rate) // 4608):
+            frame = av.AudioFrame.from_ndarray(block, format="s16", layout=layout)
+            frame.sample_rate, frame.pts = rate, i * 4608
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return buf.getvalue()
+
+
+def with_total_samples(flac: bytes, total: int) -> bytes:
+    """Rewrite STREAMINFO's 36-bit sample count (0 means unknown, as a streamed FLAC says)."""
+    data = bytearray(flac)
+    assert data[:4] == b"fLaC" and data[4] & 0x7F == 0  # STREAMINFO comes first
+    field = int.from_bytes(data[18:26], "big")  # rate(20) channels(3) bits(5) samples(36)
+    field = (field & ~((1 << 36) - 1)) | total
+    data[18:26] = field.to_bytes(8, "big")
+    return bytes(data)
+
+
+def silence_encoded(seconds: float, fmt: str, codec: str, rate: int, bit_rate: int) -> bytes:
+    """``seconds`` of mono silence in a compressed format (``mp3``/``mp3``, ``ogg``/``libopus``) at a
+    low bit rate."""
+    buf = io.BytesIO()
+    with av.open(buf, "w", format=fmt) as out:
+        stream = out.add_stream(codec, rate=rate, layout="mono")
+        stream.codec_context.bit_rate = bit_rate
+        size = stream.codec_context.frame_size or 1152
+        fmt_name = stream.codec_context.format.name
+        dtype = {"s16": np.int16, "s32": np.int32, "flt": np.float32}[fmt_name.rstrip("p")]
+        block = np.zeros((1, size), dtype)
+        for i in range(int(seconds * rate) // size):
+            frame = av.AudioFrame.from_ndarray(block, format=fmt_name, layout="mono")
+            frame.sample_rate, frame.pts = rate, i * size
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return buf.getvalue()

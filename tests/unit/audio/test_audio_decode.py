@@ -13,6 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from tests.audio_helpers import silence_encoded, silence_flac, with_total_samples
 from tests.timing import scaled
 
 from voxserve.audio import decode as decode_module
@@ -284,40 +285,13 @@ def test_the_limit_is_exact_on_decoded_audio() -> None:
 # -------------------------------------------------------------------------- long files, fast
 
 
-def _silence_flac(seconds: float, rate: int = 8000, layout: str = "mono") -> bytes:
-    """Silence compresses to almost nothing: 30 min at 8 kHz is ~330 kB and ~0.3 s to encode."""
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="flac") as out:
-        stream = out.add_stream("flac", rate=rate, layout=layout)
-        stream.codec_context.format = "s16"
-        block = np.zeros((1, 4608 * stream.codec_context.channels), np.int16)  # interleaved
-        for i in range(int(seconds * rate) // 4608):
-            frame = av.AudioFrame.from_ndarray(block, format="s16", layout=layout)
-            frame.sample_rate, frame.pts = rate, i * 4608
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return buf.getvalue()
-
-
-def _with_total_samples(flac: bytes, total: int) -> bytes:
-    """Rewrite STREAMINFO's 36-bit sample count (0 means unknown, as a streamed FLAC says)."""
-    data = bytearray(flac)
-    assert data[:4] == b"fLaC" and data[4] & 0x7F == 0  # STREAMINFO comes first
-    field = int.from_bytes(data[18:26], "big")  # rate(20) channels(3) bits(5) samples(36)
-    field = (field & ~((1 << 36) - 1)) | total
-    data[18:26] = field.to_bytes(8, "big")
-    return bytes(data)
-
-
 @pytest.fixture(scope="module")
 def half_hour_flac() -> bytes:
-    return _silence_flac(1800)
+    return silence_flac(1800)
 
 
 def test_a_declared_24h_file_is_refused_before_decoding(half_hour_flac: bytes) -> None:
-    day = _with_total_samples(half_hour_flac, 8000 * 86400)
+    day = with_total_samples(half_hour_flac, 8000 * 86400)
     started = time.process_time()  # CPU time: other load on the machine does not count
     with pytest.raises(TextTooLong) as err:
         decode_audio(day, max_seconds=60)
@@ -326,7 +300,7 @@ def test_a_declared_24h_file_is_refused_before_decoding(half_hour_flac: bytes) -
 
 
 def test_a_long_file_of_unknown_length_stops_at_the_limit(half_hour_flac: bytes) -> None:
-    unknown = _with_total_samples(half_hour_flac, 0)  # no declared length: only decoding can tell
+    unknown = with_total_samples(half_hour_flac, 0)  # no declared length: only decoding can tell
     timings = []
     for limit in (30, 300):
         started = time.process_time()  # CPU time: other load on the machine does not count
@@ -339,7 +313,7 @@ def test_a_long_file_of_unknown_length_stops_at_the_limit(half_hour_flac: bytes)
 
 def test_the_declared_check_leaves_a_margin_for_estimates() -> None:
     # A header 5% over the limit is left to the decoded-sample count, which is exact.
-    slightly = _with_total_samples(_silence_flac(10), int(8000 * 10.5))
+    slightly = with_total_samples(silence_flac(10), int(8000 * 10.5))
     assert len(decode_audio(slightly, max_seconds=10.1)) == pytest.approx(10 * RATE, abs=4608 * 2)
 
 
@@ -558,10 +532,10 @@ def test_decoding_work_is_bounded_by_samples_times_channels(
     # 3 s at 384 kHz with 8 channels is the work of 32 s of 48 kHz stereo: over a 10 s limit, though
     # only 3 s long. Before, such a file was decoded up to the length limit (19 s of CPU for 30 min).
     rate, channels = 384_000, 8
-    flac = _silence_flac(3, rate, "7.1")
+    flac = silence_flac(3, rate, "7.1")
     counts = _count_decoded(monkeypatch)
     with pytest.raises(TextTooLong) as err:
-        decode_audio(flac if declared else _with_total_samples(flac, 0), max_seconds=10)
+        decode_audio(flac if declared else with_total_samples(flac, 0), max_seconds=10)
     assert (err.value.status, err.value.code) == (413, "audio_too_large")
     budget = 10 * decode_module.WORK_PER_SECOND // channels  # samples per channel
     if declared:
@@ -576,3 +550,21 @@ def test_48k_stereo_up_to_the_limit_is_not_too_much_work() -> None:
     with pytest.raises(TextTooLong) as err:
         decode_audio(wav_bytes(tone(96_000, 2.0 * 2), 96_000, 2), max_seconds=2.0)
     assert err.value.code == "audio_too_large"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "codec", "rate"),
+    [("mp3", "mp3", 16000), ("ogg", "libopus", 48000)],
+    ids=["mp3-8kbps", "opus-6kbps"],
+)
+def test_long_low_bitrate_silence_is_refused_with_a_bounded_decode(
+    monkeypatch: pytest.MonkeyPatch, fmt: str, codec: str, rate: int
+) -> None:
+    # Two minutes in 60-90 kB; the limit is 20 s. Refused on the (estimated) header, or decoding
+    # stops at the first frame past the limit: never the whole file.
+    data = silence_encoded(120, fmt, codec, rate, 6000 if codec == "libopus" else 8000)
+    counts = _count_decoded(monkeypatch)
+    with pytest.raises(TextTooLong) as err:
+        decode_audio(data, max_seconds=20)
+    assert err.value.code == "audio_too_long"
+    assert sum(counts) <= 20 * rate + max(counts, default=0)
