@@ -2,6 +2,11 @@
 
 Starts ``voxserve serve`` on a free loopback port (Piper only, 2 workers × 1 thread) and measures:
 
+0. first audio and total time of ``POST /v1/audio/speech`` (pcm) for the 4 texts of
+   ``benchmarks/peers_bench.py`` (1 client) and its 4-sentence text with 1, 2 and 4 clients at once,
+   against the Piper engine called directly in this process on ALL cores (intra-op threads = cores):
+   issue 11's rule is to judge a lone request against the engine on every core, not on one thread;
+   and the first request after start-up (a cold worker);
 1. time to first audio byte over HTTP for a 3-sentence paragraph (wav and mp3), against the Piper
    engine called directly in this process for the paragraph's first sentence (same thread count);
 2. aggregate throughput of two concurrent long requests against one;
@@ -12,11 +17,15 @@ Starts ``voxserve serve`` on a free loopback port (Piper only, 2 workers × 1 th
    int8 model against the float32 model dequantised from it, at the configured threads per worker.
 
 Usage: python benchmarks/tts_bench.py [--runs 10] [--rss-requests 500] [--skip-rss] [--kokoro-only]
+       [--latency-only] [--rounds 3]
+       [--baseline CHECKOUT]  (e.g. ``git worktree add /tmp/base HEAD~1``: its server runs beside this
+       one and the two take turns round by round, so the ratios compare them under the same load)
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import re
 import statistics
@@ -42,16 +51,145 @@ LONG = " ".join(
 )
 
 
+TEXTS = (
+    "The quick brown fox jumps over the lazy dog near the quiet river bank.",
+    "Good morning, the kitchen lights are now turned off. The front door is locked and the alarm is set.",
+    PARAGRAPH,
+    "Tomorrow will be cloudy in the morning, with a chance of light rain after lunch. "
+    "Temperatures reach about eighteen degrees in the afternoon. "
+    "The wind comes from the west at twenty kilometres per hour. "
+    "In the evening, the sky clears and the stars come out.",
+)
+"""The texts of benchmarks/peers_bench.py (1 to 4 sentences)."""
+CORES = os.cpu_count() or 1
+
+
+def direct_all_cores(texts: tuple[str, ...], runs: int) -> dict[str, tuple[float, float]]:
+    """Per text, the median (first sentence's audio, whole text) seconds of Piper called directly
+    with one intra-op thread per core: the engine's best for one request on this machine."""
+    from voxserve.engines.piper import PiperEngine
+
+    engine = PiperEngine(threads=CORES)
+    out = {}
+    for text in texts:
+        firsts, totals = [], []
+        for i in range(runs + 2):
+            t0 = time.perf_counter()
+            first = None
+            for _ in engine.synthesize(text, "en_US-joe-medium", 1.0):
+                first = first or time.perf_counter() - t0
+            if i >= 2:  # two warm-ups
+                firsts.append(first or 0.0)
+                totals.append(time.perf_counter() - t0)
+        out[text] = (statistics.median(firsts), statistics.median(totals))
+    return out
+
+
+async def http_speech(client: httpx.AsyncClient, text: str) -> tuple[float, float]:
+    """(first audio, total) seconds of one pcm request."""
+    t0 = time.perf_counter()
+    first = None
+    body = {"model": "tts-1", "voice": "alloy", "input": text, "response_format": "pcm"}
+    async with client.stream("POST", "/v1/audio/speech", json=body) as r:
+        r.raise_for_status()
+        async for chunk in r.aiter_bytes():
+            if chunk and first is None:
+                first = time.perf_counter() - t0
+    return first or 0.0, time.perf_counter() - t0
+
+
+async def measure_servers(urls: dict[str, str], rounds: int) -> dict[tuple[str, str], tuple[float, float]]:
+    """Medians of (first audio, total) per (server label, case), the servers taking turns round by
+    round so that a busy moment of the machine slows them alike. Cases: ``text<i>`` (1 client, text i)
+    and ``clients<n>`` (n clients at once, the 4-sentence text)."""
+    samples: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    clients = {label: httpx.AsyncClient(base_url=url, timeout=120) for label, url in urls.items()}
+    try:
+        for client in clients.values():  # warm the connections (and the engine's buffers)
+            for text in TEXTS:
+                await http_speech(client, text)
+        for _ in range(rounds):
+            for label, client in clients.items():
+                for i, text in enumerate(TEXTS):
+                    samples.setdefault((label, f"text{i}"), []).append(await http_speech(client, text))
+            for n in (1, 2, 4):
+                for label, client in clients.items():
+                    results = await asyncio.gather(*(http_speech(client, TEXTS[-1]) for _ in range(n)))
+                    samples.setdefault((label, f"clients{n}"), []).extend(results)
+    finally:
+        for client in clients.values():
+            await client.aclose()
+    return {
+        key: (statistics.median(f for f, _ in values), statistics.median(t for _, t in values))
+        for key, values in samples.items()
+    }
+
+
+def latency_rows(
+    urls: dict[str, str], runs: int, rounds: int, colds: dict[str, tuple[float, float]]
+) -> list[tuple[str, str, str]]:
+    direct = direct_all_cores(TEXTS, runs)
+    measured = measure_servers(urls, rounds)
+    m = asyncio.run(measured)
+    rows = []
+
+    def ms(pair: tuple[float, float]) -> str:
+        return f"{pair[0] * 1000:.0f} / {pair[1] * 1000:.0f} ms"
+
+    def ratio(pair: tuple[float, float], ref: tuple[float, float], what: str) -> str:
+        return f"{pair[0] / ref[0]:.2f} / {pair[1] / ref[1]:.2f} × {what}"
+
+    d_all = (
+        statistics.median(direct[t][0] for t in TEXTS),
+        statistics.median(direct[t][1] for t in TEXTS),
+    )
+    rows.append(
+        (f"Piper direct, {CORES} threads (all cores), 4 texts: first audio / total", ms(d_all), "1.00")
+    )
+    labels = list(urls)
+    for label in labels:
+        one = (
+            statistics.median(m[(label, f"text{i}")][0] for i in range(len(TEXTS))),
+            statistics.median(m[(label, f"text{i}")][1] for i in range(len(TEXTS))),
+        )
+        m[(label, "texts")] = one
+        extra = "" if label == labels[0] else "; " + ratio(one, m[(labels[0], "texts")], labels[0])
+        rows.append((f"{label}: HTTP pcm, 1 client, 4 texts", ms(one), ratio(one, d_all, "direct") + extra))
+    d_long = direct[TEXTS[-1]]
+    rows.append((f"Piper direct, {CORES} threads, 4-sentence text", ms(d_long), "1.00"))
+    for n in (1, 2, 4):
+        for label in labels:
+            pair = m[(label, f"clients{n}")]
+            extra = "" if label == labels[0] else "; " + ratio(pair, m[(labels[0], f"clients{n}")], labels[0])
+            rows.append(
+                (
+                    f"{label}: HTTP pcm, {n} client(s) at once, 4-sentence text",
+                    ms(pair),
+                    ratio(pair, d_long, "direct") + extra,
+                )
+            )
+    for label in labels:
+        rows.append(
+            (
+                f"{label}: first request after start-up (4 sentences)",
+                ms(colds[label]),
+                ratio(colds[label], d_long, "direct"),
+            )
+        )
+    return rows
+
+
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
 def direct_engine_s(text: str, runs: int) -> float:
-    """Median time for the Piper engine, called directly in this process, to speak ``text``."""
+    """Median time for the Piper engine, called directly in this process on all cores, to speak
+    ``text``."""
     from voxserve.engines.piper import PiperEngine
 
-    engine = PiperEngine(threads=1)
+    engine = PiperEngine(threads=os.cpu_count() or 1)
     for _ in range(3):
         list(engine.synthesize(text, "en_US-joe-medium", 1.0))
     times = []
@@ -231,6 +369,13 @@ def main() -> None:
     parser.add_argument("--rss-requests", type=int, default=500)
     parser.add_argument("--skip-rss", action="store_true")
     parser.add_argument("--kokoro-only", action="store_true", help="only the direct engine rows")
+    parser.add_argument("--latency-only", action="store_true", help="only the first-audio/total rows")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the first-audio/total rows")
+    parser.add_argument(
+        "--baseline",
+        metavar="CHECKOUT",
+        help="also serve another checkout (a git worktree of an older commit) and compare, taking turns",
+    )
     args = parser.parse_args()
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -245,16 +390,32 @@ def main() -> None:
     import tempfile
 
     tmp = Path(tempfile.mkdtemp(prefix="voxserve-bench-"))
-    server = start_server(
-        tmp,
-        env={
-            "VOXSERVE_ENGINES": '["piper"]',
-            "VOXSERVE_WORKERS_PER_ENGINE": "2",
-            "VOXSERVE_THREADS_PER_WORKER": "1",
-        },
-    )
+    env = {
+        "VOXSERVE_ENGINES": '["piper"]',
+        "VOXSERVE_WORKERS_PER_ENGINE": "2",
+        "VOXSERVE_THREADS_PER_WORKER": "1",
+    }
+
+    async def cold_request(url: str) -> tuple[float, float]:
+        async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+            return await http_speech(client, TEXTS[-1])
+
+    baseline = None
+    colds = {}
+    if args.baseline:
+        # The other checkout's server runs first, alone, for its cold request; then both stay up.
+        src = str(Path(args.baseline).resolve() / "src")
+        baseline = start_server(tmp, env={**env, "PYTHONPATH": src})
+        colds["baseline"] = asyncio.run(cold_request(baseline.url))
+    server = start_server(tmp, env=env)
     try:
-        rows = [("Piper direct, first sentence", f"{direct * 1000:.0f} ms", "1.00")]
+        colds["this"] = asyncio.run(cold_request(server.url))
+        urls = {"this": server.url} | ({"baseline": baseline.url} if baseline is not None else {})
+        rows = latency_rows(urls, args.runs, args.rounds, colds)
+        if args.latency_only:
+            print_rows(rows)
+            return
+        rows.append((f"Piper direct, first sentence ({CORES} threads)", f"{direct * 1000:.0f} ms", "1.00"))
         for fmt in ("wav", "mp3"):
             t = ttfb(server.url, fmt, args.runs)
             rows.append(
@@ -280,6 +441,8 @@ def main() -> None:
             )
     finally:
         stop_server(server)
+        if baseline is not None:
+            stop_server(baseline)
     rows += kokoro_rows(args.runs, direct * 1000)
     print_rows(rows)
 

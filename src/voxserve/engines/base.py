@@ -19,8 +19,10 @@ __all__ = [
     "EngineSpec",
     "FloatAudio",
     "PhonemeResult",
+    "WARM_UP_TEXTS",
     "TTSEngine",
     "VoiceInfo",
+    "WarmUp",
     "WordTiming",
 ]
 
@@ -118,6 +120,25 @@ class TTSEngine(Protocol):
 
     def check_phonemes(self, phonemes: str, voice: str) -> object:
         """Raise as :meth:`synthesize_phonemes` would for ``phonemes``, without synthesizing them."""
+        ...
+
+
+WARM_UP_TEXTS = (
+    "Hello, this is a warm-up.",
+    "A worker speaks these two sentences once before it says that it is ready, so that the first "
+    "request after start-up costs what every later one does.",
+)
+"""What a TTS engine speaks in :meth:`WarmUp.warm_up`: a short and a longer sentence (onnxruntime
+sizes its buffers and kernels on the first runs of each size)."""
+
+
+@runtime_checkable
+class WarmUp(Protocol):
+    """An engine that can run its first, slow inferences before it serves anyone (optional: the
+    worker calls :meth:`warm_up` before its ready handshake when the engine has it)."""
+
+    def warm_up(self) -> None:
+        """Synthesize something throw-away, so the first real request is as fast as later ones."""
         ...
 
 

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from voxserve.engines.base import AudioPiece, FloatAudio, PhonemeResult, VoiceInfo, WordTiming
+from voxserve.engines.base import WARM_UP_TEXTS, AudioPiece, FloatAudio, PhonemeResult, VoiceInfo, WordTiming
 from voxserve.errors import EngineFailure, InvalidValue, UnknownVoice
 
 __all__ = ["DEFAULT_WPM", "EspeakEngine", "MAX_WPM", "MIN_WPM"]
@@ -266,6 +266,12 @@ class EspeakEngine:
     def check_voice(self, voice: str) -> None:
         """Raise :class:`UnknownVoice` unless ``voice`` is one of :meth:`voices`."""
         self._identifier(voice)
+
+    def warm_up(self) -> None:
+        """Speak the short warm-up sentence once (loads espeak-ng's voice data)."""
+        for name in list(self._voices)[:1]:
+            for _ in self.synthesize(WARM_UP_TEXTS[0], name, 1.0):
+                pass
 
     def _identifier(self, voice: str) -> str:
         try:

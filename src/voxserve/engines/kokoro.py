@@ -61,7 +61,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from voxserve.engines.base import AudioPiece, FloatAudio, PhonemeResult, VoiceInfo, WordTiming
+from voxserve.engines.base import WARM_UP_TEXTS, AudioPiece, FloatAudio, PhonemeResult, VoiceInfo, WordTiming
 from voxserve.errors import EngineFailure, InvalidValue, UnknownVoice
 
 __all__ = [
@@ -579,6 +579,13 @@ class KokoroEngine:
     def check_voice(self, voice: str) -> None:
         """Raise unless ``voice`` is a known voice or a valid blend of known voices."""
         self._style_pack(voice)
+
+    def warm_up(self) -> None:
+        """Speak the short warm-up sentence once (one model for every voice; Kokoro is slow, so the
+        longer one would add seconds to start-up for little)."""
+        for name in list(self._voices)[:1]:
+            for _ in self.synthesize(WARM_UP_TEXTS[0], name, 1.0):
+                pass
 
     def _style_pack(self, voice: str) -> FloatArray:
         components = tuple(parse_blend(voice))

@@ -18,7 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from voxserve.engines.base import AudioPiece, FloatAudio, PhonemeResult, VoiceInfo, WordTiming
+from voxserve.engines.base import (
+    WARM_UP_TEXTS,
+    AudioPiece,
+    FloatAudio,
+    PhonemeResult,
+    VoiceInfo,
+    WordTiming,
+)
 from voxserve.errors import InvalidValue, UnknownVoice
 
 __all__ = ["PiperEngine", "default_voice_paths"]
@@ -83,6 +90,13 @@ class PiperEngine:
 
     def check_voice(self, voice: str) -> None:
         self._voice(voice)
+
+    def warm_up(self) -> None:
+        """Speak the warm-up sentences with every voice (each voice has its own model session)."""
+        for name in self._voices:
+            for text in WARM_UP_TEXTS:
+                for _ in self.synthesize(text, name, 1.0):
+                    pass
 
     def _voice(self, voice: str) -> _LoadedVoice:
         try:

@@ -1,9 +1,15 @@
 """Typed messages that cross the pipe between the server and a worker process.
 
-Parent → worker: :class:`SynthJob`, :class:`Call`, :class:`StreamCall`, :class:`Cancel`, :class:`Ping`,
-:class:`Shutdown`. Worker → parent: :class:`Ready`, :class:`StartFailed`, :class:`Chunk`, :class:`Item`,
-:class:`Done`, :class:`Result`,
-:class:`JobError`, :class:`Pong`. All are small picklable dataclasses; audio travels already encoded,
+Parent → worker: :class:`SynthJob`, :class:`RenderJob`, :class:`Assign`, :class:`Delivered`,
+:class:`Call`, :class:`StreamCall`, :class:`Cancel`, :class:`Ping`, :class:`Shutdown`. Worker → parent:
+:class:`Ready`, :class:`StartFailed`, :class:`Chunk`, :class:`Claim`, :class:`Item`, :class:`Done`,
+:class:`Result`, :class:`JobError`, :class:`Pong`.
+
+A parallel synthesis (``SynthJob.parallel``) is assembled by one worker, its *primary*: it speaks the
+first fragment at once, then asks (:class:`Claim`) which fragment to render next (:class:`Assign`);
+fragments the pool gave to idle helper workers (:class:`RenderJob`, answered by a :class:`Result` with
+:class:`RenderedPiece` s, the audio in a scratch file) reach it as :class:`Delivered`, and it encodes
+everything in order as one stream. All are small picklable dataclasses; audio travels already encoded,
 so the event loop only moves bytes.
 """
 
@@ -17,9 +23,12 @@ from voxserve.errors import VoxserveError
 from voxserve.text.markup import Fragment
 
 __all__ = [
+    "Assign",
     "Call",
     "Cancel",
     "Chunk",
+    "Claim",
+    "Delivered",
     "Done",
     "EngineSpec",
     "Item",
@@ -27,6 +36,8 @@ __all__ = [
     "Ping",
     "Pong",
     "Ready",
+    "RenderJob",
+    "RenderedPiece",
     "Result",
     "Shutdown",
     "StartFailed",
@@ -58,6 +69,9 @@ class SynthRequest:
     volume: float = 1.0
     trailing_silence_s: float = 0.0
     """Silence appended after the last sample (players that stop early lose this, not words)."""
+    parallel: bool = False
+    """Let idle workers of the pool render later fragments ahead (delivered in order): one request
+    on an idle server uses every worker; a busy server gives each request its own worker only."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +79,56 @@ class SynthJob(SynthRequest):
     """A :class:`SynthRequest` on its way to a worker, with the id its messages carry."""
 
     job_id: int = 0
+
+
+@dataclass(frozen=True)
+class RenderJob:
+    """Render one fragment of another worker's parallel job to float32 audio in ``path``
+    (a ``.npy`` file); answered by :class:`Result` whose value is a tuple of :class:`RenderedPiece`."""
+
+    job_id: int
+    voice: str
+    speed: float
+    sample_rate: int
+    fragment: Fragment
+    path: str
+
+
+@dataclass(frozen=True)
+class RenderedPiece:
+    """One engine piece of a rendered fragment: its samples are the next ``samples`` of the file."""
+
+    samples: int
+    sample_rate: int
+    text: str
+    words: tuple[WordTiming, ...] = ()
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A parallel job's primary is free: which fragment should it render next?"""
+
+    job_id: int
+
+
+@dataclass(frozen=True)
+class Assign:
+    """The answer to :class:`Claim`: render fragment ``index`` (``-1``: none is left to claim; wait for
+    the delivered ones)."""
+
+    job_id: int
+    index: int
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """Fragment ``index`` of a parallel job, rendered by a helper into ``path`` (``None``: the helper
+    failed or died; render it yourself)."""
+
+    job_id: int
+    index: int
+    path: str | None = None
+    pieces: tuple[RenderedPiece, ...] = ()
 
 
 @dataclass(frozen=True)

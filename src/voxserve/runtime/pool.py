@@ -5,6 +5,15 @@ bridge (:func:`voxserve.runtime.bridge.iterate_in_thread`) into a small bounded 
 slows its worker instead of filling memory. An :class:`EnginePool` leases idle workers to requests
 (bounded wait, then 503), cancels abandoned jobs, kills workers that ignore a cancel, and replaces
 workers that die, reporting a clean error to the request they were serving.
+
+Idle cores belong to whoever is waiting: a synthesis of several fragments (``SynthRequest.parallel``)
+runs on one worker, its *primary*, which speaks the first fragment at once and encodes all of them in
+order; whenever another worker is idle and no request waits for one, the pool lends it the next
+fragment not yet claimed (:class:`ParallelSynthStream`). A helper renders one fragment into a scratch
+file and goes back to the pool, so under load every request still has its own worker and waits at
+most one fragment for it. A helper that dies or fails hands its fragment back to the primary, which
+renders it itself (one retry, nothing lost or spoken twice); a primary that dies fails the request
+(``worker_crashed``) and stops its helpers; an abort stops every worker speaking for the request.
 """
 
 from __future__ import annotations
@@ -15,9 +24,13 @@ import dataclasses
 import itertools
 import logging
 import multiprocessing
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from voxserve.engines.base import VoiceInfo
@@ -26,7 +39,15 @@ from voxserve.runtime import messages as m
 from voxserve.runtime.bridge import iterate_in_thread
 from voxserve.runtime.worker import worker_main
 
-__all__ = ["EnginePool", "ItemStream", "JobStream", "SynthStream", "WorkerHandle", "collect"]
+__all__ = [
+    "EnginePool",
+    "ItemStream",
+    "JobStream",
+    "ParallelSynthStream",
+    "SynthStream",
+    "WorkerHandle",
+    "collect",
+]
 
 _log = logging.getLogger("voxserve.pool")
 
@@ -169,6 +190,9 @@ class JobStream:
                 continue  # a late message from a cancelled job
             if isinstance(msg, m.Chunk | m.Item):
                 return msg
+            if isinstance(msg, m.Claim):
+                self._on_claim()
+                continue
             if isinstance(msg, m.Done):
                 self.done = msg
                 self._pool._job_done(msg)
@@ -181,6 +205,11 @@ class JobStream:
     def _finish(self, *, dead: bool = False) -> None:
         self.finished = True
         self._pool._release(self._worker, dead=dead)
+
+    def _on_claim(self) -> None:
+        """A job that is not parallel has nothing to hand out."""
+        with contextlib.suppress(EngineFailure):
+            self._worker.send(m.Assign(self.job_id, -1))
 
     def abort(self) -> None:
         """Cancel the job (the client went away). Safe to call from ``finally`` and more than once."""
@@ -196,6 +225,146 @@ class SynthStream(JobStream):
     async def __anext__(self) -> m.Chunk:
         chunk: m.Chunk = await super().__anext__()
         return chunk
+
+
+class ParallelSynthStream(SynthStream):
+    """A synthesis whose later fragments idle workers render ahead (see the module docstring)."""
+
+    def __init__(self, pool: EnginePool, worker: WorkerHandle, job: m.SynthJob) -> None:
+        super().__init__(pool, worker, job.job_id)
+        self._job = job
+        self._next = 1
+        """The first fragment nobody has claimed yet (the primary always speaks fragment 0)."""
+        self._helpers: dict[int, tuple[WorkerHandle, int, asyncio.Task[None]]] = {}
+        self._sent: list[str] = []
+        """Scratch files handed to the primary (it deletes them; these are checked after it stops)."""
+        self.helped = 0
+        """Fragments rendered by other workers."""
+        self.retried = 0
+        """Fragments handed back to the primary because their helper failed or died."""
+
+    @property
+    def helpers(self) -> int:
+        """How many other workers render a fragment of this request now."""
+        return len(self._helpers)
+
+    def _claim(self) -> int:
+        if self._next >= len(self._job.fragments):
+            return -1
+        self._next += 1
+        return self._next - 1
+
+    def _on_claim(self) -> None:
+        index = self._claim()
+        with contextlib.suppress(EngineFailure):
+            self._worker.send(m.Assign(self.job_id, index))
+        self._spread()
+
+    def _spread(self) -> None:
+        """Lend idle workers the next unclaimed fragments (only while no request waits for one)."""
+        while not self.finished and self._next < len(self._job.fragments):
+            helper = self._pool._lend_idle()
+            if helper is None:
+                return
+            index = self._claim()
+            job_id = next(_job_ids)
+            path = str(self._pool._scratch() / f"{self.job_id}-{index}.npy")
+            job = self._job
+            try:
+                helper.send(
+                    m.RenderJob(job_id, job.voice, job.speed, job.sample_rate, job.fragments[index], path)
+                )
+            except EngineFailure:
+                self._pool._release(helper, dead=True)
+                self._deliver(index, None, ())
+                continue
+            task = asyncio.ensure_future(self._help(helper, job_id, index, path))
+            self._helpers[index] = (helper, job_id, task)
+
+    async def _help(self, helper: WorkerHandle, job_id: int, index: int, path: str) -> None:
+        pool = self._pool
+        pieces: tuple[m.RenderedPiece, ...] | None = None
+        try:
+            while True:
+                msg = await helper.recv()
+                if msg is _DEAD:
+                    pool._release(helper, dead=True)
+                    break
+                if getattr(msg, "job_id", None) != job_id:
+                    continue
+                if isinstance(msg, m.Result):
+                    pieces = msg.value
+                    pool._release(helper)
+                    break
+                if isinstance(msg, m.Done | m.JobError):
+                    if isinstance(msg, m.Done):
+                        pool._job_done(msg)  # a cancel: counted like any cancelled job
+                    pool._release(helper)
+                    break
+        finally:
+            self._helpers.pop(index, None)
+        if self.finished:
+            await asyncio.to_thread(_unlink, path)  # nobody will speak it
+            return
+        if pieces is None:
+            self.retried += 1
+            await asyncio.to_thread(_unlink, path)
+            self._deliver(index, None, ())
+        else:
+            self.helped += 1
+            self._deliver(index, path, pieces)
+        self._spread()
+
+    def _deliver(self, index: int, path: str | None, pieces: tuple[m.RenderedPiece, ...]) -> None:
+        if path is not None:
+            self._sent.append(path)
+        with contextlib.suppress(EngineFailure):  # a dead primary: its own stream reports it
+            self._worker.send(m.Delivered(self.job_id, index, path, pieces))
+
+    def _stop_helpers(self) -> None:
+        for helper, job_id, task in list(self._helpers.values()):
+            with contextlib.suppress(EngineFailure):
+                helper.send(m.Cancel(job_id))
+            self._pool._spawn(self._reap(helper, task))
+
+    async def _reap(self, helper: WorkerHandle, task: asyncio.Task[None]) -> None:
+        """Kill a helper that ignores its cancel (its task then sees the pipe end and releases it)."""
+        _, pending = await asyncio.wait({task}, timeout=self._pool.cancel_grace_s)
+        if pending:
+            _log.warning("worker %s ignored cancel: killing it", helper.name)
+            helper.kill()
+
+    async def _cleanup(self) -> None:
+        sent, self._sent = self._sent, []
+        await asyncio.to_thread(_unlink_all, sent)
+
+    def _finish(self, *, dead: bool = False) -> None:
+        super()._finish(dead=dead)
+        self._stop_helpers()
+        if dead:
+            self._pool._spawn(self._cleanup())
+
+    def abort(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        self._stop_helpers()
+
+        async def stop_primary() -> None:
+            await self._pool._cancel_and_release(self._worker, self.job_id)
+            await self._cleanup()
+
+        self._pool._spawn(stop_primary())
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def _unlink_all(paths: list[str]) -> None:
+    for path in paths:
+        _unlink(path)
 
 
 class ItemStream(JobStream):
@@ -245,6 +414,7 @@ class EnginePool:
         self._counter = itertools.count()
         self._started: asyncio.Task[None] | None = None
         self._closing = False
+        self._scratch_dir: Path | None = None
 
     @property
     def idle_workers(self) -> int:
@@ -291,6 +461,18 @@ class EnginePool:
             task.cancel()
         await asyncio.gather(*(w.stop() for w in self.workers), return_exceptions=True)
         self.workers.clear()
+        if self._scratch_dir is not None:
+            await asyncio.to_thread(shutil.rmtree, self._scratch_dir, True)
+            self._scratch_dir = None
+
+    def _scratch(self) -> Path:
+        """The pool's folder for fragments rendered ahead (in memory where /dev/shm exists); removed
+        by :meth:`stop`."""
+        if self._scratch_dir is None:
+            shm = "/dev/shm"
+            base = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
+            self._scratch_dir = Path(tempfile.mkdtemp(prefix=f"voxserve-{self.name}-", dir=base))
+        return self._scratch_dir
 
     async def _watch(self) -> None:
         """Heartbeat: ping every worker each ``heartbeat_s``; one silent for ``hang_timeout_s`` is
@@ -362,6 +544,17 @@ class EnginePool:
             self.waiting -= 1
         self.busy += 1
         return worker
+
+    def _lend_idle(self) -> WorkerHandle | None:
+        """An idle worker to render a fragment of a request that already has one; None while any
+        request waits for a worker (it comes first) or none is idle."""
+        while self.waiting == 0 and not self._closing and not self._idle.empty():
+            worker = self._idle.get_nowait()
+            self.busy += 1
+            if worker.alive:
+                return worker
+            self._release(worker, dead=True)
+        return None
 
     def _release(self, worker: WorkerHandle, *, dead: bool = False) -> None:
         self.busy -= 1
@@ -450,13 +643,20 @@ class EnginePool:
         """Start ``request`` on a free worker and return its stream."""
         worker = await self._acquire()
         fields = {f.name: getattr(request, f.name) for f in dataclasses.fields(m.SynthRequest)}
+        fields["parallel"] = (
+            request.parallel and self.size > 1 and request.phonemes is None and len(request.fragments) > 1
+        )
         job = m.SynthJob(job_id=next(_job_ids), **fields)
         try:
             worker.send(job)
         except EngineFailure:
             self._release(worker, dead=True)
             raise
-        return SynthStream(self, worker, job.job_id)
+        if not job.parallel:
+            return SynthStream(self, worker, job.job_id)
+        # Helpers are lent from the primary's first claim on, once its first fragment is spoken: the
+        # first audio needs no helper, and requests that arrive together each get a worker first.
+        return ParallelSynthStream(self, worker, job)
 
     async def stream_call(self, method: str, *args: Any) -> ItemStream:
         """Start a streaming engine method (``transcribe``) on a free worker and return its values."""

@@ -10,6 +10,7 @@ Audio is resampled and encoded here, not in the server, so the server's event lo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -51,6 +52,13 @@ def worker_main(spec: Any, conn: Connection) -> None:
     try:
         engine = build_engine(spec)
         voices = engine.voices() if hasattr(engine, "voices") else []
+        warm_up = getattr(engine, "warm_up", None)
+        if callable(warm_up):
+            # Before the handshake: a worker is Ready only once its first request costs what later
+            # ones do (onnxruntime sizes its buffers on the first runs: 3.2 s against 1.8 s).
+            t0 = time.perf_counter()
+            warm_up()
+            _log.info("%s engine warmed up in %.2f s", spec.engine, time.perf_counter() - t0)
     except Exception as exc:  # report any start-up failure through the handshake
         _log.error("engine %s failed to start:\n%s", spec.engine, traceback.format_exc())
         conn.send(m.StartFailed(f"{spec.engine} engine failed to start: {type(exc).__name__}"))
@@ -72,6 +80,10 @@ class Serve:
         # Call sent right after a cancel must not be lost).
         self.backlog: deque[Any] = deque()
         self._rates: dict[str, int] | None = None
+        # A parallel job's fragments rendered by helpers, by (job id, fragment index), and the
+        # answer to its pending Claim.
+        self._delivered: dict[tuple[int, int], Any] = {}
+        self._assigned: dict[int, int] = {}
 
     def _next(self) -> Any:
         return self.backlog.popleft() if self.backlog else self.conn.recv()
@@ -90,11 +102,15 @@ class Serve:
                 self.conn.send(m.Pong(msg.nonce))
             elif isinstance(msg, m.SynthJob):
                 self._guard(msg.job_id, self._synth, msg)
+            elif isinstance(msg, m.RenderJob):
+                self._guard(msg.job_id, self._render, msg)
             elif isinstance(msg, m.Call):
                 self._guard(msg.job_id, self._call, msg)
             elif isinstance(msg, m.StreamCall):
                 self._guard(msg.job_id, self._stream_call, msg)
-            # A Cancel for a job that already finished is harmless: ignore it.
+            elif isinstance(msg, m.Delivered) and msg.path is not None:
+                _unlink(msg.path)  # a helper's audio for a job that is over
+            # A Cancel (or an Assign) for a job that already finished is harmless: ignore it.
 
     def _guard(self, job_id: int, fn: Any, msg: Any) -> None:
         from voxserve.runtime import messages as m
@@ -133,18 +149,41 @@ class Serve:
 
     def _cancelled(self, job_id: int) -> bool:
         """Drain pending messages; True if one of them cancels ``job_id``."""
-        from voxserve.runtime import messages as m
-
         cancelled = False
         while self.conn.poll():
-            msg = self.conn.recv()
-            if isinstance(msg, m.Cancel):
-                cancelled = cancelled or msg.job_id == job_id
-            elif isinstance(msg, m.Ping):
-                self.conn.send(m.Pong(msg.nonce))
-            else:
-                self.backlog.append(msg)
+            cancelled = self._take(self.conn.recv(), job_id) or cancelled
         return cancelled
+
+    def _take(self, msg: Any, job_id: int) -> bool:
+        """File one message read during job ``job_id``; True if it cancels that job."""
+        from voxserve.runtime import messages as m
+
+        if isinstance(msg, m.Cancel):
+            return msg.job_id == job_id
+        if isinstance(msg, m.Ping):
+            self.conn.send(m.Pong(msg.nonce))
+        elif isinstance(msg, m.Delivered):
+            if msg.job_id == job_id:
+                self._delivered[(msg.job_id, msg.index)] = msg
+            elif msg.path is not None:  # for a job that is over: nobody will read it
+                _unlink(msg.path)
+        elif isinstance(msg, m.Assign):
+            if msg.job_id == job_id:
+                self._assigned[job_id] = msg.index
+        else:
+            self.backlog.append(msg)
+        return False
+
+    def _wait(self, job_id: int, ready: Any) -> bool:
+        """Block until ``ready()`` is true, serving pings; False if ``job_id`` is cancelled first."""
+        while not ready():
+            try:
+                msg = self.conn.recv()
+            except (EOFError, OSError):
+                raise EngineFailure("the server went away") from None
+            if self._take(msg, job_id):
+                return False
+        return True
 
     def _native_rate(self, voice: str, fallback: int) -> int:
         """The engine's output rate for ``voice`` (pauses before any audio are made at this rate)."""
@@ -201,58 +240,197 @@ class Serve:
         import numpy as np
 
         from voxserve.audio.encode import make_encoder
+        from voxserve.runtime import messages as m
+
+        t0 = time.perf_counter()
+        self.engine.check_voice(job.voice)
+        sources = self._sources(job)
+        out = _Output(self, job, make_encoder(job.fmt, job.sample_rate, streaming=job.streaming))
+        if getattr(job, "parallel", False) and len(sources) > 1:
+            finished = self._assemble(job, sources, out)
+        else:
+            finished = all(out.fragment(index, text, make()) for index, text, make in sources)
+        if not finished:
+            self.conn.send(m.Done(job.job_id, out.samples / job.sample_rate, 0.0, cancelled=True))
+            return
+        tail = out.resampler.flush() if out.resampler is not None else np.zeros(0, np.float32)
+        if job.trailing_silence_s > 0:
+            tail = np.concatenate([tail, np.zeros(int(job.trailing_silence_s * job.sample_rate), np.float32)])
+        out.samples += len(tail)
+        data = out.encoder.encode(tail) + out.encoder.finish()
+        if data:
+            self.conn.send(m.Chunk(job.job_id, data))
+        self.conn.send(m.Done(job.job_id, out.samples / job.sample_rate, time.perf_counter() - t0))
+
+    def _assemble(self, job: Any, sources: list[tuple[int, str, Any]], out: _Output) -> bool:
+        """Speak a parallel job's fragments in order: render the first at once, then each one the pool
+        assigns (streamed when it is next, else buffered), and take the others from the helpers.
+        False if the job is cancelled."""
+        from voxserve.runtime import messages as m
+
+        job_id = job.job_id
+        ahead: dict[int, list[Any]] = {}  # rendered here before their turn
+        next_out = 0
+        own: int | None = 0  # the first fragment is always this worker's
+        exhausted = False
+        try:
+            while next_out < len(sources):
+                if own is None:
+                    if next_out in ahead:
+                        if not out.fragment(next_out, sources[next_out][1], ahead.pop(next_out)):
+                            return False
+                        next_out += 1
+                        continue
+                    delivered = self._delivered.pop((job_id, next_out), None)
+                    if delivered is not None:
+                        if delivered.path is None:
+                            own = next_out  # the helper failed: render it here (its one retry)
+                            continue
+                        pieces = _load_pieces(delivered)
+                        if not out.fragment(next_out, sources[next_out][1], pieces):
+                            return False
+                        next_out += 1
+                        continue
+                    if exhausted:
+                        if not self._wait(job_id, lambda key=(job_id, next_out): key in self._delivered):
+                            return False
+                        continue
+                    self.conn.send(m.Claim(job_id))
+                    if not self._wait(job_id, lambda: job_id in self._assigned):
+                        return False
+                    index = self._assigned.pop(job_id)
+                    if index < 0:
+                        exhausted = True
+                        continue
+                    own = index
+                index, text, make = sources[own]
+                own = None
+                if index == next_out:
+                    if not out.fragment(index, text, make()):
+                        return False
+                    next_out += 1
+                    continue
+                pieces = []
+                for piece in make():
+                    if self._cancelled(job_id):
+                        return False
+                    pieces.append(piece)
+                ahead[index] = pieces
+            return True
+        finally:
+            self._assigned.pop(job_id, None)
+            for key in [k for k in self._delivered if k[0] == job_id]:
+                path = self._delivered.pop(key).path
+                if path is not None:
+                    _unlink(path)
+
+    def _render(self, msg: Any) -> None:
+        """A helper's part of a parallel job: one fragment to float32 audio in ``msg.path``."""
+        import numpy as np
+
+        from voxserve.runtime import messages as m
+
+        t0 = time.perf_counter()
+        self.engine.check_voice(msg.voice)
+        request = m.SynthJob(
+            voice=msg.voice,
+            speed=msg.speed,
+            fmt="pcm",
+            sample_rate=msg.sample_rate,
+            fragments=(msg.fragment,),
+        )
+        ((_, _, make),) = self._sources(request)
+        audio: list[Any] = []
+        pieces: list[m.RenderedPiece] = []
+        for piece in make():
+            if self._cancelled(msg.job_id):
+                self.conn.send(m.Done(msg.job_id, 0.0, time.perf_counter() - t0, cancelled=True))
+                return
+            samples = np.asarray(piece.audio, dtype=np.float32)
+            audio.append(samples)
+            pieces.append(m.RenderedPiece(len(samples), piece.sample_rate, piece.text, tuple(piece.words)))
+        joined = np.concatenate(audio) if audio else np.zeros(0, np.float32)
+        with open(msg.path, "wb") as f:
+            np.save(f, joined, allow_pickle=False)
+        self.conn.send(m.Result(msg.job_id, tuple(pieces)))
+
+
+class _Output:
+    """One job's output: resampled, scaled and encoded in order, sent as :class:`Chunk` s."""
+
+    def __init__(self, serve: Serve, job: Any, encoder: Any) -> None:
+        self.serve = serve
+        self.job = job
+        self.encoder = encoder
+        self.resampler: Any = None
+        self.samples = 0
+
+    def fragment(self, index: int, text: str, pieces: Any) -> bool:
+        """Send fragment ``index``'s pieces (checking for a cancel between them); False if cancelled."""
+        import numpy as np
+
         from voxserve.audio.resample import Resampler
         from voxserve.engines.base import WordTiming
         from voxserve.runtime import messages as m
         from voxserve.text.markup import Pause
 
-        t0 = time.perf_counter()
-        self.engine.check_voice(job.voice)
-        sources = self._sources(job)
-        encoder = make_encoder(job.fmt, job.sample_rate, streaming=job.streaming)
-        resampler: Resampler | None = None
-        out_samples = 0
-        for index, text, make_pieces in sources:
-            first_piece = True
-            peak = 0.0
-            for piece in make_pieces():
-                if self._cancelled(job.job_id):
-                    self.conn.send(m.Done(job.job_id, out_samples / job.sample_rate, 0.0, cancelled=True))
-                    return
-                if resampler is None:
-                    resampler = Resampler(piece.sample_rate, job.sample_rate)
-                if piece.audio.size:
-                    peak = max(peak, float(np.abs(piece.audio).max()))
-                audio = piece.audio if job.volume == 1.0 else np.clip(piece.audio * job.volume, -1, 1)
-                out = resampler.process(audio.astype(np.float32, copy=False))
-                start_s = out_samples / job.sample_rate
-                words = tuple(
-                    WordTiming(w.word, round(start_s + w.start_s, 3), round(start_s + w.end_s, 3))
-                    for w in piece.words
+        job, serve = self.job, self.serve
+        first_piece = True
+        peak = 0.0
+        for piece in pieces:
+            if serve._cancelled(job.job_id):
+                return False
+            if self.resampler is None:
+                self.resampler = Resampler(piece.sample_rate, job.sample_rate)
+            if piece.audio.size:
+                peak = max(peak, float(np.abs(piece.audio).max()))
+            audio = piece.audio if job.volume == 1.0 else np.clip(piece.audio * job.volume, -1, 1)
+            out = self.resampler.process(audio.astype(np.float32, copy=False))
+            start_s = self.samples / job.sample_rate
+            words = tuple(
+                WordTiming(w.word, round(start_s + w.start_s, 3), round(start_s + w.end_s, 3))
+                for w in piece.words
+            )
+            self.samples += len(out)
+            data = self.encoder.encode(out)
+            serve.conn.send(
+                m.Chunk(
+                    job.job_id,
+                    data,
+                    fragment=index if first_piece else -1,
+                    text=text if first_piece else "",
+                    start_s=start_s,
+                    words=words,
                 )
-                out_samples += len(out)
-                data = encoder.encode(out)
-                self.conn.send(
-                    m.Chunk(
-                        job.job_id,
-                        data,
-                        fragment=index if first_piece else -1,
-                        text=text if first_piece else "",
-                        start_s=start_s,
-                        words=words,
-                    )
-                )
-                first_piece = False
-            is_pause = job.phonemes is None and isinstance(job.fragments[index], Pause)
-            if peak < _SILENT_PEAK and not is_pause:
-                # An engine that returns silence for speakable text has failed: say so instead of
-                # passing silence off as speech (before the headers when it is the first fragment).
-                raise OutputError(f"the engine produced silent audio for fragment {index + 1}")
-        tail = resampler.flush() if resampler is not None else np.zeros(0, np.float32)
-        if job.trailing_silence_s > 0:
-            tail = np.concatenate([tail, np.zeros(int(job.trailing_silence_s * job.sample_rate), np.float32)])
-        out_samples += len(tail)
-        data = encoder.encode(tail) + encoder.finish()
-        if data:
-            self.conn.send(m.Chunk(job.job_id, data))
-        self.conn.send(m.Done(job.job_id, out_samples / job.sample_rate, time.perf_counter() - t0))
+            )
+            first_piece = False
+        is_pause = job.phonemes is None and isinstance(job.fragments[index], Pause)
+        if peak < _SILENT_PEAK and not is_pause:
+            # An engine that returns silence for speakable text has failed: say so instead of
+            # passing silence off as speech (before the headers when it is the first fragment).
+            raise OutputError(f"the engine produced silent audio for fragment {index + 1}")
+        return True
+
+
+def _load_pieces(delivered: Any) -> list[Any]:
+    """The :class:`AudioPiece` s of a fragment a helper rendered (its file is deleted)."""
+    import numpy as np
+
+    from voxserve.engines.base import AudioPiece
+
+    try:
+        with open(delivered.path, "rb") as f:
+            audio = np.load(f, allow_pickle=False)
+    finally:
+        _unlink(delivered.path)
+    pieces = []
+    at = 0
+    for p in delivered.pieces:
+        pieces.append(AudioPiece(audio[at : at + p.samples], p.sample_rate, p.text, list(p.words)))
+        at += p.samples
+    return pieces
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)

@@ -20,14 +20,21 @@ from voxserve.text.normalize import NormalizationOptions, has_speakable_text, no
 from voxserve.text.sentences import split_fragments
 
 __all__ = [
+    "FIRST_FRAGMENT_MAX_WORDS",
     "MAX_TOKEN_CHARS",
     "Fragment",
     "SpeechPlan",
     "WordLocator",
     "break_long_tokens",
+    "first_clause_cut",
     "plan_piece",
     "plan_speech",
 ]
+
+FIRST_FRAGMENT_MAX_WORDS = 8
+"""A first fragment longer than this is cut at its last clause boundary within this many words."""
+_MIN_FIRST_WORDS = 2
+_CLAUSE_END = (",", ";", ":", "—", "–")
 
 MAX_TOKEN_CHARS = 40
 """No whitespace-free run longer than this reaches an engine."""
@@ -116,6 +123,20 @@ class WordLocator:
         return out
 
 
+def first_clause_cut(fragment: str, max_words: int) -> list[str]:
+    """``fragment`` cut after its last clause boundary (``, ; : — –``) within its first ``max_words``
+    words, when it is longer than that: the first audio then costs a few words whatever the sentence
+    (a clause ends where a speaker may pause, so the cut keeps the prosody). Two words at least on
+    each side; a fragment with no such boundary is left whole."""
+    words = fragment.split(" ")
+    if len(words) <= max_words:
+        return [fragment]
+    for count in range(min(max_words, len(words) - _MIN_FIRST_WORDS), _MIN_FIRST_WORDS - 1, -1):
+        if words[count - 1].endswith(_CLAUSE_END):
+            return [" ".join(words[:count]), " ".join(words[count:])]
+    return [fragment]
+
+
 def _speakable(text: str, opts: NormalizationOptions) -> str:
     # With normalisation off the text is still made safe (control, bidi and private-use characters and
     # lone surrogates removed): an engine fails on a NUL byte whatever the options say.
@@ -133,6 +154,7 @@ def plan_speech(
     max_fragment_chars: int,
     options: NormalizationOptions | None = None,
     markup: MarkupMode = "lenient",
+    first_fragment_max_words: int = FIRST_FRAGMENT_MAX_WORDS,
 ) -> SpeechPlan:
     """Validate and prepare ``text`` for synthesis.
 
@@ -146,7 +168,9 @@ def plan_speech(
             "(longer texts: POST /v1/audio/speech/jobs)",
             param="input",
         )
-    plan = _plan(text, first_fragment_max_chars, max_fragment_chars, options, markup)
+    plan = _plan(
+        text, first_fragment_max_chars, max_fragment_chars, options, markup, first_fragment_max_words
+    )
     if all(isinstance(f, Pause) for f in plan.fragments):
         raise InvalidValue(
             "input has no speakable text (it is empty, or only whitespace, punctuation, emoji or pauses)",
@@ -178,6 +202,7 @@ def _plan(
     max_fragment_chars: int,
     options: NormalizationOptions | None,
     markup: MarkupMode,
+    first_max_words: int | None = None,
 ) -> SpeechPlan:
     opts = options or NormalizationOptions()
     parsed = parse_markup(text, markup)
@@ -200,16 +225,19 @@ def _plan(
             spoken_parts.append(spoken)
             aligned = source_spans(segment.text, spoken, base=segment.start)
             cursor = 0
-            for fragment in split_fragments(
+            pieces = split_fragments(
                 spoken, first_fragment_max_chars=first_max, max_fragment_chars=max_fragment_chars
-            ):
+            )
+            if first_max_words is not None and pieces:
+                pieces[:1] = first_clause_cut(pieces[0], first_max_words)
+            for fragment in pieces:
                 count = len(fragment.split())
                 if has_speakable_text(fragment):
                     fragments.append(fragment)
                     words.append(tuple(aligned[cursor : cursor + count]))
                 cursor += count
             # Only the very first fragment is kept short (it sets the latency to first audio).
-            first_max = max_fragment_chars
+            first_max, first_max_words = max_fragment_chars, None
     return SpeechPlan(
         text=" ".join(spoken_parts), fragments=tuple(fragments), words=tuple(words), warnings=parsed.warnings
     )

@@ -73,6 +73,7 @@ async def start_speech(
             max_fragment_chars=settings.max_fragment_chars,
             options=options,
             markup=markup,
+            first_fragment_max_words=settings.first_fragment_max_words,
         )
     stream = await pool.synth(
         SynthRequest(
@@ -85,6 +86,7 @@ async def start_speech(
             streaming=streaming,
             volume=volume,
             trailing_silence_s=settings.trailing_silence_ms / 1000,
+            parallel=settings.tts_parallel_fragments,
         )
     )
     try:

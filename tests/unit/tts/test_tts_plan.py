@@ -14,6 +14,7 @@ from voxserve.tts.plan import (
     Fragment,
     SpeechPlan,
     break_long_tokens,
+    first_clause_cut,
     plan_piece,
     plan_speech,
 )
@@ -160,3 +161,58 @@ def test_a_piece_of_a_longer_text_may_hold_only_pauses() -> None:
     assert plan_piece(long_first, max_fragment_chars=300).fragments == (long_first,)  # no short first cut
     with pytest.raises(InvalidValue):
         plan_piece("[pause:99s] hi", max_fragment_chars=300)
+
+
+# --- the short first fragment ------------------------------------------------------------------
+
+
+def _plan_fragments(text: str) -> tuple[object, ...]:
+    return plan_speech(
+        text, max_input_chars=4096, first_fragment_max_chars=60, max_fragment_chars=300
+    ).fragments
+
+
+def test_first_fragment_is_cut_at_a_clause_within_eight_words() -> None:
+    fragments = _plan_fragments("Good morning, the kitchen lights are now turned off. The door is locked.")
+    assert fragments == ("Good morning,", "the kitchen lights are now turned off.", "The door is locked.")
+
+
+def test_first_fragment_takes_the_last_clause_within_the_limit() -> None:
+    text = "Well, I think that the plan, as it stands, works fine for everyone here today."
+    assert _plan_fragments(text)[0] == "Well, I think that the plan,"
+
+
+def test_first_fragment_without_a_clause_boundary_is_not_cut_at_a_word() -> None:
+    # Eight words or fewer only where the text allows a break: no cut mid-clause.
+    text = "The quick brown fox jumps over the dog today."
+    assert _plan_fragments(text) == (text,)
+
+
+def test_short_first_fragment_and_later_sentences_are_untouched() -> None:
+    text = "Hello there, friend. A second sentence, with a comma, stays whole even when long enough."
+    assert _plan_fragments(text) == (
+        "Hello there, friend.",
+        "A second sentence, with a comma, stays whole even when long enough.",
+    )
+
+
+def test_first_clause_cut_keeps_two_words_each_side() -> None:
+    assert first_clause_cut("Yes, a b c d e f g h", 8) == ["Yes, a b c d e f g h"]
+    assert first_clause_cut("one two three four five six seven, eight", 8) == [
+        "one two three four five six seven, eight"
+    ]
+    assert first_clause_cut("one two, three four five six seven eight nine", 8) == [
+        "one two,",
+        "three four five six seven eight nine",
+    ]
+
+
+def test_first_cut_keeps_word_alignment() -> None:
+    plan = plan_speech(
+        "Good morning, the kitchen lights are now turned off.",
+        max_input_chars=4096,
+        first_fragment_max_chars=60,
+        max_fragment_chars=300,
+    )
+    assert [len(w) for w in plan.words] == [2, 7]
+    assert plan.words[1][0].source_start == len("Good morning, ")

@@ -1,0 +1,228 @@
+"""Parallel fragments: one request on idle workers, delivered in order, with crashes and cancels.
+
+Real spawned workers with the fake engine (``tests/fakes.py``): every fragment is a sine whose length
+follows its word count, so the audio of a parallel synthesis must equal, byte for byte, the audio of
+the same request spoken by one worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator
+
+import pytest
+from tests.timing import scaled, until_async
+
+from voxserve.errors import EngineFailure
+from voxserve.runtime.messages import Chunk, Done, EngineSpec, SynthRequest
+from voxserve.runtime.pool import EnginePool, ParallelSynthStream, SynthStream, WorkerHandle
+from voxserve.text.markup import Pause, PhonemeOverride
+
+FAST = EngineSpec(engine="fake", factory="tests.fakes:FakeEngine", options={"step_s": 0.01, "steps": 3})
+SLOW = EngineSpec(engine="fake", factory="tests.fakes:FakeEngine", options={"step_s": 0.15, "steps": 3})
+
+TEXTS = ("one two", "three four five", "six", "seven eight nine ten", "eleven twelve", "thirteen")
+
+
+def job(*fragments: str | Pause | PhonemeOverride, parallel: bool = True) -> SynthRequest:
+    return SynthRequest(
+        voice="a", speed=1.0, fmt="pcm", sample_rate=16000, fragments=fragments, parallel=parallel
+    )
+
+
+async def make_pool(spec: EngineSpec, size: int, done: list[Done] | None = None) -> EnginePool:
+    log = done if done is not None else []
+    pool = EnginePool(
+        spec,
+        size,
+        start_timeout_s=60,
+        cancel_grace_s=1.0,
+        queue_timeout_s=30,
+        on_done=lambda e, d: log.append(d),
+    )
+    await pool.start()
+    return pool
+
+
+@pytest.fixture
+async def fast_pool() -> AsyncIterator[EnginePool]:
+    pool = await make_pool(FAST, 2)
+    try:
+        yield pool
+    finally:
+        await pool.stop()
+
+
+async def chunks_of(stream: SynthStream) -> list[Chunk]:
+    return [chunk async for chunk in stream]
+
+
+def audio(chunks: list[Chunk]) -> bytes:
+    return b"".join(c.data for c in chunks)
+
+
+async def until_helped(stream: ParallelSynthStream) -> list[Chunk]:
+    """Read the stream until a helper renders one of its fragments (helpers are lent from the
+    primary's first claim on, which the stream answers as it is read); the chunks read."""
+    chunks = []
+    while stream.helpers == 0:
+        chunks.append(await anext(stream))
+    return chunks
+
+
+def helper_of(stream: ParallelSynthStream) -> WorkerHandle:
+    return next(iter(stream._helpers.values()))[0]
+
+
+def kill(worker: WorkerHandle) -> None:
+    assert worker.pid is not None
+    os.kill(worker.pid, signal.SIGKILL)
+
+
+async def settled(pool: EnginePool) -> None:
+    """Every worker alive and idle again (dead ones replaced)."""
+    await until_async(
+        lambda: pool.busy == 0 and pool.idle_workers == pool.size and all(w.alive for w in pool.workers),
+        scaled(30),
+        message="the pool is idle with every worker alive",
+    )
+
+
+async def test_fragments_arrive_in_order_and_equal_one_worker(fast_pool: EnginePool) -> None:
+    stream = await fast_pool.synth(job(*TEXTS))
+    assert isinstance(stream, ParallelSynthStream)
+    # No helper before the first fragment is spoken: a request arriving now gets the other worker.
+    assert fast_pool.idle_workers == 1
+    chunks = await chunks_of(stream)
+    sequential = await chunks_of(await fast_pool.synth(job(*TEXTS, parallel=False)))
+    assert [c.fragment for c in chunks if c.fragment >= 0] == list(range(len(TEXTS)))
+    assert [c.text for c in chunks if c.fragment >= 0] == list(TEXTS)
+    assert audio(chunks) == audio(sequential)  # nothing lost, nothing twice, same order
+    assert [(c.start_s, c.words) for c in chunks] == [(c.start_s, c.words) for c in sequential]
+    assert stream.helped >= 1 and stream.retried == 0
+    await settled(fast_pool)
+
+
+async def test_pauses_and_overrides_in_parallel(fast_pool: EnginePool) -> None:
+    request = ("one two", Pause(0.1), PhonemeOverride("x", "abc", 0, 1), "three four", "five")
+    chunks = await chunks_of(await fast_pool.synth(job(*request)))
+    sequential = await chunks_of(await fast_pool.synth(job(*request, parallel=False)))
+    assert audio(chunks) == audio(sequential)
+    assert [c.fragment for c in chunks if c.fragment >= 0] == [0, 1, 2, 3, 4]
+
+
+async def test_one_worker_or_one_fragment_is_not_parallel() -> None:
+    pool = await make_pool(FAST, 1)
+    try:
+        stream = await pool.synth(job(*TEXTS))
+        assert not isinstance(stream, ParallelSynthStream)
+        assert len(audio(await chunks_of(stream))) > 0
+    finally:
+        await pool.stop()
+
+
+async def test_helper_death_fragment_is_rendered_by_the_primary() -> None:
+    pool = await make_pool(SLOW, 2)
+    try:
+        stream = await pool.synth(job(*TEXTS))
+        assert isinstance(stream, ParallelSynthStream)
+        head = await until_helped(stream)
+        kill(helper_of(stream))
+        chunks = head + await chunks_of(stream)
+        sequential = await chunks_of(await pool.synth(job(*TEXTS, parallel=False)))
+        assert [c.fragment for c in chunks if c.fragment >= 0] == list(range(len(TEXTS)))
+        assert audio(chunks) == audio(sequential)  # the dead helper's fragment once, in its place
+        assert stream.retried >= 1
+        await settled(pool)
+        assert pool.restarts == 1
+    finally:
+        await pool.stop()
+
+
+async def test_fragment_that_kills_every_worker_fails_the_request_clearly(fast_pool: EnginePool) -> None:
+    # The helper dies on it, the primary retries it once and dies too: a clear error mid-stream.
+    stream = await fast_pool.synth(job("one two three", "CRASH", "four"))
+    with pytest.raises(EngineFailure) as info:
+        async with asyncio.timeout(scaled(20)):
+            await chunks_of(stream)
+    assert info.value.code == "worker_crashed"
+    await settled(fast_pool)
+    assert len(audio(await chunks_of(await fast_pool.synth(job(*TEXTS))))) > 0
+
+
+async def test_primary_death_fails_the_request_and_stops_its_helpers() -> None:
+    pool = await make_pool(SLOW, 2)
+    try:
+        stream = await pool.synth(job(*TEXTS))
+        assert isinstance(stream, ParallelSynthStream)
+        head = await until_helped(stream)
+        assert head[0].fragment == 0
+        kill(stream._worker)
+        with pytest.raises(EngineFailure) as info:
+            await chunks_of(stream)
+        assert info.value.code == "worker_crashed"
+        await settled(pool)
+        assert pool.restarts == 1  # the primary; the helper was stopped, not killed
+    finally:
+        await pool.stop()
+
+
+async def test_abort_stops_every_worker_speaking_for_the_request() -> None:
+    done: list[Done] = []
+    pool = await make_pool(SLOW, 2, done)
+    try:
+        stream = await pool.synth(job(*TEXTS))
+        assert isinstance(stream, ParallelSynthStream)
+        await until_helped(stream)
+        helper = helper_of(stream)
+        stream.abort()
+        await until_async(
+            lambda: sum(d.cancelled for d in done) == 2,
+            scaled(10),
+            message="the primary and the helper confirm the cancel",
+        )
+        await settled(pool)
+        assert pool.restarts == 0  # both stopped by message, not killed
+        assert helper.alive
+        assert not any(pool._scratch().iterdir())  # no scratch file is left behind
+    finally:
+        await pool.stop()
+
+
+async def test_waiting_request_gets_a_worker_before_the_parallel_one_ends() -> None:
+    pool = await make_pool(SLOW, 2)
+    try:
+        long = await pool.synth(job(*(TEXTS * 3)))
+        assert isinstance(long, ParallelSynthStream)
+        await until_helped(long)
+        order: list[str] = []
+
+        async def drain_long() -> None:
+            async for _ in long:
+                pass
+            order.append("long done")
+
+        async def short() -> None:
+            stream = await pool.synth(job("one two", "three", parallel=True))
+            await anext(stream)
+            order.append("short first audio")
+            await chunks_of(stream)
+
+        await asyncio.gather(drain_long(), short())
+        # The waiting request got the helper's worker after one fragment, not after the long request.
+        assert order == ["short first audio", "long done"]
+        await settled(pool)
+    finally:
+        await pool.stop()
+
+
+async def test_many_requests_all_complete(fast_pool: EnginePool) -> None:
+    async def one() -> list[Chunk]:
+        return await chunks_of(await fast_pool.synth(job(*TEXTS)))
+
+    results = await asyncio.gather(*(one() for _ in range(6)))
+    expected = audio(await chunks_of(await fast_pool.synth(job(*TEXTS, parallel=False))))
+    assert all(audio(r) == expected for r in results)
+    await settled(fast_pool)
