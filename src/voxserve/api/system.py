@@ -100,17 +100,19 @@ async def health() -> JSONResponse:
 
 @router.get("/ready", tags=["system"])
 async def ready(request: Request) -> JSONResponse:
-    """Readiness: the preloaded engines have live workers; queue depth and worker state per engine."""
+    """Readiness: 200 once the engines the server starts with (``preload_engines`` and the default STT
+    model) have all their workers started and warm; 503 ``starting`` before. ``engines`` gives queue
+    depth and worker state per engine; ``lazy`` lists the engines that start on first use, each with
+    its state (``not_started``, ``starting``, ``ready``, ``failed``): they never hold readiness back."""
     state = get_state(request)
     engines = state.registry.stats()
     for engine, pool in state.registry.pools.items():
         engines[engine]["ready"] = pool.ready
-    needed = [state.registry.pools[e] for e in state.settings.preload_engines if e in state.registry.pools]
-    needed.append(state.registry.stt_pools[state.settings.stt_default_model])
-    is_ready = all(pool.ready for pool in needed)
+    is_ready, lazy = state.registry.readiness()
     body = {
         "status": "ready" if is_ready else "starting",
         "engines": engines,
+        "lazy": lazy,
         "queue_depth": sum(s["queued"] for s in engines.values()),
         "speech_jobs": state.jobs.counts,
         "loop_lag_p99_ms": round(state.probe.percentile(0.99) * 1000, 3),

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ __all__ = [
     "REALTIME_ONLY_STT_MODELS",
     "EngineRegistry",
     "ResolvedVoice",
+    "TimedPool",
     "check_model_aliases",
     "is_realtime_only",
     "resolve_stt_model",
@@ -145,6 +147,70 @@ class ResolvedVoice:
         return f"{self.engine}/{self.name}"
 
 
+class TimedPool(EnginePool):
+    """An :class:`EnginePool` that knows whether it is lazy, what state its start is in, and how long
+    the start took; the first request of a lazy pool starts it and waits for the start."""
+
+    def __init__(
+        self,
+        *args: Any,
+        lazy: bool,
+        on_started: Callable[[TimedPool, float], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy
+        self.trigger = "first_use"
+        """What started the pool: ``startup``, ``background`` or ``first_use`` (a request)."""
+        self.start_s: float | None = None
+        """How long the start took (all workers spawned, engines loaded, ready handshakes)."""
+        self.start_error: str | None = None
+        self._on_started = on_started
+        self._timed: asyncio.Task[None] | None = None
+
+    @property
+    def state(self) -> str:
+        """``not_started``, ``starting``, ``ready`` or ``failed`` (a later request tries again)."""
+        if self._timed is not None and not self._timed.done():
+            return "starting"
+        if self.ready:
+            return "ready"
+        if self.start_error is not None:
+            return "failed"
+        return "not_started"
+
+    async def start(self) -> None:
+        if self._timed is None:
+            self._timed = asyncio.create_task(self._timed_start(), name=f"timed-start-{self.name}")
+        await asyncio.shield(self._timed)
+
+    async def _timed_start(self) -> None:
+        t0 = time.monotonic()
+        try:
+            await super().start()
+        except BaseException as exc:
+            self.start_error = str(exc) or type(exc).__name__
+            self._timed = None  # let a later request try again
+            raise
+        self.start_error = None
+        self.start_s = time.monotonic() - t0
+        if self._on_started is not None:
+            self._on_started(self, self.start_s)
+
+    def stats(self) -> dict[str, Any]:
+        return {**super().stats(), "state": self.state, "lazy": self.lazy, "start_s": self.start_s}
+
+
+def _is_lazy(pool: EnginePool) -> bool:
+    return isinstance(pool, TimedPool) and pool.lazy
+
+
+def _state(pool: EnginePool) -> str:
+    if isinstance(pool, TimedPool):
+        return pool.state
+    return "ready" if pool.ready else "not_started"
+
+
 class EngineRegistry:
     """The pools of every enabled engine."""
 
@@ -153,10 +219,14 @@ class EngineRegistry:
         settings: Settings,
         on_restart: Callable[[str], None] | None = None,
         on_done: Callable[[str, Done], None] | None = None,
+        on_engine_started: Callable[[str, str, float], None] | None = None,
     ) -> None:
+        """``on_engine_started(pool name, trigger, seconds)`` is called when a pool's workers are all
+        up; the trigger is ``startup``, ``first_use`` or ``background``."""
         self.settings = settings
         self._on_restart = on_restart
         self._on_done = on_done
+        self._on_engine_started = on_engine_started
         self.pools: dict[str, EnginePool] = {}
         for engine in settings.engines:
             options: dict[str, Any] = {}
@@ -170,7 +240,8 @@ class EngineRegistry:
                     "dequantize": settings.kokoro_float_model,
                 }
             spec = EngineSpec(engine=engine, options=options, threads=settings.threads_per_worker)
-            self.pools[engine] = self._pool(spec, settings.workers_per_engine, engine)
+            lazy = engine not in settings.preload_engines
+            self.pools[engine] = self._pool(spec, settings.workers_per_engine, engine, lazy=lazy)
         self.stt_pools: dict[str, EnginePool] = {}
         for model_id in settings.stt_model_ids():
             source: str | Path = settings.stt_model_paths.get(model_id, model_id)
@@ -179,14 +250,19 @@ class EngineRegistry:
                 options={"model": str(source), "cache_dir": settings.cache_dir},
                 threads=settings.stt_threads_per_worker,
             )
-            self.stt_pools[model_id] = self._pool(spec, settings.stt_workers, f"whisper-{model_id}")
+            lazy = model_id != settings.stt_default_model
+            self.stt_pools[model_id] = self._pool(
+                spec, settings.stt_workers, f"whisper-{model_id}", lazy=lazy
+            )
         self._background: set[asyncio.Task[None]] = set()
 
-    def _pool(self, spec: EngineSpec, size: int, name: str) -> EnginePool:
+    def _pool(self, spec: EngineSpec, size: int, name: str, *, lazy: bool) -> TimedPool:
         s = self.settings
-        return EnginePool(
+        return TimedPool(
             spec,
             size,
+            lazy=lazy,
+            on_started=self._on_started,
             start_timeout_s=s.worker_start_timeout_s,
             cancel_grace_s=s.worker_cancel_grace_s,
             queue_timeout_s=s.queue_timeout_s,
@@ -198,15 +274,29 @@ class EngineRegistry:
             name=name,
         )
 
+    def _all_pools(self) -> dict[str, EnginePool]:
+        """Every pool by its name in ``/ready`` (``piper``, ``whisper/tiny.en``)."""
+        return {**self.pools, **{f"whisper/{m}": pool for m, pool in self.stt_pools.items()}}
+
+    def needed(self) -> list[EnginePool]:
+        """The pools the server starts with and that ``/ready`` waits for: ``preload_engines`` and the
+        default STT model. The others are lazy: they start on first use (or in the background, with
+        ``engine_start="background"``) and never hold ``/ready`` back."""
+        return [p for p in self._all_pools().values() if not _is_lazy(p)]
+
     async def start(self) -> None:
-        """Start the preloaded engines (awaited) and the others in the background."""
-        preload = [e for e in self.settings.preload_engines if e in self.pools]
-        # The default STT model starts with the server; other models start on first use.
-        await asyncio.gather(
-            *(self.pools[e].start() for e in preload), self.stt_pools[self.settings.stt_default_model].start()
-        )
+        """Start the needed engines (awaited; their workers are warm when this returns); with
+        ``engine_start="background"`` also the lazy ones, in the background."""
+        needed = self.needed()
+        for pool in needed:
+            if isinstance(pool, TimedPool):
+                pool.trigger = "startup"
+        await asyncio.gather(*(pool.start() for pool in needed))
+        if self.settings.engine_start != "background":
+            return  # lazy: each starts when a request first needs it
         for engine, pool in self.pools.items():
-            if engine not in preload:
+            if isinstance(pool, TimedPool) and pool.lazy and pool.state == "not_started":
+                pool.trigger = "background"
                 task = asyncio.create_task(self._start_quietly(pool), name=f"start-{engine}")
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
@@ -217,6 +307,26 @@ class EngineRegistry:
             await pool.start()
         except Exception as exc:  # reported again to the first request that needs it
             _log.error("engine %s did not start: %s", pool.spec.engine, exc)
+
+    def _on_started(self, pool: TimedPool, seconds: float) -> None:
+        if pool.trigger == "first_use":
+            _log.info(
+                "%s: started on first use in %.2f s (the request that needed it waited for the start)",
+                pool.name,
+                seconds,
+            )
+        else:
+            _log.info("%s: started (%s) in %.2f s", pool.name, pool.trigger, seconds)
+        if self._on_engine_started is not None:
+            self._on_engine_started(pool.name, pool.trigger, seconds)
+
+    def readiness(self) -> tuple[bool, dict[str, str]]:
+        """Whether every needed pool has started (its workers answered the ready handshake, warm), and
+        the state of every lazy pool by its ``/ready`` name (``not_started``, ``starting``, ``ready``,
+        ``failed``)."""
+        ready = all(pool.ready for pool in self.needed())
+        lazy = {name: _state(pool) for name, pool in self._all_pools().items() if _is_lazy(pool)}
+        return ready, lazy
 
     async def stop(self) -> None:
         for task in list(self._background):
@@ -253,7 +363,11 @@ class EngineRegistry:
         # A bare name: find the engine that has it (first component, for a blend).
         first = _BLEND_NAME.match(name)
         key = first.group(0) if first else name
-        candidates = [engine_hint] if engine_hint in self.pools else list(self.pools)
+        # Engines already running are asked first: a bare name starts a lazy engine only if no
+        # running one has the voice.
+        running = [e for e, p in self.pools.items() if getattr(p, "ready", True)]  # (test doubles)
+        others = [e for e in self.pools if e not in running]
+        candidates = [engine_hint] if engine_hint in self.pools else running + others
         for engine in candidates:
             assert engine is not None
             pool = self.pools[engine]
