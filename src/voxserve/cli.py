@@ -80,6 +80,7 @@ def _serve(args: argparse.Namespace) -> int:
         allow_unauthenticated=args.allow_unauthenticated or None,
         ssl_certfile=args.ssl_certfile,
         ssl_keyfile=args.ssl_keyfile,
+        wyoming_uri=args.wyoming,
     )
     # uvicorn configures only its own loggers: without this, voxserve's lines never reach the log.
     configure_logging(settings.log_level)
@@ -243,6 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--ssl-certfile", help="PEM certificate (chain): serve HTTPS and WSS")
     serve.add_argument("--ssl-keyfile", help="PEM private key for --ssl-certfile")
+    serve.add_argument(
+        "--wyoming",
+        metavar="URI",
+        help="also serve the Wyoming protocol (Home Assistant), e.g. tcp://127.0.0.1:10300",
+    )
     serve.set_defaults(func=_serve)
 
     say = sub.add_parser("say", help="speak text into an audio file")

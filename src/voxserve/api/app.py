@@ -12,6 +12,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from prometheus_client import Gauge
@@ -274,12 +275,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         probe.start()
+        wyoming: Any = None
         try:
             await registry.start()
             await jobs.start()
+            if settings.wyoming_uri:
+                from voxserve.wyoming import start_wyoming  # the wyoming package only when used
+
+                wyoming = await start_wyoming(state)
             _log.info("voxserve %s ready on %s:%d", __version__, settings.host, settings.port)
             yield
         finally:
+            if wyoming is not None:
+                await wyoming.stop()
             # Jobs first: their cancelled worker calls need live pools to answer them.
             await jobs.stop()
             await registry.stop()
