@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+from typing import Any
 
 import numpy as np
 import pytest
@@ -158,3 +159,13 @@ def test_concurrent_calls_are_serialised(engine: EspeakEngine) -> None:
     assert not errors
     assert len(lengths) == 20
     assert lengths == [pytest.approx(expected, rel=0.01)] * 20
+
+
+def test_warm_up_runs_and_leaves_the_engine_usable(engine: Any) -> None:
+    from voxserve.engines.base import WarmUp
+
+    assert isinstance(engine, WarmUp)
+    engine.warm_up()  # the worker calls this before its ready handshake
+    voice = engine.voices()[0].name
+    pieces = list(engine.synthesize("Still speaking.", voice, 1.0))
+    assert sum(len(p.audio) for p in pieces) > 0

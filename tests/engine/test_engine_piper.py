@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -93,3 +95,13 @@ def test_every_openai_voice_name_is_a_bundled_english_voice_that_speaks(engine: 
             soxr.resample(audio, info.sample_rate, 16000).astype(np.float32), TranscribeOptions()
         )
         assert wer(text, "".join(s.text for s in segments)) <= 0.1, target
+
+
+def test_warm_up_runs_and_leaves_the_engine_usable(engine: Any) -> None:
+    from voxserve.engines.base import WarmUp
+
+    assert isinstance(engine, WarmUp)
+    engine.warm_up()  # the worker calls this before its ready handshake
+    voice = engine.voices()[0].name
+    pieces = list(engine.synthesize("Still speaking.", voice, 1.0))
+    assert sum(len(p.audio) for p in pieces) > 0

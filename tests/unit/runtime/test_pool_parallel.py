@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
+from tests.fakes import FakeEngine
 from tests.timing import scaled, until_async
 
+from voxserve.engines.base import AudioPiece
 from voxserve.errors import EngineFailure
 from voxserve.runtime.messages import Chunk, Done, EngineSpec, SynthRequest
 from voxserve.runtime.pool import EnginePool, ParallelSynthStream, SynthStream, WorkerHandle
@@ -226,3 +229,38 @@ async def test_many_requests_all_complete(fast_pool: EnginePool) -> None:
     expected = audio(await chunks_of(await fast_pool.synth(job(*TEXTS, parallel=False))))
     assert all(audio(r) == expected for r in results)
     await settled(fast_pool)
+
+
+class WarmFake(FakeEngine):
+    """The fake engine with a warm-up that leaves a mark (``marker``: a file path)."""
+
+    def __init__(self, marker: str, **options: float) -> None:
+        super().__init__(**options)  # type: ignore[arg-type]
+        self.marker = marker
+        self.warm = False
+
+    def warm_up(self) -> None:
+        self.warm = True
+        with open(self.marker, "a") as f:
+            f.write(f"{os.getpid()}\n")
+
+    def synthesize(self, text: str, voice: str, speed: float) -> Iterator[AudioPiece]:
+        if not self.warm:
+            raise RuntimeError("served before its warm-up")
+        yield from super().synthesize(text, voice, speed)
+
+
+async def test_every_worker_warms_up_before_it_is_ready(tmp_path: Path) -> None:
+    marker = tmp_path / "warm"
+    spec = EngineSpec(
+        engine="fake",
+        factory=f"{__name__}:WarmFake",
+        options={"marker": str(marker), "step_s": 0.01, "steps": 1},
+    )
+    pool = await make_pool(spec, 2)
+    try:
+        # Ready means warm: each worker's warm-up ran before its handshake.
+        assert sorted(marker.read_text().split()) == sorted(str(w.pid) for w in pool.workers)
+        assert len(audio(await chunks_of(await pool.synth(job(*TEXTS))))) > 0
+    finally:
+        await pool.stop()
