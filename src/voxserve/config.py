@@ -208,6 +208,12 @@ class Settings(BaseSettings):
 
     # --- text-to-speech ----------------------------------------------------------------------------
     max_input_chars: int = Field(4096, ge=1, description="Longest `input` accepted (413 above).")
+    max_speech_s: float = Field(
+        600.0,
+        gt=0,
+        description="Longest speech one request may ask for, estimated from its normalised text and speed "
+        "(413 speech_too_long above): 4096 characters of digits say five times as much as of prose.",
+    )
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest JSON request body (413 above).")
     max_header_bytes: int = Field(32768, ge=1024, description="Largest total of request headers (431 above).")
     max_headers: int = Field(100, ge=10, description="Most request header fields (431 above).")

@@ -39,6 +39,8 @@ async def speak(
             max_input_chars=settings.max_input_chars,
             first_fragment_max_chars=settings.first_fragment_max_chars,
             max_fragment_chars=settings.max_fragment_chars,
+            max_speech_s=settings.max_speech_s,
+            speed=speed,
         )
         stream = await registry.pool(resolved.engine).synth(
             SynthRequest(

@@ -1008,6 +1008,8 @@ def _m12(ctx: Ctx) -> None:
     expect(ctx.speech(input="a" * 4097), 413, "text_too_long")
     expect(ctx.speech(input="a" * 1_000_000), 413, "text_too_long")  # under the 1 MiB body limit
     expect(ctx.speech(input="a" * 10_000_000), 413, "body_too_large")
+    # Within the characters, over what would be spoken: 4096 nines are 17 minutes of audio.
+    expect(ctx.speech(input="9" * 4096), 413, "speech_too_long")
 
 
 @row("M13")

@@ -21,6 +21,8 @@ from voxserve.text.sentences import split_fragments
 
 __all__ = [
     "FIRST_FRAGMENT_MAX_WORDS",
+    "SPOKEN_CHARS_PER_SECOND",
+    "estimated_seconds",
     "MAX_TOKEN_CHARS",
     "Fragment",
     "SpeechPlan",
@@ -30,6 +32,11 @@ __all__ = [
     "plan_piece",
     "plan_speech",
 ]
+
+SPOKEN_CHARS_PER_SECOND = 15.0
+"""Characters of normalised text a voice speaks per second at speed 1 (Piper's joe-medium says 4096
+characters of prose in 260 s; digits read out, "nine nine nine", go faster), for the estimate
+``max_speech_s`` is checked against."""
 
 FIRST_FRAGMENT_MAX_WORDS = 8
 """A first fragment longer than this is cut at its last clause boundary within this many words."""
@@ -155,11 +162,15 @@ def plan_speech(
     options: NormalizationOptions | None = None,
     markup: MarkupMode = "lenient",
     first_fragment_max_words: int = FIRST_FRAGMENT_MAX_WORDS,
+    max_speech_s: float | None = None,
+    speed: float = 1.0,
 ) -> SpeechPlan:
     """Validate and prepare ``text`` for synthesis.
 
     ``markup`` says how inline pause tags and IPA overrides are read (:mod:`voxserve.text.markup`).
-    Raises :class:`TextTooLong` (413) over ``max_input_chars``, :class:`InvalidValue`
+    Raises :class:`TextTooLong` (413) over ``max_input_chars``, and ``speech_too_long`` when the
+    speech would last longer than ``max_speech_s`` (:func:`estimated_seconds` at ``speed``: number
+    expansion makes 4096 nines 20 479 characters to say, 17 minutes of audio); :class:`InvalidValue`
     ``no_speakable_text`` (422) when nothing would be spoken and ``invalid_tag`` (422) for bad markup.
     """
     if len(text) > max_input_chars:
@@ -177,7 +188,26 @@ def plan_speech(
             code="no_speakable_text",
             param="input",
         )
+    if max_speech_s is not None:
+        seconds = estimated_seconds(plan.fragments, speed)
+        if seconds > max_speech_s:
+            raise TextTooLong(
+                f"input would be about {seconds:.0f} s of speech at speed {speed:g}; the limit is "
+                f"max_speech_s = {max_speech_s:g} s (longer texts: POST /v1/audio/speech/jobs)",
+                code="speech_too_long",
+                param="input",
+            )
     return plan
+
+
+def estimated_seconds(fragments: tuple[Fragment, ...], speed: float = 1.0) -> float:
+    """About how long ``fragments`` take to say: their characters at ``SPOKEN_CHARS_PER_SECOND``
+    divided by ``speed`` (> 0), plus their pauses."""
+    if speed <= 0:
+        raise ValueError("speed must be positive")
+    chars = sum(len(f) for f in fragments if isinstance(f, str))
+    pauses = sum(f.seconds for f in fragments if isinstance(f, Pause))
+    return chars / SPOKEN_CHARS_PER_SECOND / speed + pauses
 
 
 def plan_piece(

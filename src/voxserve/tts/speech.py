@@ -74,6 +74,8 @@ async def start_speech(
             options=options,
             markup=markup,
             first_fragment_max_words=settings.first_fragment_max_words,
+            max_speech_s=settings.max_speech_s,
+            speed=speed,
         )
     stream = await pool.synth(
         SynthRequest(

@@ -14,6 +14,7 @@ from voxserve.tts.plan import (
     Fragment,
     SpeechPlan,
     break_long_tokens,
+    estimated_seconds,
     first_clause_cut,
     plan_piece,
     plan_speech,
@@ -216,3 +217,37 @@ def test_first_cut_keeps_word_alignment() -> None:
     )
     assert [len(w) for w in plan.words] == [2, 7]
     assert plan.words[1][0].source_start == len("Good morning, ")
+
+
+PROSE = "The quick brown fox jumps over the lazy dog, and then it rests for a while. " * 53  # ~4k chars
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["9" * 4096, "$" + "9" * 4000 + ".99", " ".join(["1" * 30] * 130)],
+    ids=["nines", "dollars", "30-digit-runs"],
+)
+def test_speech_limits_count_what_will_be_spoken(text: str) -> None:
+    # Before: 4096 nines passed the 4096-character limit and made 17 minutes of audio in 150 s.
+    assert len(text) <= 4096
+    with pytest.raises(TextTooLong) as info:
+        full_plan(text, max_speech_s=600.0)
+    assert (info.value.status, info.value.code, info.value.param) == (413, "speech_too_long", "input")
+    assert "/v1/audio/speech/jobs" in str(info.value)
+
+
+def test_prose_at_the_character_limit_is_within_the_speech_limit_unless_slowed_down() -> None:
+    assert len(PROSE) <= 4096
+    assert estimated_seconds(full_plan(PROSE).fragments) == pytest.approx(len(PROSE.strip()) / 15, rel=0.05)
+    full_plan(PROSE, max_speech_s=600.0)  # about 270 s
+    full_plan(PROSE, max_speech_s=600.0, speed=0.5)  # about 540 s
+    with pytest.raises(TextTooLong) as info:
+        full_plan(PROSE, max_speech_s=600.0, speed=0.25)
+    assert info.value.code == "speech_too_long"
+
+
+def test_pauses_count_towards_the_speech_limit() -> None:
+    plan = full_plan("Hello. [pause:5s] Hello.")
+    assert estimated_seconds(plan.fragments) == pytest.approx(5 + len("Hello.Hello.") / 15)
+    with pytest.raises(TextTooLong):
+        full_plan("Hello. [pause:5s] Hello.", max_speech_s=5.0)
