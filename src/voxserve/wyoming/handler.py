@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import socket
 from collections.abc import AsyncGenerator
 from typing import Any, cast
 
@@ -56,12 +57,18 @@ from voxserve.wyoming.audio import WyomingPcm
 from voxserve.wyoming.framing import FramingError, read_event
 from voxserve.wyoming.info import build_info, wyoming_language
 
-__all__ = ["AUDIO_CHUNK_BYTES", "WyomingHandler", "error_event"]
+__all__ = ["AUDIO_CHUNK_BYTES", "SEND_BUFFER_BYTES", "WyomingHandler", "error_event"]
 
 _log = logging.getLogger("voxserve.wyoming")
 
 AUDIO_CHUNK_BYTES = 8192
 """Largest ``audio-chunk`` payload sent (2048 samples of 16-bit mono)."""
+
+SEND_BUFFER_BYTES = 262_144
+"""The kernel send buffer of a connection (about 5 s of 24 kHz audio)."""
+
+_DECODE_DRAIN_S = 10.0
+"""How long a finished transcription waits for a partial decode still in flight before cancelling it."""
 
 _DESCRIBE_WAIT_S = 10.0
 """How long ``describe`` waits for lazily started engines to list their voices."""
@@ -84,6 +91,12 @@ class WyomingHandler(AsyncEventHandler):
         self.state = state
         self.settings = state.settings
         self.session_id = secrets.token_hex(4)
+        # A fixed kernel send buffer (loopback autotuning grows it to megabytes, minutes of audio): a
+        # client that stops reading fills it within seconds of audio, and the send timeout then applies.
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
         self._send_lock = asyncio.Lock()
         self._gone = False
         # speech-to-text
@@ -272,11 +285,21 @@ class WyomingHandler(AsyncEventHandler):
         failed = self._failed_utterances
         text = " ".join(t for t in self._finals if t)
         language = self._language
-        await self._end_transcription()
         if failed and not text:
+            await self._end_transcription()
             raise VoxserveError("the transcription failed; try again", code="transcription_failed")
-        await self.write_event(Transcript(text=text, language=language).event())
-        await self.write_event(TranscriptStop().event())
+        self._transcriber = None  # no more chunks: the transcript is final
+        try:
+            await self.write_event(Transcript(text=text, language=language).event())
+            await self.write_event(TranscriptStop().event())
+        finally:
+            # A partial decode may still be running after the final: let it end (a cancelled decode
+            # that does not stop within a second costs the pool its worker), then release.
+            pending = set(transcriber._decodes)  # noqa: SLF001
+            if pending:
+                await asyncio.wait(pending, timeout=_DECODE_DRAIN_S)
+            self._transcriber = transcriber
+            await self._end_transcription()
 
     async def _on_stt_event(self, event: Any) -> None:
         if isinstance(event, Final):
@@ -322,6 +345,7 @@ class WyomingHandler(AsyncEventHandler):
                 await self._send_audio(chunk.data)
         finally:
             await audio.aclose()
+            started.stream.abort()  # aclose() runs nothing if the first write failed before iterating
         await self.write_event(AudioStop().event())
 
     async def _send_audio(self, data: bytes) -> None:
