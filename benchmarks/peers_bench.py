@@ -17,6 +17,9 @@ as a user runs it) on free loopback ports. Then, for 1, 2 and 4 concurrent clien
   - streaming: ``WS /v1/stream/transcribe`` with the audio sent at real-time pace, time from the end
     of the audio (the client's ``end`` message) to the last final, against the peer's batch answer;
   - corpus WER of each path (tests/wer.py's normalisation);
+- Wyoming (issue 13): voxserve's own Wyoming server (``--wyoming``, same run, same server) driven by the
+  very client that drives the peers: TTS first audio and total against wyoming-piper, STT time from
+  ``audio-stop`` to the ``transcript`` and WER against wyoming-faster-whisper;
 - RSS (and PSS) of each server's process tree, idle after start-up and after use.
 
 It prints the ratios voxserve ÷ peer beside issue 11's targets, then the raw numbers. The wyoming
@@ -75,6 +78,11 @@ TARGETS: dict[str, dict[int, float]] = {
     "stt_stream": {0: 0.5},
     "wer_batch": {0: 1.0},
     "wer_stream": {0: 1.0},
+    # Issue 13: voxserve over Wyoming ahead of both peers on every latency figure, WER equal or better.
+    "wy_tts_first": {0: 1.0},
+    "wy_tts_total": {0: 1.0},
+    "wy_stt_final": {0: 1.0},
+    "wy_wer": {0: 1.0},
 }
 ROW_NAMES = {
     "tts_first": "TTS first audio (÷ wyoming-piper)",
@@ -83,6 +91,10 @@ ROW_NAMES = {
     "stt_stream": "STT streaming `/v1/stream/transcribe`, end of audio → final (÷ peer's batch)",
     "wer_batch": "WER, batch (÷ wyoming-faster-whisper)",
     "wer_stream": "WER, streaming (÷ wyoming-faster-whisper)",
+    "wy_tts_first": "Wyoming TTS first audio, same client (÷ wyoming-piper)",
+    "wy_tts_total": "Wyoming TTS total time, same client (÷ wyoming-piper)",
+    "wy_stt_final": "Wyoming STT, audio-stop → transcript, same client (÷ wyoming-faster-whisper)",
+    "wy_wer": "Wyoming STT WER (÷ wyoming-faster-whisper)",
 }
 
 
@@ -169,9 +181,9 @@ async def _wyoming_tts(port: int, text: str) -> dict[str, Any]:
         while True:
             event = await client.read_event()
             if event is None:
-                raise RuntimeError("wyoming-piper closed the connection")
+                raise RuntimeError(f"the Wyoming server on port {port} closed the connection")
             if Error.is_type(event.type):
-                raise RuntimeError(f"wyoming-piper: {Error.from_event(event).text}")
+                raise RuntimeError(f"Wyoming server on port {port}: {Error.from_event(event).text}")
             if AudioChunk.is_type(event.type):
                 chunk = AudioChunk.from_event(event)
                 if chunk.audio and math.isnan(first):
@@ -203,7 +215,7 @@ async def _wyoming_stt(port: int, path: str) -> dict[str, Any]:
         while True:
             event = await client.read_event()
             if event is None:
-                raise RuntimeError("wyoming-faster-whisper closed the connection")
+                raise RuntimeError(f"the Wyoming server on port {port} closed the connection")
             if Transcript.is_type(event.type):
                 text = Transcript.from_event(event).text
                 break
@@ -562,7 +574,9 @@ def measure(args: argparse.Namespace, python: Path, tmp: Path) -> tuple[Samples,
             peer_env,
         )
         peers.append(whisper)
-        server = start_server(tmp, env=dict(args.voxserve_env))
+        wy_port = free_port()
+        vox_env = {"VOXSERVE_WYOMING_URI": f"tcp://127.0.0.1:{wy_port}", **dict(args.voxserve_env)}
+        server = start_server(tmp, env=vox_env)
         wait_peer(piper)
         wait_peer(whisper)
         time.sleep(args.settle_s)
@@ -591,9 +605,13 @@ def measure(args: argparse.Namespace, python: Path, tmp: Path) -> tuple[Samples,
             job = {"kind": "tts", "port": piper.port, "texts": list(texts), "clients": n}
             return run_peer_job(python, job)
 
-        def peer_stt(files: list[list[Path]]) -> list[list[dict[str, Any]]]:
-            job = {"kind": "stt", "port": whisper.port, "files": [[str(p) for p in f] for f in files]}
+        def peer_stt(files: list[list[Path]], port: int | None = None) -> list[list[dict[str, Any]]]:
+            job = {"kind": "stt", "port": port or whisper.port, "files": [[str(p) for p in f] for f in files]}
             return run_peer_job(python, job)
+
+        # voxserve's Wyoming server, through the very client (same process kind, same venv) as the peers.
+        def vox_wy_tts(texts: Sequence[str], n: int) -> list[list[dict[str, Any]]]:
+            return run_peer_job(python, {"kind": "tts", "port": wy_port, "texts": list(texts), "clients": n})
 
         # The first request after start-up, then one of each kind to warm both sides alike.
         samples.cold["voxserve"] = asyncio.run(vox_tts_job([TEXTS[-1]], 1))[0][0]
@@ -604,6 +622,8 @@ def measure(args: argparse.Namespace, python: Path, tmp: Path) -> tuple[Samples,
         asyncio.run(vox_stt_job("batch", warm))
         asyncio.run(vox_stt_job("stream", [[min(paths, key=read_seconds)]]))
         peer_stt(warm)
+        vox_wy_tts(TEXTS, 1)
+        peer_stt(warm, wy_port)
 
         # The two sides take turns, round by round, so a busy moment slows both alike.
         for r in range(args.rounds):
@@ -612,6 +632,7 @@ def measure(args: argparse.Namespace, python: Path, tmp: Path) -> tuple[Samples,
                 for i, text in enumerate(TEXTS):  # every client speaks the same text at once
                     samples.add_tts("voxserve", n, flatten(asyncio.run(vox_tts_job([text], n))), i)
                     samples.add_tts("wyoming-piper", n, flatten(peer_tts([text], n)), i)
+                    samples.add_tts("voxserve wyoming", n, flatten(vox_wy_tts([text], n)), i)
         for r in range(args.stt_rounds):
             for n in clients:
                 print(f"round {r + 1}/{args.stt_rounds}: STT, {n} client(s)", file=sys.stderr)
@@ -619,6 +640,7 @@ def measure(args: argparse.Namespace, python: Path, tmp: Path) -> tuple[Samples,
                 samples.add_stt("voxserve batch", n, flatten(asyncio.run(vox_stt_job("batch", share))))
                 samples.add_stt("wyoming-faster-whisper", n, flatten(peer_stt(share)))
                 samples.add_stt("voxserve stream", n, flatten(asyncio.run(vox_stt_job("stream", share))))
+                samples.add_stt("voxserve wyoming", n, flatten(peer_stt(share, wy_port)))
         for name, pid in pids.items():
             samples.memory[f"{name} after use"] = memory(pid)
     except BaseException:
@@ -670,9 +692,11 @@ def summarise(samples: Samples, refs: dict[str, str], clients: Sequence[int]) ->
             raw[f"TTS {path}, {n} client(s), 4-sentence text only"] = tts_numbers(longest)
     for (path, n), results in samples.stt.items():
         lat = [r["latency"] for r in results]
+        after_stop = [r["after_stop"] for r in results if "after_stop" in r]
         raw[f"STT {path}, {n} client(s)"] = {
             "p50_s": median(lat),
             "p90_s": pct(lat, 0.9),
+            **({"after_stop_p50_s": median(after_stop)} if after_stop else {}),
             "wer": corpus_wer(results, refs),
             "files": float(len(results)),
             "failed": float(sum(1 for r in results if r.get("error"))),
@@ -691,6 +715,14 @@ def summarise(samples: Samples, refs: dict[str, str], clients: Sequence[int]) ->
             ratios["stt_stream"][n] = ratio(stream["p50_s"], peer["p50_s"])
             ratios["wer_batch"][n] = ratio(batch["wer"], peer["wer"])
             ratios["wer_stream"][n] = ratio(stream["wer"], peer["wer"])
+        wt = raw.get(f"TTS voxserve wyoming, {n} client(s)")
+        if wt and pt:
+            ratios["wy_tts_first"][n] = ratio(wt["first_p50_s"], pt["first_p50_s"])
+            ratios["wy_tts_total"][n] = ratio(wt["total_p50_s"], pt["total_p50_s"])
+        ws = raw.get(f"STT voxserve wyoming, {n} client(s)")
+        if ws and peer and "after_stop_p50_s" in ws and "after_stop_p50_s" in peer:
+            ratios["wy_stt_final"][n] = ratio(ws["after_stop_p50_s"], peer["after_stop_p50_s"])
+            ratios["wy_wer"][n] = ratio(ws["wer"], peer["wer"])
     return {
         "ratios": {row: {str(n): v for n, v in by_n.items()} for row, by_n in ratios.items() if by_n},
         "raw": raw,
@@ -718,6 +750,8 @@ def report(summary: dict[str, Any], clients: Sequence[int]) -> list[str]:
         if name.startswith("STT"):
             failed = f" ({v['failed']:.0f} failed)" if v.get("failed") else ""
             times = f"{v['p50_s']:.2f} / {v['p90_s']:.2f} s"
+            if "after_stop_p50_s" in v:
+                times += f" (audio-stop → text p50 {v['after_stop_p50_s']:.2f} s)"
             lines.append(f"| {name[4:]} | {times} | {v['wer']:.3f} | {v['files']:.0f}{failed} |")
     lines += ["", "| first TTS request after start-up (4 sentences) | first audio | total |", "|---|---|---|"]
     for name, v in summary["cold_first_request"].items():
