@@ -334,13 +334,15 @@ class EngineRegistry:
         pools = [*self.pools.values(), *self.stt_pools.values()]
         await asyncio.gather(*(p.stop() for p in pools), return_exceptions=True)
 
-    async def voices(self) -> list[VoiceInfo]:
-        """Every voice of every engine that could start."""
+    async def voices(self, *, start_lazy: bool = True) -> list[VoiceInfo]:
+        """Every voice of every engine that could start. ``start_lazy=False``: only the voices of the
+        engines running now (a lazy engine nobody has used yet is not started for a listing)."""
         out: list[VoiceInfo] = []
         for pool in self.pools.values():
-            with contextlib.suppress(Exception):
-                await pool.start()
-            out.extend(pool.voices)
+            if start_lazy or pool.ready:
+                with contextlib.suppress(Exception):
+                    await pool.start()
+                out.extend(pool.voices)
         return out
 
     def pool(self, engine: str) -> EnginePool:

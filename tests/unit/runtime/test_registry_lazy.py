@@ -159,3 +159,14 @@ async def test_a_bare_voice_name_asks_the_running_engines_first(
     resolved = await registry.resolve("a")  # the fake engine's voice, in every pool
     assert resolved.engine == "piper"
     assert not registry.pools["kokoro"].workers
+
+
+async def test_a_voice_listing_may_leave_the_lazy_engines_stopped(
+    reg: tuple[EngineRegistry, list[tuple[str, str, float]]],
+) -> None:
+    registry, _ = reg
+    await registry.start()
+    assert [v.engine for v in await registry.voices(start_lazy=False)] == ["fake"]  # piper's pool only
+    assert not registry.pools["kokoro"].workers
+    assert len(await registry.voices()) == 2  # the default listing starts every engine
+    assert registry.pools["kokoro"].ready
