@@ -376,6 +376,14 @@ def main() -> None:
         metavar="CHECKOUT",
         help="also serve another checkout (a git worktree of an older commit) and compare, taking turns",
     )
+    parser.add_argument(
+        "--baseline-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="environment of the baseline server (e.g. VOXSERVE_WORKERS_PER_ENGINE=1 with "
+        "VOXSERVE_THREADS_PER_WORKER=2 and --baseline . to compare threads with parallel fragments)",
+    )
     args = parser.parse_args()
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -405,7 +413,8 @@ def main() -> None:
     if args.baseline:
         # The other checkout's server runs first, alone, for its cold request; then both stay up.
         src = str(Path(args.baseline).resolve() / "src")
-        baseline = start_server(tmp, env={**env, "PYTHONPATH": src})
+        extra = dict(item.split("=", 1) for item in args.baseline_env)
+        baseline = start_server(tmp, env={**env, "PYTHONPATH": src, **extra})
         colds["baseline"] = asyncio.run(cold_request(baseline.url))
     server = start_server(tmp, env=env)
     try:
