@@ -23,6 +23,11 @@ class FakeModel:
         self.detected = 0
         self.probabilities = probabilities
 
+    # The engine counts prompt and hotword tokens to size max_new_tokens: one token per word will do.
+    hf_tokenizer = SimpleNamespace(
+        encode=lambda text, add_special_tokens=False: SimpleNamespace(ids=text.split())
+    )
+
     def transcribe(self, samples: np.ndarray, **kw: Any) -> tuple[Any, Any]:
         self.calls.append(kw)
         info = SimpleNamespace(language=kw["language"] or "en", language_probability=1.0, duration=1.0)
@@ -53,7 +58,7 @@ def test_keywords_are_whisper_hotwords() -> None:
     e, model = engine(False)
     e.transcribe(AUDIO, TranscribeOptions(keywords=("Linnell", " Birket ", ""), prompt="Names."))
     assert model.calls[-1]["hotwords"] == "Linnell, Birket"
-    assert model.calls[-1]["initial_prompt"] == "Names."
+    assert model.calls[-1]["initial_prompt"] == e._tokens("Names.")  # the prompt goes as token ids
     e.transcribe(AUDIO, TranscribeOptions())
     assert model.calls[-1]["hotwords"] is None
 
