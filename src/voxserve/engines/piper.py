@@ -92,7 +92,7 @@ class PiperEngine:
         self._voice(voice)
 
     def warm_up(self) -> None:
-        """Speak the warm-up sentences with every voice (each voice has its own model session)."""
+        """Speak the warm-up sentence with every voice (each voice has its own model session)."""
         for name in self._voices:
             for text in WARM_UP_TEXTS:
                 for _ in self.synthesize(text, name, 1.0):
