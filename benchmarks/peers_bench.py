@@ -18,7 +18,8 @@ as a user runs it) on free loopback ports. Then, for 1, 2 and 4 concurrent clien
     of the audio (the client's ``end`` message) to the last final, against the peer's batch answer;
   - corpus WER of each path (tests/wer.py's normalisation);
 - Wyoming (issue 13): voxserve's own Wyoming server (``--wyoming``, same run, same server) driven by the
-  very client that drives the peers: TTS first audio and total against wyoming-piper, STT time from
+  very client that drives the peers: TTS first audio and total against wyoming-piper; STT with the
+  audio sent at ``--pace`` x real time to both (a satellite's live microphone), time from
   ``audio-stop`` to the ``transcript`` and WER against wyoming-faster-whisper;
 - RSS (and PSS) of each server's process tree, idle after start-up and after use.
 
@@ -93,7 +94,7 @@ ROW_NAMES = {
     "wer_stream": "WER, streaming (÷ wyoming-faster-whisper)",
     "wy_tts_first": "Wyoming TTS first audio, same client (÷ wyoming-piper)",
     "wy_tts_total": "Wyoming TTS total time, same client (÷ wyoming-piper)",
-    "wy_stt_final": "Wyoming STT, audio-stop → transcript, same client (÷ wyoming-faster-whisper)",
+    "wy_stt_final": "Wyoming STT, live audio, audio-stop → transcript (÷ wyoming-faster-whisper)",
     "wy_wer": "Wyoming STT WER (÷ wyoming-faster-whisper)",
 }
 
@@ -195,7 +196,7 @@ async def _wyoming_tts(port: int, text: str) -> dict[str, Any]:
     return {"first": first, "total": time.perf_counter() - t0, "audio_s": nbytes / width / rate}
 
 
-async def _wyoming_stt(port: int, path: str) -> dict[str, Any]:
+async def _wyoming_stt(port: int, path: str, pace: float = 0.0) -> dict[str, Any]:
     from wyoming.asr import Transcribe, Transcript
     from wyoming.audio import AudioChunk, AudioStart, AudioStop
     from wyoming.client import AsyncTcpClient
@@ -206,10 +207,12 @@ async def _wyoming_stt(port: int, path: str) -> dict[str, Any]:
         t0 = time.perf_counter()
         await client.write_event(Transcribe(language="en").event())
         await client.write_event(AudioStart(rate=rate, width=width, channels=1).event())
-        for i in range(0, len(pcm), step):
+        for k, i in enumerate(range(0, len(pcm), step)):
             await client.write_event(
                 AudioChunk(rate=rate, width=width, channels=1, audio=pcm[i : i + step]).event()
             )
+            if pace:  # a satellite's microphone: chunk k is due at (k + 1) x FRAME_S / pace
+                await asyncio.sleep(max(0.0, t0 + (k + 1) * FRAME_S / pace - time.perf_counter()))
         t_stop = time.perf_counter()
         await client.write_event(AudioStop().event())
         while True:
@@ -234,7 +237,7 @@ async def _peer_job(job: dict[str, Any]) -> list[list[dict[str, Any]]]:
         return list(await asyncio.gather(*(tts_client() for _ in range(int(job["clients"])))))
 
     async def stt_client(paths: list[str]) -> list[dict[str, Any]]:
-        return [await _wyoming_stt(port, p) for p in paths]
+        return [await _wyoming_stt(port, p, float(job.get("pace", 0.0))) for p in paths]
 
     return list(await asyncio.gather(*(stt_client(paths) for paths in job["files"])))
 
@@ -605,8 +608,15 @@ def measure(args: argparse.Namespace, python: Path, tmp: Path) -> tuple[Samples,
             job = {"kind": "tts", "port": piper.port, "texts": list(texts), "clients": n}
             return run_peer_job(python, job)
 
-        def peer_stt(files: list[list[Path]], port: int | None = None) -> list[list[dict[str, Any]]]:
-            job = {"kind": "stt", "port": port or whisper.port, "files": [[str(p) for p in f] for f in files]}
+        def peer_stt(
+            files: list[list[Path]], port: int | None = None, pace: float = 0.0
+        ) -> list[list[dict[str, Any]]]:
+            job = {
+                "kind": "stt",
+                "port": port or whisper.port,
+                "files": [[str(p) for p in f] for f in files],
+                "pace": pace,
+            }
             return run_peer_job(python, job)
 
         # voxserve's Wyoming server, through the very client (same process kind, same venv) as the peers.
@@ -640,7 +650,10 @@ def measure(args: argparse.Namespace, python: Path, tmp: Path) -> tuple[Samples,
                 samples.add_stt("voxserve batch", n, flatten(asyncio.run(vox_stt_job("batch", share))))
                 samples.add_stt("wyoming-faster-whisper", n, flatten(peer_stt(share)))
                 samples.add_stt("voxserve stream", n, flatten(asyncio.run(vox_stt_job("stream", share))))
-                samples.add_stt("voxserve wyoming", n, flatten(peer_stt(share, wy_port)))
+                # Wyoming as Home Assistant uses it: a satellite streams its microphone live.
+                paced = flatten(peer_stt(share, whisper.port, args.pace))
+                samples.add_stt("wyoming-faster-whisper, live", n, paced)
+                samples.add_stt("voxserve wyoming, live", n, flatten(peer_stt(share, wy_port, args.pace)))
         for name, pid in pids.items():
             samples.memory[f"{name} after use"] = memory(pid)
     except BaseException:
@@ -719,10 +732,11 @@ def summarise(samples: Samples, refs: dict[str, str], clients: Sequence[int]) ->
         if wt and pt:
             ratios["wy_tts_first"][n] = ratio(wt["first_p50_s"], pt["first_p50_s"])
             ratios["wy_tts_total"][n] = ratio(wt["total_p50_s"], pt["total_p50_s"])
-        ws = raw.get(f"STT voxserve wyoming, {n} client(s)")
-        if ws and peer and "after_stop_p50_s" in ws and "after_stop_p50_s" in peer:
-            ratios["wy_stt_final"][n] = ratio(ws["after_stop_p50_s"], peer["after_stop_p50_s"])
-            ratios["wy_wer"][n] = ratio(ws["wer"], peer["wer"])
+        ws = raw.get(f"STT voxserve wyoming, live, {n} client(s)")
+        wp = raw.get(f"STT wyoming-faster-whisper, live, {n} client(s)")
+        if ws and wp and "after_stop_p50_s" in ws and "after_stop_p50_s" in wp:
+            ratios["wy_stt_final"][n] = ratio(ws["after_stop_p50_s"], wp["after_stop_p50_s"])
+            ratios["wy_wer"][n] = ratio(ws["wer"], wp["wer"])
     return {
         "ratios": {row: {str(n): v for n, v in by_n.items()} for row, by_n in ratios.items() if by_n},
         "raw": raw,
