@@ -26,7 +26,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.procmem import pss_mb, rss_mb, tree  # noqa: E402
 from tests.e2e.conftest import start_server, stop_server  # noqa: E402
 
 SHORT = "The quick brown fox jumps over the lazy dog."
@@ -42,40 +43,6 @@ LONG = (
     "where every megabyte held by an idle process is one that the rest of the house cannot use. "
     "So the server should hold little while it waits, and give it back when it can."
 )
-
-
-def _children() -> dict[int, list[int]]:
-    kids: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        kids.setdefault(ppid, []).append(int(entry.name))
-    return kids
-
-
-def tree(pid: int) -> Iterator[int]:
-    """``pid`` and every descendant."""
-    kids = _children()
-    todo = [pid]
-    while todo:
-        p = todo.pop()
-        yield p
-        todo.extend(kids.get(p, []))
-
-
-def field_kb(path: Path, key: str) -> int:
-    try:
-        for line in path.read_text().splitlines():
-            if line.startswith(key):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def cmdline(pid: int) -> str:
@@ -108,8 +75,8 @@ def snapshot(url: str, server_pid: int) -> dict[str, dict[str, float]]:
         key = role if role not in out else f"{role} (pid {pid})"
         out[key] = {
             "pid": float(pid),
-            "rss_mb": field_kb(Path(f"/proc/{pid}/status"), "VmRSS:") / 1024,
-            "pss_mb": field_kb(Path(f"/proc/{pid}/smaps_rollup"), "Pss:") / 1024,
+            "rss_mb": rss_mb(pid),
+            "pss_mb": pss_mb(pid),
         }
     return out
 

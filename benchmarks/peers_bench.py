@@ -47,7 +47,7 @@ import sys
 import tempfile
 import time
 import wave
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -282,13 +282,6 @@ def ensure_venv(folder: Path | None) -> Path:
 # ------------------------------------------------------------------------------------- processes
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @dataclass
 class Peer:
     name: str
@@ -303,6 +296,8 @@ def pairs(**options: str) -> list[str]:
 
 
 def start_peer(name: str, python: Path, args: list[str], tmp: Path, env: dict[str, str]) -> Peer:
+    from tests.e2e.conftest import free_port  # lazily: the --peer-client mode runs without the repo
+
     port = free_port()
     log = tmp / f"{name}.log"
     with open(log, "wb") as out:
@@ -336,47 +331,6 @@ def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 20) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
-
-
-def _children() -> dict[int, list[int]]:
-    kids: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        kids.setdefault(ppid, []).append(int(entry.name))
-    return kids
-
-
-def tree(pid: int) -> Iterator[int]:
-    kids = _children()
-    todo = [pid]
-    while todo:
-        p = todo.pop()
-        yield p
-        todo.extend(kids.get(p, []))
-
-
-def _field_kb(path: Path, key: str) -> int:
-    try:
-        for line in path.read_text().splitlines():
-            if line.startswith(key):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def memory(pid: int) -> dict[str, float]:
-    """RSS and PSS (MB) of ``pid`` and its descendants, and how many processes."""
-    pids = list(tree(pid))
-    rss = sum(_field_kb(Path(f"/proc/{p}/status"), "VmRSS:") for p in pids)
-    pss = sum(_field_kb(Path(f"/proc/{p}/smaps_rollup"), "Pss:") for p in pids)
-    return {"rss_mb": rss / 1024, "pss_mb": pss / 1024, "processes": float(len(pids))}
 
 
 # ----------------------------------------------------------------------------- voxserve's clients
@@ -514,7 +468,8 @@ def corpus_wer(results: list[dict[str, Any]], refs: dict[str, str]) -> float:
 def measure(args: argparse.Namespace, python: Path, tmp: Path) -> tuple[Samples, dict[str, str]]:
     """Start the three servers, measure, stop them; the samples and the reference texts by path."""
     import httpx
-    from tests.e2e.conftest import start_server, stop_server
+    from benchmarks.procmem import memory
+    from tests.e2e.conftest import free_port, start_server, stop_server
     from tests.speech_dev import utterances
 
     from voxserve.engines.piper import default_voice_paths

@@ -40,6 +40,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.procmem import rss_mb, tree  # noqa: E402
 from tests.audio_helpers import silence_encoded, silence_flac, with_total_samples  # noqa: E402
 from tests.e2e.conftest import start_server, stop_server  # noqa: E402
 from tests.e2e.ws_helpers import pcm16  # noqa: E402
@@ -227,23 +228,9 @@ def lag_buckets(url: str) -> dict[float, float]:
 
 
 def tree_rss_mb(pid: int) -> dict[int, float]:
-    """RSS of ``pid`` and of each of its children (the worker processes), in MB, by PID."""
-    out: dict[int, float] = {}
-    pids = [pid]
-    # Children are listed per thread, and workers are started from the server's other threads too.
-    for children in Path(f"/proc/{pid}/task").glob("*/children"):
-        try:
-            pids += [int(p) for p in children.read_text().split()]
-        except FileNotFoundError:  # the thread ended
-            continue
-    for p in pids:
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    out[p] = int(line.split()[1]) / 1024
-        except FileNotFoundError:
-            continue
-    return out
+    """RSS of ``pid`` and of each of its descendants (the worker processes), in MB, by PID."""
+    by_pid = {p: rss_mb(p) for p in tree(pid)}
+    return {p: mb for p, mb in by_pid.items() if mb > 0}  # 0: it ended while being read
 
 
 def slope_per_minute(samples: list[tuple[float, float]]) -> float:
