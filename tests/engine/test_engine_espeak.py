@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from tests.tts_checks import assert_warm_up_leaves_engine_usable
 
 from voxserve.engines.base import TTSEngine
 from voxserve.engines.espeak import MAX_WPM, MIN_WPM, EspeakEngine
@@ -162,10 +163,4 @@ def test_concurrent_calls_are_serialised(engine: EspeakEngine) -> None:
 
 
 def test_warm_up_runs_and_leaves_the_engine_usable(engine: Any) -> None:
-    from voxserve.engines.base import WarmUp
-
-    assert isinstance(engine, WarmUp)
-    engine.warm_up()  # the worker calls this before its ready handshake
-    voice = engine.voices()[0].name
-    pieces = list(engine.synthesize("Still speaking.", voice, 1.0))
-    assert sum(len(p.audio) for p in pieces) > 0
+    assert_warm_up_leaves_engine_usable(engine)
