@@ -175,9 +175,17 @@ class VoiceChat:
         await self.speaker.cancel()
 
     async def wait_idle(self, timeout_s: float = 120.0) -> None:
-        """Until the current answer has been generated and all its audio sent."""
-        if self._response is not None:
-            await asyncio.wait_for(asyncio.shield(self._response), timeout_s)
+        """Until the current answer has been generated and all its audio sent (``TimeoutError``
+        after ``timeout_s``). An answer cancelled meanwhile (a barge-in while the session drains)
+        counts as done: awaiting it through ``shield`` raised its ``CancelledError`` here, which ended
+        a backlogged chat socket with 1006 instead of its error event and 1013."""
+        response = self._response
+        if response is not None:
+            _, pending = await asyncio.wait({response}, timeout=timeout_s)
+            if pending:
+                raise TimeoutError(f"the answer did not finish within {timeout_s:g} s")
+            if not response.cancelled():
+                response.result()  # an answer that failed raises here, as before
         await asyncio.wait_for(self.speaker.drained.wait(), timeout_s)
 
     async def close(self) -> None:

@@ -149,6 +149,29 @@ async def test_user_speech_interrupts_the_answer() -> None:
     await h.chat.close()
 
 
+async def test_an_answer_interrupted_while_waiting_for_it_ends_the_wait() -> None:
+    # A backlogged chat socket drains (wait_idle) while the user's speech interrupts the answer: the
+    # wait used to raise the answer's CancelledError, and the socket ended 1006 without its error event.
+    h = Harness(FakeLLM(words=200, delay_s=0.01))
+    await h.chat.say("Tell me a long story")
+    await h.until(lambda: len(h.of(AudioData)) >= 1)
+    waiting = asyncio.create_task(h.chat.wait_idle(5))
+    await asyncio.sleep(0)  # the wait has begun
+    await h.chat.on_stt_event(SpeechStarted(utterance_id=1, start_s=3.0))
+    await waiting  # returns: nothing raised
+    assert h.of(ResponseDone)[0].interrupted
+    await h.chat.close()
+
+
+async def test_waiting_for_an_answer_times_out_or_completes() -> None:
+    h = Harness(FakeLLM(words=5))
+    await h.chat.say("hello")
+    with pytest.raises(asyncio.TimeoutError):
+        await h.chat.wait_idle(0)  # not done yet: a timeout, not a hang
+    await h.chat.wait_idle(5)
+    await h.chat.close()
+
+
 async def test_barge_in_can_be_switched_off() -> None:
     h = Harness(FakeLLM(words=30, delay_s=0.005), barge_in=False)
     await h.chat.say("Talk")
