@@ -78,6 +78,14 @@ def drive(script: str, command: str, job: dict[str, Any], tmp: Path, timeout: fl
     return run
 
 
+# Three speakers, short to long, played one after another with a pause between, as turns are: what
+# both frameworks' Realtime STT tests hear.
+UTTERANCES = ["speech_recognition_english_123.wav", "pocketsphinx_cards_005.wav", "fleurs_en_007.wav"]
+GAP_S = 2.5
+"""A pause between turns: longer than any turn detection's silence (stop_secs, server VAD) plus the
+time a final takes on an idle machine."""
+
+
 def per_utterance(run: Run, items: list[Utterance]) -> list[str]:
     """The finals of each played file: a final belongs to the last file that had started playing
     when it arrived (files are separated by a pause longer than the turn detection's silence)."""

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from tests.e2e.agents.frameworks import (
+    GAP_S,
+    UTTERANCES,
     assert_each_transcribed,
     assert_no_errors,
     drive,
@@ -24,8 +26,6 @@ from tests.wer import errors, wer
 
 pytestmark = pytest.mark.e2e
 
-UTTERANCES = ["speech_recognition_english_123.wav", "pocketsphinx_cards_005.wav", "fleurs_en_007.wav"]
-GAP_S = 2.5  # a pause between turns, longer than any turn detection's silence
 MAX_WER = 0.25
 TEXTS = [
     "Hello, how can I help you today?",

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 from tests.e2e.agents.frameworks import (
+    GAP_S,
+    UTTERANCES,
     assert_each_transcribed,
     assert_no_errors,
     drive,
@@ -23,9 +25,6 @@ from tests.wer import wer
 
 pytestmark = pytest.mark.e2e
 
-# Three speakers, short to long; played one after another with a pause between, as turns are.
-UTTERANCES = ["speech_recognition_english_123.wav", "pocketsphinx_cards_005.wav", "fleurs_en_007.wav"]
-GAP_S = 2.5  # longer than any stop_secs plus the time a final takes on an idle machine
 MAX_WER = 0.25
 # One sentence each: pipecat sends a TTSSpeakFrame's sentences as separate requests.
 TEXTS = [
