@@ -75,10 +75,13 @@ class Transcriber:
         self.skipped_partials = 0
 
     async def feed(self, pcm: npt.NDArray[np.float32]) -> None:
-        """Feed 16 kHz float32 audio (VAD runs in a thread; the loop only moves bytes)."""
-        self.samples_in += len(pcm)
+        """Feed 16 kHz float32 audio (VAD runs in a thread; the loop only moves bytes).
+
+        Raises ``transcription_backlog`` when the session is too far behind (nothing of ``pcm`` is kept
+        then: it may be fed again after :meth:`wait_decodes`)."""
         async with self._lock:
             events = await asyncio.to_thread(self.session.feed, pcm)
+        self.samples_in += len(pcm)
         await self._handle(events)
 
     async def feed_encoded(self, data: bytes, convert: Callable[[bytes], FloatAudio]) -> int:
@@ -138,6 +141,35 @@ class Transcriber:
                 timeout=max(0.01, deadline - loop.time()),
                 return_when=asyncio.FIRST_COMPLETED,
             )
+
+    @property
+    def decoding(self) -> bool:
+        """Whether a decode is in flight (a final, a partial, or a partial whose result the session no
+        longer wants)."""
+        return bool(self._decodes)
+
+    async def wait_decodes(self, timeout_s: float, *, one: bool = False) -> bool:
+        """Wait, at most ``timeout_s``, until no decode is in flight (decodes started meanwhile
+        included); with ``one``, only until one of those in flight has ended. True if that happened
+        (also when none was in flight), False at the timeout. Nothing is cancelled (:meth:`close`
+        does that).
+
+        Two uses: after :meth:`finish`, to let a partial still running end before :meth:`close` (a
+        decode cancelled mid-way may cost the pool its worker); and, when :meth:`feed` raises
+        ``transcription_backlog``, to wait for a decode to take its audio before feeding again
+        (back-pressure instead of an error, for a client that sends faster than real time)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self._decodes:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            done, _ = await asyncio.wait(
+                set(self._decodes), timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
+            if one and done:
+                return True
+        return True
 
     async def close(self) -> None:
         """Stop: cancel the decode in flight (its worker is told to stop)."""
