@@ -276,8 +276,24 @@ class Settings(BaseSettings):
         le=100_000,
         description="Text per synthesis call of a job; live requests can take the worker between calls.",
     )
-    jobs_dir: Path | None = Field(
-        None, description="Where job audio is written (none: a temporary folder removed at shutdown)."
+    jobs_dir: Path = Field(
+        default_factory=lambda: (
+            Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "voxserve" / "jobs"
+        ),
+        description="Where speech jobs live: their records (jobs.db) and audio. Jobs survive restarts; one "
+        "server per folder.",
+    )
+    jobs_temporary: bool = Field(
+        False,
+        description="Keep speech jobs in a fresh temporary folder removed at shutdown (nothing survives a "
+        "restart; for tests and throwaway servers). Ignored when jobs_dir is set.",
+    )
+    max_job_restarts: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="A job running when the server died this many times fails (job_poisoned) instead of "
+        "resuming again.",
     )
     job_ttl_s: float = Field(
         3600.0, gt=0, description="A finished job and its file are deleted this long after it ends."
@@ -459,6 +475,14 @@ class Settings(BaseSettings):
             for name, target in self.voice_aliases.items()
         }
         return self
+
+    @property
+    def jobs_folder(self) -> Path | None:
+        """Where speech jobs live: ``jobs_dir``, or None (a temporary folder) when ``jobs_temporary`` is
+        on and ``jobs_dir`` was not set."""
+        if self.jobs_temporary and "jobs_dir" not in self.model_fields_set:
+            return None
+        return self.jobs_dir
 
     @property
     def max_job_body_bytes(self) -> int:

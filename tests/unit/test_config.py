@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -31,15 +33,21 @@ def test_defaults_are_safe() -> None:
     assert s.threads_per_worker * min(s.workers_per_engine, 2) <= 2
 
 
-def test_job_defaults_and_body_limit() -> None:
+def test_job_defaults_and_body_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VOXSERVE_JOBS_TEMPORARY", raising=False)  # tests/conftest.py sets it
+    monkeypatch.setenv("XDG_DATA_HOME", "/data")
     s = Settings()
-    assert (s.max_job_chars, s.max_jobs, s.job_concurrency, s.jobs_dir, s.job_ttl_s) == (
+    assert (s.max_job_chars, s.max_jobs, s.job_concurrency, s.job_ttl_s, s.max_job_restarts) == (
         500_000,
         4,
         1,
-        None,
         3600.0,
+        3,
     )
+    # Jobs survive restarts by default: a persistent folder in the user's data directory.
+    assert s.jobs_folder == s.jobs_dir == Path("/data/voxserve/jobs")
+    assert Settings(jobs_temporary=True).jobs_folder is None
+    assert Settings(jobs_temporary=True, jobs_dir=Path("/x")).jobs_folder == Path("/x")
     # Room for the longest job even when every character is a JSON-escaped surrogate pair.
     assert s.max_job_body_bytes == s.max_body_bytes + 12 * 500_000
     assert Settings(max_job_chars=10).max_job_body_bytes == s.max_body_bytes + 120

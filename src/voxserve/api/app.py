@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -43,7 +43,7 @@ from voxserve.config import Settings
 from voxserve.errors import InvalidRequest, RequestTimeout, TextTooLong, VoxserveError
 from voxserve.observability import LoopLagProbe, Metrics
 from voxserve.runtime.registry import EngineRegistry
-from voxserve.tts.jobs import SpeechJobs
+from voxserve.tts.jobs import JobEngine, SpeechJobs
 from voxserve.ui import UI_PATH
 
 __all__ = ["create_app"]
@@ -260,8 +260,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings, on_restart=on_restart, on_done=on_done, on_engine_started=on_engine_started
     )
     probe = LoopLagProbe(metrics.loop_lag.observe)
+
+    async def build_job_engine(stored: Mapping[str, Any]) -> JobEngine:
+        return await speech_jobs.job_engine_builder(state)(stored)
+
     jobs = SpeechJobs(
-        directory=settings.jobs_dir,
+        directory=settings.jobs_folder,
+        builder=build_job_engine,
+        max_restarts=settings.max_job_restarts,
         sample_rate=settings.output_sample_rate,
         max_jobs=settings.max_jobs,
         max_storage_bytes=settings.max_job_storage_bytes,

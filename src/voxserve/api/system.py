@@ -103,7 +103,8 @@ async def ready(request: Request) -> JSONResponse:
     """Readiness: 200 once the engines the server starts with (``preload_engines`` and the default STT
     model) have all their workers started and warm; 503 ``starting`` before. ``engines`` gives queue
     depth and worker state per engine; ``lazy`` lists the engines that start on first use, each with
-    its state (``not_started``, ``starting``, ``ready``, ``failed``): they never hold readiness back."""
+    its state (``not_started``, ``starting``, ``ready``, ``failed``): they never hold readiness back.
+    ``speech_jobs_store`` is ``ok`` or why the speech jobs are unavailable."""
     state = get_state(request)
     engines = state.registry.stats()
     for engine, pool in state.registry.pools.items():
@@ -115,6 +116,8 @@ async def ready(request: Request) -> JSONResponse:
         "lazy": lazy,
         "queue_depth": sum(s["queued"] for s in engines.values()),
         "speech_jobs": state.jobs.counts,
+        # A job store that cannot be used takes only the job routes down (503 job_store_unavailable).
+        "speech_jobs_store": state.jobs.store_error or "ok",
         "loop_lag_p99_ms": round(state.probe.percentile(0.99) * 1000, 3),
     }
     return JSONResponse(body, status_code=200 if is_ready else 503)

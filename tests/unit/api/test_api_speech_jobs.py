@@ -204,11 +204,11 @@ async def test_too_many_jobs_and_delete_running(env: tuple[httpx.AsyncClient, Ap
     running = await until_async(started_writing, 20, message="the first job writes its first section")
     assert 0 < running["chars_done"] < running["input_chars"]
 
-    path = state.jobs.directory / f"{first['id']}.wav"
-    assert path.exists()
+    spool = state.jobs.directory / f"{first['id']}.wav.part"  # the audio so far, until it is finished
+    assert spool.exists()
     r = await client.delete(f"{JOBS}/{first['id']}")
     assert r.status_code == 200 and r.json()["status"] == "cancelled"
-    assert not path.exists()
+    assert not spool.exists() and not spool.with_suffix("").exists()
     r = await client.delete(f"{JOBS}/{second['id']}")
     assert r.json()["status"] == "cancelled"
     assert (await client.post(JOBS, json=body("Room again."))).status_code == 202
@@ -225,7 +225,7 @@ async def test_a_failing_fragment_fails_the_job(env: tuple[httpx.AsyncClient, Ap
     assert done["error"]["code"] == "synthesis_failed" and "secret" not in done["error"]["message"]
     r = await client.get(f"{JOBS}/{job['id']}/audio")
     assert r.status_code == 409 and r.json()["error"]["code"] == "job_failed"
-    assert list(state.jobs.directory.iterdir()) == []
+    assert [p for p in state.jobs.directory.iterdir() if not p.name.startswith("jobs.")] == []  # the store
 
 
 async def test_ready_reports_jobs(env: tuple[httpx.AsyncClient, AppState]) -> None:
@@ -254,3 +254,43 @@ async def test_one_key_leaves_room_for_another(tmp_path: Path) -> None:
         assert refused.status_code == 429 and refused.json()["error"]["code"] == "too_many_jobs_for_key"
         assert refused.headers["retry-after"] == "30"
         assert (await client.post(JOBS, json=body(), headers=two)).status_code == 202
+
+
+async def test_an_idempotency_key_makes_one_job(env: tuple[httpx.AsyncClient, AppState]) -> None:
+    client, _ = env
+    short = body("Just one job, however often it is sent.")
+    first = await client.post(JOBS, json=short, headers={"Idempotency-Key": "order-42"})
+    assert first.status_code == 202 and "idempotent-replayed" not in first.headers
+    # The same request again (a client whose POST timed out), spaced and ordered differently.
+    again = await client.post(
+        JOBS,
+        content=json.dumps(dict(reversed(short.items())), indent=2),
+        headers={"Idempotency-Key": "order-42", "Content-Type": "application/json"},
+    )
+    assert again.status_code == 202 and again.headers["idempotent-replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"]
+    assert len((await client.get(JOBS)).json()["data"]) == 1
+    other = await client.post(JOBS, json=body("Another text."), headers={"Idempotency-Key": "order-42"})
+    assert other.status_code == 409 and other.json()["error"]["code"] == "idempotency_conflict"
+    bad = await client.post(JOBS, json=short, headers={"Idempotency-Key": "two words"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_idempotency_key"
+
+
+async def test_a_restart_resumes_a_running_job_through_the_route(tmp_path: Path) -> None:
+    async with serving(tmp_path) as (client, _):
+        job = (await client.post(JOBS, json=body())).json()
+
+        async def some_written() -> dict[str, Any] | None:
+            now: dict[str, Any] = (await client.get(f"{JOBS}/{job['id']}")).json()
+            return now if now["chars_done"] > 0 else None
+
+        early = await until_async(some_written, 20, message="the job writes its first section")
+    assert early["status"] == "running" and early["chars_done"] < early["input_chars"]
+    async with serving(tmp_path) as (client, _):  # the same jobs_dir: the job is read back
+        done = await wait_status(client, job["id"], "succeeded", "failed")
+        assert done["status"] == "succeeded", done["error"]
+        assert done["chars_done"] == done["input_chars"] == len(TEXT)
+        audio = (await client.get(f"{JOBS}/{job['id']}/audio")).content
+    with wave.open(BytesIO(audio)) as w:
+        # The fake speaks 0.05 s per word: every word once, none twice, across the restart.
+        assert w.getnframes() / w.getframerate() == pytest.approx(0.05 * len(TEXT.split()), abs=0.01)
