@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from benchmarks.procmem import tree
 from tests.stub_llm import StubLLM, start_stub_llm
 from tests.timing import WaitTimeout, scaled, until
 
@@ -99,6 +101,17 @@ def stop_server(server: Server, timeout_s: float = 20) -> int:
             server.process.kill()
             server.process.wait(5)
     return server.process.returncode
+
+
+def kill_server(server: Server) -> None:
+    """``kill -9`` the server, as the OOM killer or a crash would, then its worker processes (by the
+    PIDs it had: they would notice their parent gone only at their next message)."""
+    descendants = [pid for pid in tree(server.process.pid) if pid != server.process.pid]
+    server.process.kill()
+    server.process.wait(scaled(10))
+    for pid in descendants:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ class FakeJobsServer:
         self.polls = polls
         self.fail = fail
         self.bodies: list[dict[str, Any]] = []
+        self.keys: list[str | None] = []
         self.seen = 0
 
     def job(self, status: str) -> dict[str, Any]:
@@ -32,6 +33,7 @@ class FakeJobsServer:
         path, method = request.url.path, request.method
         if method == "POST" and path == "/v1/audio/speech/jobs":
             self.bodies.append(json.loads(request.content))
+            self.keys.append(request.headers.get("idempotency-key"))
             return httpx.Response(202, json=self.job("queued"))
         if method == "GET" and path == "/v1/audio/speech/jobs":
             return httpx.Response(200, json={"object": "list", "data": [self.job("running")]})
@@ -92,6 +94,8 @@ def test_sync_job_round_trip(tmp_path: Path) -> None:
         assert client.download_speech_job(job["id"], buffer) == len(AUDIO)
         assert buffer.getvalue() == AUDIO
         assert client.delete_speech_job(job["id"])["deleted"] is True
+        client.create_speech_job("Once only.", idempotency_key="order-7")
+        assert server.keys == [None, "order-7"]
         with pytest.raises(ClientError) as info:
             client.get_speech_job("nope")
         assert info.value.code == "unknown_job" and info.value.status == 404

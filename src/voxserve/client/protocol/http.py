@@ -107,6 +107,8 @@ class Request:
     form: Mapping[str, Any] | None = None
     """Multipart form fields (sent with :attr:`upload`)."""
     upload: Upload | None = None
+    headers: Mapping[str, str] | None = None
+    """Headers of this request only (the client's own, such as the API key, are always sent)."""
 
     def options(self, file: tuple[str, bytes, str] | None = None) -> dict[str, Any]:
         """Keyword arguments for ``httpx``'s ``request``/``stream``; ``file``: the upload, read."""
@@ -117,6 +119,8 @@ class Request:
             kwargs["data"] = dict(self.form)
         if file is not None:
             kwargs["files"] = {"file": file}
+        if self.headers:
+            kwargs["headers"] = dict(self.headers)
         return kwargs
 
 

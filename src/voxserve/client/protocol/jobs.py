@@ -43,14 +43,19 @@ def create_speech_job(
     model: str = "tts-1",
     response_format: str = "mp3",
     speed: float = 1.0,
+    idempotency_key: str | None = None,
     **extra: Any,
 ) -> Call[dict[str, Any]]:
     """``POST /v1/audio/speech/jobs``: queue a long text (up to the server's ``max_job_chars``) to be
     spoken into a file; the ``speech.job`` object (``id``, ``status``, ...). Everything is validated
     before it is accepted (``unknown_voice``, ``no_speakable_text``, ``too_many_jobs``, ...).
+    ``idempotency_key`` (a UUID, say): sending the same request again with the same key within 24 h
+    returns the job the first one made, so a retry after a timeout never starts a second job
+    (``idempotency_conflict`` if the key came with another request).
     ``extra``: more fields (``volume_multiplier``, ``normalization_options``, ``markup``)."""
     body = speech_body(text, voice, model, response_format, speed, extra=extra)
-    return Call(Request("POST", JOBS_PATH, json=body), json_object)
+    headers = None if idempotency_key is None else {"Idempotency-Key": idempotency_key}
+    return Call(Request("POST", JOBS_PATH, json=body, headers=headers), json_object)
 
 
 def get_speech_job(job_id: str) -> Call[dict[str, Any]]:
