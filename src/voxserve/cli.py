@@ -81,6 +81,8 @@ def _serve(args: argparse.Namespace) -> int:
         ssl_certfile=args.ssl_certfile,
         ssl_keyfile=args.ssl_keyfile,
         wyoming_uri=args.wyoming,
+        wyoming_zeroconf=True if args.zeroconf is not None else None,
+        wyoming_zeroconf_name=args.zeroconf or None,
     )
     # uvicorn configures only its own loggers: without this, voxserve's lines never reach the log.
     configure_logging(settings.log_level)
@@ -248,6 +250,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--wyoming",
         metavar="URI",
         help="also serve the Wyoming protocol (Home Assistant), e.g. tcp://127.0.0.1:10300",
+    )
+    serve.add_argument(
+        "--zeroconf",
+        nargs="?",
+        const="",
+        metavar="NAME",
+        help="announce the Wyoming server by zeroconf (mDNS) for Home Assistant to discover, under NAME "
+        "(default: voxserve)",
     )
     serve.set_defaults(func=_serve)
 

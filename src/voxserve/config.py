@@ -386,6 +386,18 @@ class Settings(BaseSettings):
         le=64 * 1_048_576,
         description="Largest Wyoming event (header line, data and payload together): error, then disconnect.",
     )
+    wyoming_zeroconf: bool = Field(
+        False,
+        description="Announce the Wyoming server by zeroconf (mDNS, _wyoming._tcp) so that Home Assistant "
+        "discovers it; off: no multicast at all. On the wyoming_uri host's interface (all for 0.0.0.0).",
+    )
+    wyoming_zeroconf_name: str = Field(
+        "voxserve",
+        min_length=1,
+        max_length=63,
+        pattern=r"^[^.]+$",
+        description="The name the Wyoming server is announced under (another one's: 'name (2)').",
+    )
 
     # --- observability -----------------------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -437,6 +449,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _wyoming_address(self) -> Settings:
+        if self.wyoming_zeroconf and self.wyoming_uri is None:
+            raise ValueError("wyoming_zeroconf announces the Wyoming server: set wyoming_uri (--wyoming) too")
         # Wyoming has no authentication at all: API keys do not protect it, only loopback or saying so.
         if self.wyoming_uri is not None:
             host, _ = wyoming_address(self.wyoming_uri)

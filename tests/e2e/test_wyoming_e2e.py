@@ -1,7 +1,8 @@
 """voxserve as a Wyoming server, driven by the wyoming package's own AsyncTcpClient as Home Assistant
-drives wyoming-faster-whisper and wyoming-piper: describe, transcribe (batch and streaming), synthesize
-(batch and streaming), the failure corpus's Wyoming rows (P1-P5, P9, P10, ST27, M19), several clients
-at once, and a worker killed in the middle of a request."""
+drives wyoming-faster-whisper and wyoming-piper: describe (without starting a lazy engine), transcribe
+(batch, streaming, and a minute of audio sent as fast as the socket goes), synthesize (batch and
+streaming), the failure corpus's Wyoming rows (P1-P5, P9, P10, ST27, M19), several clients at once, a
+worker killed in the middle of a request, and the zeroconf announcement (on loopback only)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import pytest
 from tests.e2e.conftest import Server, free_port, start_server, stop_server
 from tests.speech_dev import by_name
 from tests.timing import scaled, until
+from tests.unit.wyoming.test_wyoming_discovery import loopback_multicast
 from tests.wer import wer
 from wyoming.asr import Transcribe, Transcript
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
@@ -30,6 +32,8 @@ from wyoming.error import Error
 from wyoming.event import Event
 from wyoming.info import Describe, Info
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeVoice
+from zeroconf import IPVersion, ServiceStateChange
+from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 pytestmark = pytest.mark.e2e
 
@@ -50,12 +54,17 @@ def wy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wyoming]:
         tmp_path_factory.mktemp("wyoming"),
         env={
             "VOXSERVE_WYOMING_URI": f"tcp://127.0.0.1:{port}",
-            "VOXSERVE_ENGINES": '["piper"]',
+            # espeak is lazy (not in preload_engines): describe must not start it.
+            "VOXSERVE_ENGINES": '["piper", "espeak"]',
+            "VOXSERVE_PRELOAD_ENGINES": '["piper"]',
             "VOXSERVE_STT_MODELS": '["tiny.en"]',
             "VOXSERVE_WORKERS_PER_ENGINE": "1",
             "VOXSERVE_SESSION_IDLE_TIMEOUT_S": "4",
             "VOXSERVE_WS_SEND_TIMEOUT_S": "2",
             "VOXSERVE_WYOMING_MAX_EVENT_BYTES": "262144",
+            # Announced on 127.0.0.1 only (the Wyoming host): no multicast leaves the machine.
+            "VOXSERVE_WYOMING_ZEROCONF": "true",
+            "VOXSERVE_WYOMING_ZEROCONF_NAME": f"voxserve-e2e-{port}",
         },
     )
     try:
@@ -145,19 +154,44 @@ async def transcribe(
 # --- describe ---------------------------------------------------------------------------------------
 
 
+async def describe(c: AsyncTcpClient) -> Info:
+    await c.write_event(Describe().event())
+    event = await read(c)
+    assert event is not None and Info.is_type(event.type)
+    return Info.from_event(event)
+
+
+def espeak_state(url: str) -> str:
+    lazy: dict[str, str] = httpx.get(f"{url}/ready", timeout=10).json()["lazy"]
+    return lazy["espeak"]
+
+
 async def test_describe_lists_models_and_voices(wy: Wyoming) -> None:
     async with client(wy) as c:
         for _ in range(2):  # rebuilt on every describe (corpus P4)
-            await c.write_event(Describe().event())
-            event = await read(c)
-            assert event is not None and Info.is_type(event.type)
-            info = Info.from_event(event)
+            info = await describe(c)
             asr, tts = info.asr[0], info.tts[0]
             assert [m.name for m in asr.models] == ["tiny.en"] and asr.models[0].languages == ["en"]
             assert asr.supports_transcript_streaming and tts.supports_synthesize_streaming
             assert VOICE in [v.name for v in tts.voices]
             assert next(v for v in tts.voices if v.name == VOICE).languages == ["en_US"]
             assert asr.installed and tts.installed and asr.version and asr.attribution.name == "voxserve"
+
+
+async def test_describe_does_not_start_a_lazy_engine_and_lists_it_once_started(wy: Wyoming) -> None:
+    # Home Assistant describes on every setup and reload, with a short timeout: the answer comes from
+    # what is running, and a lazy engine stays stopped until a request needs one of its voices.
+    url = wy.server.url
+    async with client(wy) as c:
+        if await asyncio.to_thread(espeak_state, url) == "not_started":  # (no earlier test started it)
+            info = await describe(c)
+            assert not [v for v in info.tts[0].voices if v.name.startswith("espeak/")]
+            assert await asyncio.to_thread(espeak_state, url) == "not_started"
+        events = await synthesize(c, "Started on first use.", SynthesizeVoice(name="espeak/en-us"))
+        assert events[-1].type == "audio-stop" and len(audio_of(events)[0]) > 10000
+        assert await asyncio.to_thread(espeak_state, url) == "ready"
+        voices = {v.name: v for v in (await describe(c)).tts[0].voices}
+        assert VOICE in voices and voices["espeak/en-us"].languages == ["en_US"]
 
 
 # --- speech-to-text ---------------------------------------------------------------------------------
@@ -192,6 +226,21 @@ async def test_transcribe_without_transcribe_uses_the_defaults_and_any_format(wy
     stereo32 = (np.repeat(mono, 2) << 16).astype("<i4").tobytes()  # 32-bit stereo, same rate
     heard = await transcribe(wy, stereo32, rate, 4, 2, transcribe_event=None)
     assert wer(by_name("fleurs_en_007.wav").text, heard.text) <= 0.25, heard.text
+
+
+async def test_a_minute_of_audio_sent_at_once_loses_nothing(wy: Wyoming) -> None:
+    # A client that sends faster than the decodes go (a file, not a microphone): the session holds at
+    # most max_buffer_s (60 s) of audio, and past it the server stops reading the socket until a decode
+    # takes some (TCP holds the client back) instead of failing: every word comes out.
+    names = ["OSR_us_000_0034_8k.wav", "librispeech_1272-128104-0004_8k.wav", "fleurs_en_007.wav"]
+    parts = [wav_pcm(n) for n in names]
+    assert {(rate, width, channels) for _, rate, width, channels in parts} == {(16000, 2, 1)}
+    pcm = b"".join(p[0] for p in parts)
+    assert len(pcm) / 2 / 16000 > 65
+    heard = await transcribe(wy, pcm, 16000, 2, 1)
+    assert heard.types[-2:] == ["transcript", "transcript-stop"], heard.types[-3:]
+    reference = " ".join(by_name(n).text for n in names)
+    assert wer(reference, heard.text) <= 0.3, heard.text
 
 
 async def test_several_clients_at_once_do_not_cross_talk(wy: Wyoming) -> None:
@@ -396,3 +445,32 @@ async def test_worker_killed_mid_request_gives_an_error_and_the_next_request_suc
     async with client(wy) as c:  # (the first connection has passed its idle timeout by now)
         events = await synthesize(c, "Back again.")
         assert events[-1].type == "audio-stop" and len(audio_of(events)[0]) > 10000
+
+
+# --- zeroconf ---------------------------------------------------------------------------------------
+
+
+async def test_announced_by_zeroconf_on_loopback(wy: Wyoming) -> None:
+    if not loopback_multicast():
+        pytest.skip("this machine does not loop multicast back on 127.0.0.1")
+    wanted = f"voxserve-e2e-{wy.port}._wyoming._tcp.local."
+    zc = AsyncZeroconf(interfaces=["127.0.0.1"], ip_version=IPVersion.V4Only)
+    loop = asyncio.get_running_loop()
+    found: asyncio.Future[None] = loop.create_future()
+
+    def on_change(zeroconf: Any, service_type: str, name: str, state_change: ServiceStateChange) -> None:
+        if name == wanted and state_change is ServiceStateChange.Added:
+            loop.call_soon_threadsafe(lambda: found.done() or found.set_result(None))
+
+    browser = AsyncServiceBrowser(zc.zeroconf, "_wyoming._tcp.local.", handlers=[on_change])
+    try:
+        async with asyncio.timeout(scaled(20)):
+            await found
+        info = AsyncServiceInfo("_wyoming._tcp.local.", wanted)
+        assert await info.async_request(zc.zeroconf, int(scaled(5) * 1000))
+        assert info.port == wy.port and info.parsed_addresses() == ["127.0.0.1"]
+    finally:
+        await browser.async_cancel()
+        await zc.async_close()
+    async with client(wy) as c:  # what Home Assistant does next with what it found
+        assert (await describe(c)).tts[0].voices

@@ -9,7 +9,12 @@ as the WebSockets (:func:`voxserve.stt.service.open_transcriber`), so the text i
 ``audio-stop``. Wyoming has no request flag for streaming: every transcription also gets
 ``transcript-start`` (at ``audio-start``), ``transcript-chunk`` (the newly settled words, while the audio
 comes) and ``transcript-stop`` (after ``transcript``); clients that do not stream ignore them, as the
-reference clients ignore event types they do not know.
+reference clients ignore event types they do not know. Audio sent faster than the decodes go is not
+refused: at the session's ``max_buffer_s`` the handler reads no further until a decode has taken some,
+so TCP holds the client back (:func:`_feed`).
+
+``describe`` lists every served Whisper model but only the voices of the TTS engines running: it never
+starts a lazy engine (:meth:`WyomingHandler._info`).
 
 Text-to-speech: ``synthesize`` → ``audio-start``, an ``audio-chunk`` per piece as each fragment is ready,
 ``audio-stop``. Streaming: ``synthesize-start``, ``synthesize-chunk``..., ``synthesize-stop`` → the audio
@@ -38,6 +43,8 @@ from wyoming.info import Describe
 from wyoming.server import AsyncEventHandler
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeStopped
 
+from voxserve.audio.pcm import FloatAudio
+from voxserve.engines.base import VoiceInfo
 from voxserve.errors import (
     InvalidRequest,
     InvalidValue,
@@ -70,8 +77,15 @@ SEND_BUFFER_BYTES = 262_144
 _DECODE_DRAIN_S = 10.0
 """How long a finished transcription waits for a partial decode still in flight before cancelling it."""
 
-_DESCRIBE_WAIT_S = 10.0
-"""How long ``describe`` waits for lazily started engines to list their voices."""
+_FINISH_S = 120.0
+"""How long ``audio-stop`` waits for the finals still to decode (a client that sent minutes of audio
+faster than real time leaves up to the session's ``max_buffer_s`` of audio, 60 s, to decode then)."""
+
+_BACKLOG_WAIT_S = 60.0
+"""How long a chunk waits for a decode to end when the session is behind before ``transcription_backlog``."""
+
+_BACKLOG_TRIES = 10_000
+"""A bound on the waits for one chunk (each follows a decode that ended; a few are ever needed)."""
 
 
 def error_event(exc: VoxserveError) -> Event:
@@ -229,15 +243,14 @@ class WyomingHandler(AsyncEventHandler):
         return True
 
     async def _info(self) -> Event:
+        """The served Whisper models (from the settings: nothing starts) and the voices of the TTS
+        engines running now. ``describe`` never starts a lazy engine nor waits for one: Home Assistant
+        sends it on every setup and reload, with a timeout of its own (a second), and starting every
+        engine for it would make ``engine_start=lazy`` moot for its users. A lazy engine's voices are
+        listed once it has started (a request for one of its voices, ``GET /v1/audio/voices``, or
+        ``preload_engines`` / ``engine_start=background``)."""
         registry = self.state.registry
-        # Every engine's voices (a lazily started engine starts now, once); a slow start does not hold
-        # describe past _DESCRIBE_WAIT_S: the voices of the engines running are listed then.
-        listing = asyncio.ensure_future(registry.voices())
-        done, _ = await asyncio.wait({listing}, timeout=_DESCRIBE_WAIT_S)
-        if listing in done and listing.exception() is None:
-            voices = listing.result()
-        else:
-            voices = [v for pool in registry.pools.values() for v in pool.voices]
+        voices = await registry.voices(start_lazy=False)
         return build_info(list(registry.stt_pools), voices).event()
 
     # --- speech-to-text -----------------------------------------------------------------------------
@@ -270,18 +283,24 @@ class WyomingHandler(AsyncEventHandler):
             raise InvalidRequest("audio-chunk before audio-start", code="audio_before_start")
         chunk = _parse(AudioChunk, event)
         if not pcm.same_format(chunk.rate, chunk.width, chunk.channels):
-            await transcriber.feed(await asyncio.to_thread(pcm.flush))
+            await _feed(transcriber, await asyncio.to_thread(pcm.flush))
             pcm = self._pcm = WyomingPcm(chunk.rate, chunk.width, chunk.channels)
         if chunk.audio:
-            await transcriber.feed_encoded(chunk.audio, pcm)
+            kept = _Kept(pcm)
+            try:
+                await transcriber.feed_encoded(chunk.audio, kept)
+            except Unavailable as exc:
+                if exc.code != "transcription_backlog" or kept.last is None:
+                    raise
+                await _feed(transcriber, kept.last, behind=exc)
 
     async def _on_audio_stop(self) -> None:
         transcriber = self._transcriber
         if transcriber is None:
             raise InvalidRequest("audio-stop before audio-start", code="audio_before_start")
         if self._pcm is not None:
-            await transcriber.feed(await asyncio.to_thread(self._pcm.flush))
-        await transcriber.finish()
+            await _feed(transcriber, await asyncio.to_thread(self._pcm.flush))
+        await transcriber.finish(timeout_s=_FINISH_S)
         failed = self._failed_utterances
         text = " ".join(t for t in self._finals if t)
         language = self._language
@@ -295,9 +314,7 @@ class WyomingHandler(AsyncEventHandler):
         finally:
             # A partial decode may still be running after the final: let it end (a cancelled decode
             # that does not stop within a second costs the pool its worker), then release.
-            pending = set(transcriber._decodes)  # noqa: SLF001
-            if pending:
-                await asyncio.wait(pending, timeout=_DECODE_DRAIN_S)
+            await transcriber.wait_decodes(_DECODE_DRAIN_S)
             self._transcriber = transcriber
             await self._end_transcription()
 
@@ -418,14 +435,60 @@ class WyomingHandler(AsyncEventHandler):
             await self.state.registry.resolve(voice.name)  # unknown_voice (corpus P5), never a fallback
             return str(voice.name)
         if voice.language:
-            wanted = wyoming_language(str(voice.language)).lower()
-            voices = await self.state.registry.voices()
-            for exact in (True, False):
-                for v in voices:
-                    tag = wyoming_language(v.language).lower()
-                    if tag == wanted if exact else tag.split("_")[0] == wanted.split("_")[0]:
-                        return v.id
+            # The engines running now first; a lazy engine starts only if none of them has the language
+            # (as a bare voice name does on HTTP).
+            for start_lazy in (False, True):
+                found = _voice_of_language(
+                    await self.state.registry.voices(start_lazy=start_lazy), str(voice.language)
+                )
+                if found is not None:
+                    return found
         return self.settings.default_voice
+
+
+class _Kept:
+    """A Wyoming audio converter that keeps the last audio it converted: the chunk is not converted
+    twice (its resampler has state) when the session refuses it for a backlog."""
+
+    def __init__(self, pcm: WyomingPcm) -> None:
+        self.pcm = pcm
+        self.last: FloatAudio | None = None
+
+    def __call__(self, data: bytes) -> FloatAudio:
+        self.last = self.pcm(data)
+        return self.last
+
+
+async def _feed(transcriber: Transcriber, audio: FloatAudio, *, behind: Unavailable | None = None) -> None:
+    """Feed ``audio``; a session that is behind (a client sending faster than the decodes go) waits for
+    a decode to take its audio, then takes it: nothing is lost, and this connection reads no further
+    meanwhile, so TCP holds the client back and memory stays bounded (the session's ``max_buffer_s``
+    plus the socket buffers). ``transcription_backlog`` only if no decode ends within
+    ``_BACKLOG_WAIT_S``. ``behind``: the backlog error the first try of this audio already got."""
+    for _ in range(_BACKLOG_TRIES):
+        if behind is None:
+            try:
+                await transcriber.feed(audio)
+                return
+            except Unavailable as exc:
+                if exc.code != "transcription_backlog":
+                    raise
+                behind = exc
+        if not transcriber.decoding or not await transcriber.wait_decodes(_BACKLOG_WAIT_S, one=True):
+            raise behind
+        behind = None
+    raise Unavailable("transcription is falling behind", code="transcription_backlog")
+
+
+def _voice_of_language(voices: list[VoiceInfo], language: str) -> str | None:
+    """The first voice of exactly ``language`` (``en_US``), else the first of its base language."""
+    wanted = wyoming_language(language).lower()
+    for exact in (True, False):
+        for v in voices:
+            tag = wyoming_language(v.language).lower()
+            if tag == wanted if exact else tag.split("_")[0] == wanted.split("_")[0]:
+                return v.id
+    return None
 
 
 def _whisper_language(language: str | None) -> str | None:
