@@ -152,11 +152,11 @@ def test_running_job_progress_live_requests_limits_and_cancel(
     assert refused.status_code == 429 and refused.json()["error"]["code"] == "too_many_jobs"
     assert "retry-after" in refused.headers
 
-    path = jobs_dir / f"{job['id']}.mp3"
-    assert path.exists()
+    spool = jobs_dir / f"{job['id']}.mp3.part"  # the audio so far, as PCM until the job is finished
+    assert spool.exists()
     cancelled = http.delete(f"{JOBS}/{job['id']}")
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
-    assert not path.exists()
+    assert not spool.exists() and not (jobs_dir / f"{job['id']}.mp3").exists()
     gone = http.get(f"{JOBS}/{job['id']}")
     assert gone.status_code == 404 and gone.json()["error"]["code"] == "unknown_job"
 
@@ -195,18 +195,22 @@ def test_refused_before_any_job_exists(
     assert len(http.get(JOBS).json()["data"]) == before
 
 
-def test_shutdown_cancels_jobs_and_removes_the_temporary_folder(tmp_path: Path) -> None:
+def test_a_temporary_jobs_folder_goes_at_shutdown(tmp_path: Path) -> None:
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    # No jobs_dir: the server makes a temporary folder (in TMPDIR) and must leave nothing behind.
-    srv = start_server(tmp_path, env={**ENV, "TMPDIR": str(tmp)})
+    # jobs_temporary (tests/conftest.py), no jobs_dir: the server makes a temporary folder (in
+    # TMPDIR) and must leave nothing behind.
+    srv = start_server(tmp_path, env={**ENV, "TMPDIR": str(tmp), "VOXSERVE_JOBS_TEMPORARY": "1"})
     try:
         with Client(srv.url, timeout=60) as client:
             job = client.create_speech_job(TEXT, voice="alloy", response_format="flac")
             # Running, its file half written.
             until(lambda: client.get_speech_job(job["id"])["chars_done"] > 0, 60)
             folders = [p for p in tmp.iterdir() if p.name.startswith("voxserve-jobs-")]
-            assert len(folders) == 1 and [f.name for f in folders[0].iterdir()] == [f"{job['id']}.flac"]
+            assert len(folders) == 1
+            # The job's audio so far (raw PCM until it is finished) beside the job store.
+            files = sorted(f.name for f in folders[0].iterdir() if not f.name.startswith("jobs."))
+            assert files == [f"{job['id']}.flac.part"]
     finally:
         code = stop_server(srv)
     # A clean exit on SIGTERM, not the kill after stop_server's bound (uvicorn re-raises SIGTERM: -15).

@@ -501,8 +501,12 @@ class SpeechJobs:
 
     @property
     def stored_bytes(self) -> int:
-        """Bytes in every job file in the folder (finished, being written, or left to resume)."""
-        return sum(job.file_bytes for job in self._jobs.values())
+        """Bytes in the jobs folder: every job file (finished, being written, or left to resume) and
+        the job store's own files."""
+        store = self._store
+        return sum(job.file_bytes for job in self._jobs.values()) + (
+            0 if store is None else store.size_bytes()
+        )
 
     async def submit(
         self,

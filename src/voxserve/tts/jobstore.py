@@ -120,6 +120,10 @@ class JobStore(Protocol):
         """Forget keys used before ``before`` (Unix time); return how many."""
         ...
 
+    def size_bytes(self) -> int:
+        """Bytes the store's own files take in the jobs folder (counted with the job files)."""
+        ...
+
     def close(self) -> None:
         """Release the store (and its lock)."""
         ...
@@ -319,6 +323,13 @@ class SqliteJobStore:
     def expire_idempotency(self, before: float) -> int:
         with self._conn() as db:
             return db.execute("DELETE FROM idempotency WHERE created_at < ?", (before,)).rowcount
+
+    def size_bytes(self) -> int:
+        total = 0
+        for name in store_files():
+            with contextlib.suppress(OSError):
+                total += (self.directory / name).stat().st_size
+        return total
 
     def close(self) -> None:
         with self._mutex:

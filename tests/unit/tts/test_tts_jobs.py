@@ -16,6 +16,7 @@ from tests.timing import holds_for_async, scaled, until_async
 from voxserve.errors import Conflict, EngineFailure, OutputError, RateLimited, Unavailable, UnknownJob
 from voxserve.text.markup import Fragment
 from voxserve.tts.jobs import JobEngine, JobSpec, SpeechJob, SpeechJobs
+from voxserve.tts.jobstore import SqliteJobStore
 
 RATE = 16000
 SAMPLES_PER_WORD = 160  # 10 ms of audio per word
@@ -374,12 +375,20 @@ async def test_a_job_belongs_to_the_key_that_made_it(jobs: SpeechJobs) -> None:
     assert len(job.id) == len("speechjob_") + 32  # 128 random bits
 
 
+class WeightlessStore(SqliteJobStore):
+    """The real store, its own files not counted: these tests count job files to the byte."""
+
+    def size_bytes(self) -> int:
+        return 0
+
+
 async def storage_store(tmp_path: Path, clock: Clock, limit: int, **per_key: int) -> SpeechJobs:
     store = SpeechJobs(
         directory=tmp_path / f"jobs{limit}",
         sample_rate=RATE,
         max_jobs=4,
         max_storage_bytes=limit,
+        open_store=WeightlessStore,
         clock=clock,
         **per_key,  # type: ignore[arg-type]
     )
@@ -503,6 +512,11 @@ def spoken_words(path: Path) -> list[int]:
 
 async def sections_done(job: SpeechJob, count: int) -> None:
     await until_async(lambda: job.sections_done >= count)
+
+
+def store_bytes(folder: Path) -> int:
+    """Bytes of the job store's own files (jobs.db, its WAL, the lock)."""
+    return sum(p.stat().st_size for p in folder.glob("jobs.*"))
 
 
 def crash_copy(source: Path, target: Path) -> Path:
@@ -651,7 +665,7 @@ async def test_orphan_files_go_and_kept_files_count(tmp_path: Path, clock: Clock
     await again.start()
     try:
         assert not any(orphan.exists() for orphan in orphans)
-        assert done.path.exists() and again.stored_bytes == TEXT_WAV_BYTES
+        assert done.path.exists() and again.stored_bytes == TEXT_WAV_BYTES + store_bytes(tmp_path)
         with pytest.raises(RateLimited):  # the job kept across the restart still counts
             await again.submit(spec(synth, TEXT))
     finally:
@@ -704,3 +718,16 @@ async def test_an_unusable_store_takes_only_the_jobs_down(tmp_path: Path, clock:
     finally:
         await corrupt.stop()
     assert (tmp_path / "jobs.db").exists()  # never deleted or rewritten: the operator decides
+
+
+async def test_the_store_files_count_too(tmp_path: Path, clock: Clock) -> None:
+    # Every byte in the jobs folder counts: a bound smaller than the job store itself takes no job.
+    store = durable_store(tmp_path, FakeSynth(), clock, max_storage_bytes=1000)
+    await store.start()
+    try:
+        assert store.stored_bytes > 1000
+        with pytest.raises(RateLimited) as info:
+            await store.submit(spec(FakeSynth(), TEXT))
+        assert info.value.code == "job_storage_full"
+    finally:
+        await store.stop()
