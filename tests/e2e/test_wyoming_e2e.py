@@ -228,17 +228,25 @@ async def test_transcribe_without_transcribe_uses_the_defaults_and_any_format(wy
     assert wer(by_name("fleurs_en_007.wav").text, heard.text) <= 0.25, heard.text
 
 
-async def test_a_minute_of_audio_sent_at_once_loses_nothing(wy: Wyoming) -> None:
+async def test_a_minute_and_a_half_of_audio_sent_at_once_loses_nothing(wy: Wyoming) -> None:
     # A client that sends faster than the decodes go (a file, not a microphone): the session holds at
     # most max_buffer_s (60 s) of audio, and past it the server stops reading the socket until a decode
     # takes some (TCP holds the client back) instead of failing: every word comes out.
-    names = ["OSR_us_000_0034_8k.wav", "librispeech_1272-128104-0004_8k.wav", "fleurs_en_007.wav"]
+    names = [
+        "OSR_us_000_0034_8k.wav",
+        "librispeech_1272-128104-0004_8k.wav",
+        "librispeech_1272-141231-0002.wav",
+        "fleurs_en_008.wav",
+        "fleurs_en_007.wav",
+    ]
     parts = [wav_pcm(n) for n in names]
     assert {(rate, width, channels) for _, rate, width, channels in parts} == {(16000, 2, 1)}
     pcm = b"".join(p[0] for p in parts)
-    assert len(pcm) / 2 / 16000 > 65
+    assert len(pcm) / 2 / 16000 > 90  # well past max_buffer_s: the hold-back below must happen
+    held_before = wy.server.log_text().count("holding the client back")
     heard = await transcribe(wy, pcm, 16000, 2, 1)
     assert heard.types[-2:] == ["transcript", "transcript-stop"], heard.types[-3:]
+    assert wy.server.log_text().count("holding the client back") == held_before + 1
     reference = " ".join(by_name(n).text for n in names)
     assert wer(reference, heard.text) <= 0.3, heard.text
 

@@ -43,7 +43,7 @@ from wyoming.info import Describe
 from wyoming.server import AsyncEventHandler
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeStopped
 
-from voxserve.audio.pcm import FloatAudio
+from voxserve.audio.pcm import STT_SAMPLE_RATE, FloatAudio
 from voxserve.engines.base import VoiceInfo
 from voxserve.errors import (
     InvalidRequest,
@@ -122,6 +122,7 @@ class WyomingHandler(AsyncEventHandler):
         self._finals: list[str] = []
         self._sent_chunk_text = ""
         self._failed_utterances = 0
+        self._held_back = False
         # streaming text-to-speech
         self._speak: SpeakSession | None = None
         self._speak_admitted = False
@@ -270,6 +271,7 @@ class WyomingHandler(AsyncEventHandler):
             raise Unavailable("the server is at its limit of streaming transcriptions", code="at_capacity")
         self._admitted = True
         self._finals, self._sent_chunk_text, self._failed_utterances = [], "", 0
+        self._held_back = False
         self._pcm = pcm
         model = self.state.registry.stt_model_id(self._model or self.settings.stt_default_model)
         self._transcriber = await open_transcriber(
@@ -292,6 +294,14 @@ class WyomingHandler(AsyncEventHandler):
             except Unavailable as exc:
                 if exc.code != "transcription_backlog" or kept.last is None:
                     raise
+                if not self._held_back:
+                    self._held_back = True
+                    _log.info(
+                        "Wyoming session %s: audio comes faster than it is transcribed: holding the "
+                        "client back (%.0f s of audio in)",
+                        self.session_id,
+                        transcriber.samples_in / STT_SAMPLE_RATE,
+                    )
                 await _feed(transcriber, kept.last, behind=exc)
 
     async def _on_audio_stop(self) -> None:
