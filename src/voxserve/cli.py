@@ -83,6 +83,8 @@ def _serve(args: argparse.Namespace) -> int:
         wyoming_uri=args.wyoming,
         wyoming_zeroconf=True if args.zeroconf is not None else None,
         wyoming_zeroconf_name=args.zeroconf or None,
+        backend=args.backend,
+        ray_address=args.ray_address,
     )
     # uvicorn configures only its own loggers: without this, voxserve's lines never reach the log.
     configure_logging(settings.log_level)
@@ -258,6 +260,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="announce the Wyoming server by zeroconf (mDNS) for Home Assistant to discover, under NAME "
         "(default: voxserve)",
+    )
+    serve.add_argument(
+        "--backend",
+        choices=["local", "ray"],
+        help="where the engines run: local worker processes (default) or Ray Serve deployments",
+    )
+    serve.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="with --backend ray: the Ray cluster to join (host:port); default: a local Ray on 127.0.0.1",
     )
     serve.set_defaults(func=_serve)
 

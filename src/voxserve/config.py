@@ -405,6 +405,51 @@ class Settings(BaseSettings):
     # --- web UI ------------------------------------------------------------------------------------
     ui_enabled: bool = Field(True, description="Serve the Gradio web UI at /ui (Speak, Transcribe).")
 
+    # --- engine backend (docs/scaling.md) ----------------------------------------------------------
+    backend: Literal["local", "ray"] = Field(
+        "local",
+        description="Where the engines run: 'local' worker processes, or 'ray': Ray Serve deployments "
+        "(needs the ray extra).",
+    )
+    ray_address: str | None = Field(
+        None,
+        description="Ray cluster to join (host:port of its GCS, or 'auto'); unset: start a local Ray "
+        "instance on 127.0.0.1 (RAY_ADDRESS is not used).",
+    )
+    ray_num_cpus: int | None = Field(
+        None, ge=1, description="CPUs of the local Ray instance (unset: all); ignored with ray_address."
+    )
+    ray_app_prefix: str = Field(
+        "voxserve",
+        pattern=r"^[A-Za-z0-9_\-]{1,40}$",
+        description="Prefix of the Serve application names (voxserve-piper, voxserve-whisper-tiny.en); "
+        "front ends with the same prefix share the engines.",
+    )
+    ray_replicas: dict[str, int] = Field(
+        default_factory=dict,
+        description="Replicas per engine pool by name (piper, espeak, kokoro, whisper-tiny.en); default: "
+        "workers_per_engine (TTS) and stt_workers (STT).",
+    )
+    ray_cpus_per_replica: dict[str, float] = Field(
+        default_factory=dict,
+        description="CPUs Ray reserves per replica, by pool name; default: the pool's threads per worker.",
+    )
+    ray_gpus_per_replica: dict[str, float] = Field(
+        default_factory=dict, description="GPUs Ray reserves per replica, by pool name; default: none."
+    )
+    ray_autoscaling: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="Serve autoscaling_config by pool name (min_replicas, max_replicas, "
+        "target_ongoing_requests, ...), instead of a fixed ray_replicas.",
+    )
+    ray_health_check_period_s: float = Field(
+        10.0, gt=0, description="How often Serve checks each replica's health."
+    )
+    ray_probe_s: float = Field(
+        1.0, gt=0, description="How often the front end checks that the cluster still answers."
+    )
+    ray_log_to_driver: bool = Field(True, description="Copy the replicas' logs into the server's log.")
+
     @field_validator("api_keys", "cors_allow_origins", "ws_allowed_origins", mode="before")
     @classmethod
     def _string_list(cls, v: object) -> object:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 import time
@@ -227,6 +228,11 @@ class EngineRegistry:
         self._on_restart = on_restart
         self._on_done = on_done
         self._on_engine_started = on_engine_started
+        self._cluster: Any = None
+        if settings.backend == "ray":  # the engines run as Ray Serve deployments (runtime/ray/)
+            from voxserve.runtime.ray.cluster import RayCluster
+
+            self._cluster = RayCluster(settings)
         self.pools: dict[str, EnginePool] = {}
         for engine in settings.engines:
             options: dict[str, Any] = {}
@@ -258,7 +264,12 @@ class EngineRegistry:
 
     def _pool(self, spec: EngineSpec, size: int, name: str, *, lazy: bool) -> TimedPool:
         s = self.settings
-        return TimedPool(
+        make: Callable[..., TimedPool] = TimedPool
+        if self._cluster is not None:
+            from voxserve.runtime.ray.pool import RayPool
+
+            make = functools.partial(RayPool, self._cluster)
+        return make(
             spec,
             size,
             lazy=lazy,
@@ -333,6 +344,8 @@ class EngineRegistry:
             task.cancel()
         pools = [*self.pools.values(), *self.stt_pools.values()]
         await asyncio.gather(*(p.stop() for p in pools), return_exceptions=True)
+        if self._cluster is not None:
+            await self._cluster.stop()
 
     async def voices(self, *, start_lazy: bool = True) -> list[VoiceInfo]:
         """Every voice of every engine that could start. ``start_lazy=False``: only the voices of the
