@@ -449,6 +449,11 @@ class Settings(BaseSettings):
         1.0, gt=0, description="How often the front end checks that the cluster still answers."
     )
     ray_log_to_driver: bool = Field(True, description="Copy the replicas' logs into the server's log.")
+    ray_deploy: bool = Field(
+        True,
+        description="Deploy the engines' Serve applications; off: use the ones already declared on the "
+        "cluster (a KubeRay RayService with voxserve.runtime.ray.apps:build).",
+    )
 
     @field_validator("api_keys", "cors_allow_origins", "ws_allowed_origins", mode="before")
     @classmethod

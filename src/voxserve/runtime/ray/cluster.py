@@ -167,8 +167,9 @@ class RayCluster:
         name = self.app_name(pool_name)
         timeout_s = self.settings.worker_start_timeout_s
         try:
-            # Submitting is not thread-safe in Serve (it pickles under a global switch): one at a time.
-            handle = await self._submit(name, pool_name, spec, replicas)
+            handle = None
+            if self.settings.ray_deploy:
+                handle = await self._submit(name, pool_name, spec, replicas)
             deadline = time.monotonic() + timeout_s
             while True:
                 status, message = await asyncio.to_thread(self._status_sync, name)
@@ -192,8 +193,16 @@ class RayCluster:
             raise EngineFailure(
                 f"the Ray deployment {name} failed to start: {type(exc).__name__}", code="engine_start_failed"
             ) from None
+        if handle is None:  # deployed by someone else (a KubeRay RayService): look it up
+            handle = await asyncio.to_thread(self._app_handle_sync, name)
         self._apps.add(name)
         return handle
+
+    def _app_handle_sync(self, name: str) -> Any:
+        from ray import serve
+
+        with self._ray_lock:
+            return serve.get_app_handle(name)
 
     async def _submit(self, name: str, pool_name: str, spec: EngineSpec, replicas: int) -> Any:
         # Serve 2.60 serialises a deployment's request router with a process-wide pickling switch that
@@ -212,31 +221,9 @@ class RayCluster:
     def _submit_sync(self, name: str, pool_name: str, spec: EngineSpec, replicas: int) -> Any:
         from ray import serve
 
-        from voxserve.runtime.ray.replica import EngineReplica
+        from voxserve.runtime.ray.apps import engine_application
 
-        s = self.settings
-        actor: dict[str, Any] = {
-            "num_cpus": s.ray_cpus_per_replica.get(pool_name, float(spec.threads)),
-            "runtime_env": {"env_vars": {"ORT_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1"}},
-        }
-        gpus = s.ray_gpus_per_replica.get(pool_name)
-        if gpus:
-            actor["num_gpus"] = gpus
-        options: dict[str, Any] = {
-            "name": "engine",
-            "max_ongoing_requests": 1,
-            "ray_actor_options": actor,
-            "health_check_period_s": s.ray_health_check_period_s,
-            "health_check_timeout_s": max(s.ray_health_check_period_s * 3, 10.0),
-            "graceful_shutdown_timeout_s": max(s.worker_cancel_grace_s * 2, 2.0),
-        }
-        autoscaling = s.ray_autoscaling.get(pool_name)
-        if autoscaling:
-            options["autoscaling_config"] = autoscaling
-        else:
-            options["num_replicas"] = replicas
-        deployment = serve.deployment(**options)(EngineReplica)
-        app = deployment.bind(spec, s.worker_start_timeout_s, s.worker_cancel_grace_s)
+        app = engine_application(self.settings, pool_name, spec, replicas)
         target = serve.RunTarget(target=app, name=name, route_prefix=None)
         with self._ray_lock:
             if self._stopping:

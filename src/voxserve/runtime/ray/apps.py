@@ -1,0 +1,70 @@
+"""The Serve application of one engine pool, for a front end and for a declarative deployment.
+
+:func:`engine_application` is what a front end deploys (``--backend ray`` with ``ray_deploy`` on).
+:func:`build` is the same application as a Serve *application builder*, for clusters whose
+deployments are declared rather than made by a front end: a KubeRay ``RayService``'s
+``serveConfigV2`` or ``serve deploy`` name ``import_path: voxserve.runtime.ray.apps:build`` with
+``args: {pool: piper}``; the replicas read the rest of the configuration from ``VOXSERVE_*``
+variables (the same ones the front ends use), and the front ends run with ``ray_deploy=false`` so that
+they look the applications up instead of deploying their own (docs/scaling.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from voxserve.config import Settings
+from voxserve.engines.base import EngineSpec
+from voxserve.runtime.ray.replica import EngineReplica
+
+__all__ = ["build", "engine_application", "pool_specs"]
+
+
+def engine_application(settings: Settings, pool_name: str, spec: EngineSpec, replicas: int) -> Any:
+    """The bound Serve application of pool ``pool_name`` (one deployment, ``engine``)."""
+    from ray import serve
+
+    actor: dict[str, Any] = {
+        "num_cpus": settings.ray_cpus_per_replica.get(pool_name, float(spec.threads)),
+        "runtime_env": {"env_vars": {"ORT_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1"}},
+    }
+    gpus = settings.ray_gpus_per_replica.get(pool_name)
+    if gpus:
+        actor["num_gpus"] = gpus
+    options: dict[str, Any] = {
+        "name": "engine",
+        "max_ongoing_requests": 1,  # a replica runs one job at a time, as a worker process does
+        "ray_actor_options": actor,
+        "health_check_period_s": settings.ray_health_check_period_s,
+        "health_check_timeout_s": max(settings.ray_health_check_period_s * 3, 10.0),
+        "graceful_shutdown_timeout_s": max(settings.worker_cancel_grace_s * 2, 2.0),
+    }
+    autoscaling = settings.ray_autoscaling.get(pool_name)
+    if autoscaling:
+        options["autoscaling_config"] = autoscaling
+    else:
+        options["num_replicas"] = settings.ray_replicas.get(pool_name, replicas)
+    deployment = serve.deployment(**options)(EngineReplica)
+    return deployment.bind(spec, settings.worker_start_timeout_s, settings.worker_cancel_grace_s)
+
+
+def pool_specs(settings: Settings) -> dict[str, tuple[EngineSpec, int]]:
+    """Every pool of a server with these settings: ``{pool name: (engine spec, size)}``, as the
+    registry builds them (nothing starts)."""
+    from voxserve.runtime.registry import EngineRegistry
+
+    local = settings.model_copy(update={"backend": "local"})
+    registry = EngineRegistry(local)
+    pools = [*registry.pools.values(), *registry.stt_pools.values()]
+    return {pool.name: (pool.spec, pool.size) for pool in pools}
+
+
+def build(args: dict[str, Any]) -> Any:
+    """Serve application builder: ``args["pool"]`` names the pool (``piper``, ``whisper-tiny.en``)."""
+    settings = Settings()
+    specs = pool_specs(settings)
+    pool = str(args.get("pool", ""))
+    if pool not in specs:
+        raise ValueError(f"unknown voxserve pool {pool!r}; these settings have {sorted(specs)}")
+    spec, size = specs[pool]
+    return engine_application(settings, pool, spec, size)
