@@ -15,7 +15,6 @@ probabilities) to a ``json`` or ``verbose_json`` answer; a request with ``langua
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
@@ -25,7 +24,6 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from voxserve.api.state import AppState, get_state
 from voxserve.api.streaming import AbortingStreamingResponse
-from voxserve.audio.decode import decode_audio
 from voxserve.engines.base import Segment, TranscribeOptions, TranscriptInfo
 from voxserve.errors import InvalidRequest, InvalidValue
 from voxserve.protocol.speech import TranscriptionError, TranscriptTextDelta, TranscriptTextDone
@@ -63,9 +61,9 @@ async def _start(
     pool = state.registry.stt_pool(model)
     pool.check_admission()  # over capacity: refuse before reading and decoding the upload
     data = await file.read()
-    audio = await asyncio.to_thread(decode_audio, data, max_seconds=state.settings.max_audio_seconds)
+    # Decoded in the STT worker, not here: a costly upload (issue 12) cannot load the server process.
+    stream = await pool.stream_call("transcribe_upload", data, state.settings.max_audio_seconds, options)
     del data
-    stream = await pool.stream_call("transcribe", audio, options)
     try:
         info: TranscriptInfo = await anext(stream)
     except BaseException:

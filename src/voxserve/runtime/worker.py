@@ -29,7 +29,7 @@ _SILENT_PEAK = 1e-4
 """A fragment whose loudest sample is below this (about 3 steps of 16-bit PCM) is silent."""
 
 _ALLOWED_CALLS = frozenset({"check_voice", "phonemize", "voices"})
-_STREAM_CALLS = frozenset({"transcribe"})
+_STREAM_CALLS = frozenset({"transcribe", "transcribe_upload"})
 
 
 def _prepare_environment(threads: int) -> None:
@@ -137,7 +137,10 @@ class Serve:
         if msg.method not in _STREAM_CALLS:
             raise EngineFailure(f"unknown worker call {msg.method}")
         t0 = time.perf_counter()
-        info, items = getattr(self.engine, msg.method)(*msg.args)
+        if msg.method == "transcribe_upload":
+            info, items = self._transcribe_upload(*msg.args)
+        else:
+            info, items = getattr(self.engine, msg.method)(*msg.args)
         self.conn.send(m.Item(msg.job_id, info))
         for item in items:
             if self._cancelled(msg.job_id):
@@ -146,6 +149,17 @@ class Serve:
             self.conn.send(m.Item(msg.job_id, item))
         audio_s = float(getattr(info, "duration_s", 0.0))
         self.conn.send(m.Done(msg.job_id, audio_s, time.perf_counter() - t0))
+
+    def _transcribe_upload(self, data: bytes, max_seconds: float, options: Any) -> tuple[Any, Any]:
+        """An uploaded file (any container), decoded here rather than in the server: what a hostile
+        upload costs (bounded by ``decode_audio``'s work limit) falls on this admitted worker, never on
+        the server's process or memory; then transcribed. Bad files raise the decoder's 4xx errors."""
+        from voxserve.audio.decode import decode_audio
+
+        audio = decode_audio(data, max_seconds=max_seconds)
+        del data
+        result: tuple[Any, Any] = self.engine.transcribe(audio, options)
+        return result
 
     def _cancelled(self, job_id: int) -> bool:
         """Drain pending messages; True if one of them cancels ``job_id``."""

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from voxserve.audio.decode import decode_audio
 from voxserve.chat.llm import ChatLLM
 from voxserve.chat.pipeline import ChatError, ChatEvent, ResponseDelta, ResponseDone, VoiceChat
 from voxserve.chat.setup import NO_LLM, make_llm
@@ -164,11 +163,10 @@ class _ChatSessions:
 async def _transcribe(ctx: UiContext, path: str) -> str:
     state = ctx.state
     data = await asyncio.to_thread(Path(path).read_bytes)
-    audio = await asyncio.to_thread(decode_audio, data, max_seconds=state.settings.max_audio_seconds)
     pool = state.registry.stt_pool(state.settings.stt_default_model)
-    stream = await pool.stream_call(
-        "transcribe", audio, TranscribeOptions(language="en", beam_size=state.settings.stt_beam_size)
-    )
+    options = TranscribeOptions(language="en", beam_size=state.settings.stt_beam_size)
+    # Decoded in the STT worker, as for the REST route.
+    stream = await pool.stream_call("transcribe_upload", data, state.settings.max_audio_seconds, options)
     try:
         values = [v async for v in stream]
     finally:

@@ -316,13 +316,15 @@ def build_transcribe_tab(ctx: UiContext) -> None:
                 raise gr.Error("Choose an audio file first.")
             state = ctx.state
             data = await asyncio.to_thread(Path(path).read_bytes)
-            audio = await asyncio.to_thread(decode_audio, data, max_seconds=state.settings.max_audio_seconds)
-            del data
             pool = state.registry.stt_pool(model_value)
             options = TranscribeOptions(
                 language=_language(language_value), beam_size=state.settings.stt_beam_size
             )
-            stream = await pool.stream_call("transcribe", audio, options)
+            # Decoded in the STT worker, as for the REST route.
+            stream = await pool.stream_call(
+                "transcribe_upload", data, state.settings.max_audio_seconds, options
+            )
+            del data
             text = ""
             try:
                 first = True

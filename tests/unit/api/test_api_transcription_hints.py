@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import numpy as np
 import openai
 import pytest
 
 from voxserve.api.app import create_app
+from voxserve.audio.decode import decode_audio
 from voxserve.config import Settings
 from voxserve.engines.base import Segment, TranscribeOptions, TranscriptInfo, Word
 
@@ -45,7 +45,11 @@ class FakePool:
     def check_admission(self) -> None:
         pass
 
-    async def stream_call(self, method: str, audio: np.ndarray, options: TranscribeOptions) -> FakeStream:
+    async def stream_call(
+        self, method: str, upload: bytes, max_seconds: float, options: TranscribeOptions
+    ) -> FakeStream:
+        assert method == "transcribe_upload"  # the worker decodes the upload
+        audio = decode_audio(upload, max_seconds=max_seconds)
         self.calls.append(options)
         words = (Word(" one", 0.0, 0.3, 0.8), Word(" two", 0.3, 0.6, 0.4)) if options.word_timestamps else ()
         info = TranscriptInfo(options.language or "en", 1.0, len(audio) / 16000)

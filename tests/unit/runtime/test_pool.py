@@ -190,6 +190,32 @@ async def test_stream_call_yields_info_then_items(pool: EnginePool) -> None:
     assert pool.busy == 0
 
 
+async def test_an_upload_is_decoded_in_the_worker(pool: EnginePool, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.audio_helpers import silence_flac
+
+    from voxserve.audio import decode
+    from voxserve.engines.base import TranscribeOptions
+    from voxserve.errors import TextTooLong, UnsupportedMediaType
+
+    def not_here(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an upload was decoded in the server process")
+
+    monkeypatch.setattr(decode, "decode_audio", not_here)  # the worker is another process
+    stream = await pool.stream_call("transcribe_upload", silence_flac(2.0), 60.0, TranscribeOptions())
+    values = [v async for v in stream]
+    duration = values[0].duration_s
+    assert duration > 1.5 and len(values) == 1 + int(duration / 0.5)  # the fake: a word per 0.5 s
+    # The decoder's errors come back as they are, before any result.
+    bad = await pool.stream_call("transcribe_upload", b"not audio at all" * 100, 60.0, TranscribeOptions())
+    with pytest.raises(UnsupportedMediaType):
+        await anext(bad)
+    long = await pool.stream_call("transcribe_upload", silence_flac(3.0), 1.0, TranscribeOptions())
+    with pytest.raises(TextTooLong) as info:
+        await anext(long)
+    assert info.value.code == "audio_too_long"
+    assert pool.busy == 0
+
+
 async def test_stream_call_abort_cancels(pool: EnginePool) -> None:
     import numpy as np
 
