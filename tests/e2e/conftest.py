@@ -57,6 +57,9 @@ def start_server(
         "HF_HUB_OFFLINE": "1",
         "ORT_DISABLE_TELEMETRY": "1",
         "PYTHONUNBUFFERED": "1",
+        # Jobs in a temporary folder of this server's own unless the caller names VOXSERVE_JOBS_DIR
+        # (the default, in the user's data folder, is shared and locked by one server at a time).
+        "VOXSERVE_JOBS_TEMPORARY": "1",
         **(env or {}),
     }
     with open(log, "wb") as out:
