@@ -443,6 +443,8 @@ async def test_worker_killed_mid_request_gives_an_error_and_the_next_request_suc
                 break
         assert Error.is_type(event.type), event
         assert Error.from_event(event).code in ("worker_crashed", "synthesis_failed")
+        # While the only piper worker is being replaced, describe still lists its voices.
+        assert VOICE in [v.name for v in (await describe(c)).tts[0].voices]
 
         def replaced() -> bool:
             r = httpx.get(f"{url}/ready", timeout=10)

@@ -221,7 +221,7 @@ class WyomingHandler(AsyncEventHandler):
     async def _dispatch(self, event: Event) -> bool:
         kind = event.type
         if Describe.is_type(kind):
-            await self.write_event(await self._info())
+            await self.write_event(self._info())
         elif Transcribe.is_type(kind):
             await self._on_transcribe(Transcribe.from_event(event))
         elif AudioStart.is_type(kind):
@@ -243,16 +243,19 @@ class WyomingHandler(AsyncEventHandler):
             _log.debug("Wyoming session %s: ignored event %r", self.session_id, kind[:64])
         return True
 
-    async def _info(self) -> Event:
+    def _info(self) -> Event:
         """The served Whisper models (from the settings: nothing starts) and the voices of the TTS
-        engines running now. ``describe`` never starts a lazy engine nor waits for one: Home Assistant
+        engines that have started. ``describe`` never starts a lazy engine nor waits for one: Home Assistant
         sends it on every setup and reload, with a timeout of its own (a second), and starting every
         engine for it would make ``engine_start=lazy`` moot for its users. A lazy engine's voices are
         listed once it has started (a request for one of its voices, ``GET /v1/audio/voices``, or
         ``preload_engines`` / ``engine_start=background``)."""
-        registry = self.state.registry
-        voices = await registry.voices(start_lazy=False)
-        return build_info(list(registry.stt_pools), voices).event()
+        return build_info(list(self.state.registry.stt_pools), self._started_voices()).event()
+
+    def _started_voices(self) -> list[VoiceInfo]:
+        """The voices of every TTS engine that has started (through a worker's restart too: a pool
+        replacing its only worker is not ``ready`` but keeps them); one never started has none."""
+        return [v for pool in self.state.registry.pools.values() for v in pool.voices]
 
     # --- speech-to-text -----------------------------------------------------------------------------
 
@@ -447,12 +450,11 @@ class WyomingHandler(AsyncEventHandler):
         if voice.language:
             # The engines running now first; a lazy engine starts only if none of them has the language
             # (as a bare voice name does on HTTP).
-            for start_lazy in (False, True):
-                found = _voice_of_language(
-                    await self.state.registry.voices(start_lazy=start_lazy), str(voice.language)
-                )
-                if found is not None:
-                    return found
+            found = _voice_of_language(self._started_voices(), str(voice.language))
+            if found is None:
+                found = _voice_of_language(await self.state.registry.voices(), str(voice.language))
+            if found is not None:
+                return found
         return self.settings.default_voice
 
 

@@ -14,6 +14,7 @@ from tests.timing import scaled
 from zeroconf import IPVersion, ServiceStateChange
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
+from voxserve.cli import build_parser
 from voxserve.config import Settings
 from voxserve.wyoming import discovery
 from voxserve.wyoming.discovery import SERVICE_TYPE, Announcement, WyomingAnnouncer, plan_announcement
@@ -48,6 +49,13 @@ def test_off_by_default_and_only_with_a_wyoming_server() -> None:
     assert on.wyoming_zeroconf_name == "voxserve"
     with pytest.raises(ValueError, match="pattern"):
         Settings(wyoming_uri="tcp://127.0.0.1:10300", wyoming_zeroconf=True, wyoming_zeroconf_name="a.b")
+
+
+def test_the_cli_flag() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["serve"]).zeroconf is None  # off
+    assert parser.parse_args(["serve", "--zeroconf"]).zeroconf == ""  # on, the default name
+    assert parser.parse_args(["serve", "--zeroconf", "kitchen"]).zeroconf == "kitchen"
 
 
 def loopback_multicast() -> bool:
