@@ -355,13 +355,16 @@ class SpeechJobs:
             self._store = await asyncio.to_thread(self._open_store, self._dir)
             records = await asyncio.to_thread(self._store.load)
             resumed = await asyncio.to_thread(self._restore, records)
-        except (JobStoreError, OSError) as exc:
+        except Exception as exc:  # whatever the folder holds, the rest of the server starts
             await self._close_store()
-            self._store_error = (
-                exc
-                if isinstance(exc, JobStoreError)
-                else JobStoreError(f"the jobs folder cannot be used: {exc.strerror or exc}")
-            )
+            self._jobs.clear()
+            if isinstance(exc, JobStoreError):
+                self._store_error = exc
+            elif isinstance(exc, OSError):
+                self._store_error = JobStoreError(f"the jobs folder cannot be used: {exc.strerror or exc}")
+            else:
+                _log.exception("the job store's records cannot be read")
+                self._store_error = JobStoreError("the job store's records cannot be read; it is corrupt")
             _log.error("speech jobs are unavailable: %s", self._store_error.message)
         else:
             self._store_error = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import sqlite3
 import wave
 from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
@@ -731,3 +732,22 @@ async def test_the_store_files_count_too(tmp_path: Path, clock: Clock) -> None:
         assert info.value.code == "job_storage_full"
     finally:
         await store.stop()
+
+
+async def test_records_that_cannot_be_read_take_only_the_jobs_down(tmp_path: Path, clock: Clock) -> None:
+    store = durable_store(tmp_path, FakeSynth(), clock)
+    await store.start()
+    await store.stop()
+    with sqlite3.connect(tmp_path / "jobs.db") as db:  # a record whose spec lacks what a job needs
+        db.execute(
+            "INSERT INTO jobs (id, owner, status, created_at, spec) "
+            "VALUES ('speechjob_x', '', 'queued', 1, '{}')"
+        )
+    again = durable_store(tmp_path, FakeSynth(), clock)
+    await again.start()
+    try:
+        assert again.store_error is not None and "corrupt" in again.store_error
+        with pytest.raises(Unavailable):
+            again.list_jobs()
+    finally:
+        await again.stop()
