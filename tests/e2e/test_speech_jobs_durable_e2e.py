@@ -149,7 +149,7 @@ def test_jobs_survive_kill_9_and_restarts(tmp_path: Path) -> None:
         kill_server(a)
     assert len(before) == len(FORMATS)
     assert any(job["chars_done"] < job["input_chars"] for job in before.values()), "all done before the kill"
-    stray = [folder / "speechjob_0000dead.mp3.part", folder / "leftover.tmp"]
+    stray = [folder / "speechjob_0000dead.mp3.part", folder / "speechjob_0000dead.mp3.tmp"]
     for path in stray:
         path.write_bytes(b"\0" * 100_000)
 

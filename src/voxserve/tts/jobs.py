@@ -326,6 +326,7 @@ class SpeechJobs:
         self._store_error: JobStoreError | None = None
         self._submitting = asyncio.Lock()
         self._stopping = False
+        self._foreign_bytes = 0
 
     # --- life cycle ---------------------------------------------------------------------------------
 
@@ -437,11 +438,10 @@ class SpeechJobs:
                 keep.add(job.path)
         if gone and self._store is not None:
             self._store.remove(gone)
-        orphans = [
-            path
-            for path in directory.iterdir()
-            if path.name not in store_files() and path not in keep and not path.is_dir()
-        ]
+        others = [p for p in directory.iterdir() if p.name not in store_files() and p not in keep]
+        # Only files named as a job's are ever deleted: a jobs_dir pointed at a folder of the user's
+        # own must not lose anything else. What else is there still counts against the storage bound.
+        orphans = [p for p in others if p.name.startswith(_ID_PREFIX) and p.is_file()]
         removed = 0
         for path in orphans:
             with contextlib.suppress(OSError):
@@ -450,6 +450,15 @@ class SpeechJobs:
                 removed += size
         if orphans:
             _log.warning("removed %d file(s) no speech job owns (%d bytes)", len(orphans), removed)
+        foreign = [p for p in others if p not in orphans]
+        self._foreign_bytes = _size_of(foreign)
+        if foreign:
+            _log.warning(
+                "%d file(s) in the jobs folder are not voxserve's (%d bytes, counted against "
+                "max_job_storage_bytes); give voxserve a folder of its own",
+                len(foreign),
+                self._foreign_bytes,
+            )
         for job in self._jobs.values():
             job.file_bytes = _size_of(job.files())
         return resume
@@ -504,12 +513,11 @@ class SpeechJobs:
 
     @property
     def stored_bytes(self) -> int:
-        """Bytes in the jobs folder: every job file (finished, being written, or left to resume) and
-        the job store's own files."""
+        """Bytes in the jobs folder: every job file (finished, being written, or left to resume), the
+        job store's own files and whatever else was in the folder at start-up."""
         store = self._store
-        return sum(job.file_bytes for job in self._jobs.values()) + (
-            0 if store is None else store.size_bytes()
-        )
+        jobs = sum(job.file_bytes for job in self._jobs.values())
+        return jobs + self._foreign_bytes + (0 if store is None else store.size_bytes())
 
     async def submit(
         self,

@@ -659,14 +659,17 @@ async def test_orphan_files_go_and_kept_files_count(tmp_path: Path, clock: Clock
     await store.start()
     done = await finished(await store.submit(spec(synth, TEXT)))
     await store.stop()
-    orphans = [tmp_path / "speechjob_0123.wav.part", tmp_path / "notes.txt"]
+    orphans = [tmp_path / "speechjob_0123.wav.part", tmp_path / "speechjob_0123.mp3"]
     for orphan in orphans:
         orphan.write_bytes(b"x" * 5000)
+    theirs = tmp_path / "notes.txt"  # not voxserve's: never deleted, but counted
+    theirs.write_bytes(b"y" * 700)
     again = durable_store(tmp_path, synth, clock, max_storage_bytes=TEXT_WAV_BYTES)
     await again.start()
     try:
         assert not any(orphan.exists() for orphan in orphans)
-        assert done.path.exists() and again.stored_bytes == TEXT_WAV_BYTES + store_bytes(tmp_path)
+        assert theirs.read_bytes() == b"y" * 700
+        assert done.path.exists() and again.stored_bytes == TEXT_WAV_BYTES + 700 + store_bytes(tmp_path)
         with pytest.raises(RateLimited):  # the job kept across the restart still counts
             await again.submit(spec(synth, TEXT))
     finally:
