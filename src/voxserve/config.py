@@ -394,9 +394,10 @@ class Settings(BaseSettings):
     wyoming_zeroconf_name: str = Field(
         "voxserve",
         min_length=1,
-        max_length=63,
+        max_length=60,
         pattern=r"^[^.]+$",
-        description="The name the Wyoming server is announced under (another one's: 'name (2)').",
+        description="The name the Wyoming server is announced under (one another server on the network "
+        "already announces: 'name-2').",
     )
 
     # --- observability -----------------------------------------------------------------------------

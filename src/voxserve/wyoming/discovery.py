@@ -92,7 +92,7 @@ class WyomingAnnouncer:
     def __init__(self, announcement: Announcement) -> None:
         self.announcement = announcement
         self.registered_name: str | None = None
-        """The name registered (another server already using ``name`` makes it ``name (2)``)."""
+        """The name registered (another server already using ``name`` makes it ``name-2``)."""
         self._zc: AsyncZeroconf | None = None
         self._task: asyncio.Task[None] | None = None
 
