@@ -38,6 +38,11 @@ def engine_application(settings: Settings, pool_name: str, spec: EngineSpec, rep
         "health_check_period_s": settings.ray_health_check_period_s,
         "health_check_timeout_s": max(settings.ray_health_check_period_s * 3, 10.0),
         "graceful_shutdown_timeout_s": max(settings.worker_cancel_grace_s * 2, 2.0),
+        # An engine that cannot start fails the deployment after a few tries, not twenty.
+        "max_constructor_retry_count": 3,
+        # One access-log line per streamed request costs a replica time on the first audio's path;
+        # the front end logs requests already.
+        "logging_config": {"enable_access_log": False},
     }
     autoscaling = settings.ray_autoscaling.get(pool_name)
     if autoscaling:
