@@ -248,14 +248,15 @@ async def test_a_hung_worker_is_found_by_heartbeat_and_replaced() -> None:
 
 
 async def test_idle_and_busy_workers_answer_heartbeats() -> None:
-    p = EnginePool(SPEC, 1, start_timeout_s=60, heartbeat_s=0.05, hang_timeout_s=0.5)
+    # 1.5 s: a loaded CI machine can delay one heartbeat's answer by more than 0.5 s.
+    p = EnginePool(SPEC, 1, start_timeout_s=60, heartbeat_s=0.05, hang_timeout_s=1.5)
     await p.start()
     try:
         worker = p.workers[0]
         t0 = time.monotonic()
         # A job whose pieces take longer in total than the hang timeout, but each piece is short.
-        audio = await collect(await p.synth(job(*["word " * 8] * 4)))
-        assert audio and time.monotonic() - t0 > 0.5
+        audio = await collect(await p.synth(job(*["word " * 8] * 12)))
+        assert audio and time.monotonic() - t0 > 1.5
         start_seen = worker.last_seen
         # Heartbeat answers move last_seen on while idle.
         await until_async(lambda: worker.last_seen > start_seen + 0.3, 5, 0.05)
