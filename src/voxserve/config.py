@@ -402,6 +402,12 @@ class Settings(BaseSettings):
 
     # --- observability -----------------------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    memory_trim_interval_s: float = Field(
+        30.0,
+        ge=0,
+        description="Give the server process's freed heap memory back to the OS this often (glibc "
+        "malloc_trim), so a burst of large uploads or texts does not stay in its RSS; 0: never.",
+    )
 
     # --- web UI ------------------------------------------------------------------------------------
     ui_enabled: bool = Field(True, description="Serve the Gradio web UI at /ui (Speak, Transcribe).")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import time
 from collections import deque
@@ -15,7 +16,15 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-__all__ = ["LOG_FORMAT", "LoopLagProbe", "Metrics", "RepeatLimiter", "configure_logging"]
+__all__ = [
+    "LOG_FORMAT",
+    "HeapTrimmer",
+    "LoopLagProbe",
+    "Metrics",
+    "RepeatLimiter",
+    "configure_logging",
+    "trim_heap",
+]
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -182,23 +191,37 @@ class RepeatLimiter:
         self._held.clear()
 
 
-class LoopLagProbe:
-    """A task that sleeps ``interval_s`` and records how late it wakes up: the loop's lag."""
+class _Periodic:
+    """A task of the server's own that runs until :meth:`stop` (started by the app's lifespan)."""
 
-    def __init__(self, observe: Callable[[float], None], interval_s: float = 0.005) -> None:
-        self.observe = observe
-        self.interval_s = interval_s
-        self.recent: deque[float] = deque(maxlen=2000)
+    name = "periodic"
+
+    def __init__(self) -> None:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="loop-lag-probe")
+        self._task = asyncio.create_task(self._run(), name=self.name)
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+
+class LoopLagProbe(_Periodic):
+    """A task that sleeps ``interval_s`` and records how late it wakes up: the loop's lag."""
+
+    name = "loop-lag-probe"
+
+    def __init__(self, observe: Callable[[float], None], interval_s: float = 0.005) -> None:
+        super().__init__()
+        self.observe = observe
+        self.interval_s = interval_s
+        self.recent: deque[float] = deque(maxlen=2000)
 
     async def _run(self) -> None:
         while True:
@@ -213,3 +236,39 @@ class LoopLagProbe:
             return 0.0
         values = sorted(self.recent)
         return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def trim_heap() -> bool:
+    """Give the C heap's free pages back to the operating system (glibc's ``malloc_trim``).
+
+    Blocking (a few milliseconds): call it from a thread. False where there is no glibc. Without it
+    the memory a burst of large requests used (uploads, long texts: freed, but kept by the allocator
+    for reuse) stays in the server's RSS for good.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    trim = getattr(libc, "malloc_trim", None)
+    if trim is None:
+        return False
+    trim(0)
+    return True
+
+
+class HeapTrimmer(_Periodic):
+    """Every ``interval_s``, :func:`trim_heap` in a thread (``memory_trim_interval_s``)."""
+
+    name = "heap-trimmer"
+
+    def __init__(self, interval_s: float) -> None:
+        super().__init__()
+        self.interval_s = interval_s
+        self.trims = 0
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            if not await asyncio.to_thread(trim_heap):
+                return  # not glibc: nothing to do, ever
+            self.trims += 1

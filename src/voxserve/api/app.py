@@ -41,7 +41,7 @@ from voxserve.api.transport import (
 )
 from voxserve.config import Settings
 from voxserve.errors import InvalidRequest, RequestTimeout, TextTooLong, VoxserveError
-from voxserve.observability import LoopLagProbe, Metrics
+from voxserve.observability import HeapTrimmer, LoopLagProbe, Metrics
 from voxserve.runtime.registry import EngineRegistry
 from voxserve.tts.jobs import JobEngine, SpeechJobs
 from voxserve.ui import UI_PATH
@@ -260,6 +260,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings, on_restart=on_restart, on_done=on_done, on_engine_started=on_engine_started
     )
     probe = LoopLagProbe(metrics.loop_lag.observe)
+    trimmer = HeapTrimmer(settings.memory_trim_interval_s) if settings.memory_trim_interval_s > 0 else None
 
     async def build_job_engine(stored: Mapping[str, Any]) -> JobEngine:
         return await speech_jobs.job_engine_builder(state)(stored)
@@ -281,6 +282,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         probe.start()
+        if trimmer is not None:
+            trimmer.start()
         wyoming: Any = None
         try:
             await registry.start()
@@ -298,6 +301,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await jobs.stop()
             await registry.stop()
             await probe.stop()
+            if trimmer is not None:
+                await trimmer.stop()
 
     app = _App(
         title="voxserve",
