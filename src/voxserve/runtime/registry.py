@@ -352,10 +352,11 @@ class EngineRegistry:
         engines running now (a lazy engine nobody has used yet is not started for a listing)."""
         out: list[VoiceInfo] = []
         for pool in self.pools.values():
-            if start_lazy or pool.ready:
+            if start_lazy:
                 with contextlib.suppress(Exception):
                     await pool.start()
-                out.extend(pool.voices)
+            # None for a pool never started; kept while a started one replaces a crashed worker.
+            out.extend(pool.voices)
         return out
 
     def pool(self, engine: str) -> EnginePool:
