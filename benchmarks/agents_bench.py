@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.stt_bench import load16k, pct, speech_regions  # noqa: E402
 from tests.e2e.agents.agent_io import LEAD_S, Microphone, read_wav  # noqa: E402
-from tests.e2e.agents.frameworks import drive  # noqa: E402
+from tests.e2e.agents.frameworks import GAP_S, drive  # noqa: E402
 from tests.e2e.conftest import Server, start_server, stop_server  # noqa: E402
 from tests.speech_dev import by_name  # noqa: E402
 
@@ -58,7 +58,6 @@ FILES = [
     "fsdd_string_lucas_a.wav",
     "fleurs_en_007.wav",
 ]
-GAP_S = 2.5
 STOP_S = 0.5  # pipecat's Silero stop_secs here, and the reference client's commit delay
 LIVEKIT_TURN = {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 600, "silence_duration_ms": 350}
 TEXTS = [
