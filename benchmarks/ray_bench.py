@@ -1,12 +1,15 @@
 """Local worker processes against the Ray Serve backend, on the same machine (docs/scaling.md).
 
-Starts ``voxserve serve`` four times on a free loopback port, Piper and Whisper tiny.en only: the local
-backend with 1 and with 2 workers per engine, and ``--backend ray`` (a local Ray instance on
-127.0.0.1, started by the server) with 1 and with 2 replicas per engine. For each it measures:
+For each size (1 and 2 workers or replicas per engine) it starts two ``voxserve serve`` on free
+loopback ports, Piper and Whisper tiny.en only: the local backend, and ``--backend ray`` (a local Ray
+instance on 127.0.0.1, started by that server). Both run side by side and are measured alternately,
+request by request and batch by batch, so that other load on a shared machine weighs on both alike
+(the 1-minute load average is printed with the results). It measures (medians):
 
 - TTS first audio: time to the first byte of ``POST /v1/audio/speech`` (pcm), one request at a time;
-- STT final: time from the ``end`` message of a ``/v1/stream/transcribe`` session (the audio sent at
-  once before it) to its last final result, one session at a time;
+- STT final: time from the ``end`` message of a ``/v1/stream/transcribe`` session (its 2.75 s of
+  speech sent before it at real-time pace, as a microphone does; no interim results) to its last
+  final result, one session at a time;
 - throughput: ``--concurrency`` TTS requests (a 4-sentence text) at once, and as many REST
   transcriptions of a 5.7 s clip at once: requests per second over the batch.
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -67,44 +71,44 @@ def start(tmp: Path, backend: str, size: int) -> Server:
     return start_server(tmp, *args, env=env, ready_timeout_s=300)
 
 
-def first_audio_ms(url: str, runs: int) -> list[float]:
+def first_audio_ms(url: str) -> float:
     body = {"model": "tts-1", "voice": "alloy", "input": SHORT, "response_format": "pcm"}
-    out = []
     with httpx.Client(timeout=60) as client:
-        for _ in range(runs + 1):
-            t0 = time.perf_counter()
-            with client.stream("POST", f"{url}/v1/audio/speech", json=body) as r:
-                r.raise_for_status()
-                chunks = r.iter_raw()
-                next(chunks)
-                out.append((time.perf_counter() - t0) * 1000)
-                for _ in chunks:
-                    pass
-    return out[1:]  # the first request warms the route
+        t0 = time.perf_counter()
+        with client.stream("POST", f"{url}/v1/audio/speech", json=body) as r:
+            r.raise_for_status()
+            chunks = r.iter_raw()
+            next(chunks)
+            elapsed = (time.perf_counter() - t0) * 1000
+            for _ in chunks:
+                pass
+    return elapsed
 
 
-def stt_final_ms(url: str, runs: int) -> list[float]:
+def stt_final_ms(url: str) -> float:
     pcm = pcm16(by_name(STREAM_CLIP).path)
     ws_url = url.replace("http://", "ws://") + "/v1/stream/transcribe"
-    out = []
-    for _ in range(runs + 1):
-        with connect(ws_url) as ws:
-            ws.send(json.dumps({"type": "config", "sample_rate_hz": 16000, "encoding": "linear16"}))
-            assert json.loads(ws.recv(timeout=60))["type"] == "ready"
-            for i in range(0, len(pcm), 3200):
-                ws.send(pcm[i : i + 3200])
-            t0 = time.perf_counter()
-            ws.send(json.dumps({"type": "end"}))
-            last = t0
-            try:
-                while True:
-                    event = json.loads(ws.recv(timeout=60))
-                    if event.get("type") == "result" and event["results"][0]["is_final"]:
-                        last = time.perf_counter()
-            except Exception:  # the server closes the session after its last final
-                pass
-            out.append((last - t0) * 1000)
-    return out[1:]
+    with connect(ws_url) as ws:
+        # No interim results: a partial decode in flight at the end would add its own remaining time,
+        # a random share of a decode, to the final (the medians then measure scheduling, not Ray).
+        config = {"type": "config", "sample_rate_hz": 16000, "encoding": "linear16", "interim_results": False}
+        ws.send(json.dumps(config))
+        assert json.loads(ws.recv(timeout=60))["type"] == "ready"
+        start = time.perf_counter()
+        for n, i in enumerate(range(0, len(pcm), 3200)):  # 100 ms frames at real-time pace
+            time.sleep(max(0.0, start + n * 0.1 - time.perf_counter()))
+            ws.send(pcm[i : i + 3200])
+        t0 = time.perf_counter()
+        ws.send(json.dumps({"type": "end"}))
+        last = t0
+        try:
+            while True:
+                event = json.loads(ws.recv(timeout=60))
+                if event.get("type") == "result" and event["results"][0]["is_final"]:
+                    last = time.perf_counter()
+        except Exception:  # the server closes the session after its last final
+            pass
+    return (last - t0) * 1000
 
 
 def throughput(url: str, concurrency: int, kind: str) -> float:
@@ -135,52 +139,71 @@ def throughput(url: str, concurrency: int, kind: str) -> float:
     return concurrency / elapsed
 
 
-def measure(backend: str, size: int, runs: int, concurrency: int) -> dict[str, Any]:
-    t0 = time.perf_counter()
-    server = start(Path(tempfile.mkdtemp()), backend, size)
-    start_s = time.perf_counter() - t0
+def measure(size: int, runs: int, concurrency: int, rounds: int) -> list[dict[str, Any]]:
+    """Both backends at one size, running side by side and measured alternately (request by request,
+    batch by batch), so that other load on the machine weighs on both alike."""
+    servers: dict[str, Server] = {}
+    start_s: dict[str, float] = {}
     try:
-        first = first_audio_ms(server.url, runs)
-        final = stt_final_ms(server.url, runs)
-        throughput(server.url, concurrency, "tts")  # warm every worker or replica
-        tts_rps = throughput(server.url, concurrency, "tts")
-        throughput(server.url, concurrency, "stt")
-        stt_rps = throughput(server.url, concurrency, "stt")
+        for backend in ("local", "ray"):
+            t0 = time.perf_counter()
+            servers[backend] = start(Path(tempfile.mkdtemp()), backend, size)
+            start_s[backend] = time.perf_counter() - t0
+        samples: dict[str, dict[str, list[float]]] = {b: {} for b in servers}
+
+        def record(metric: str, fn: Any, *args: Any) -> None:
+            for backend, server in servers.items():
+                samples[backend].setdefault(metric, []).append(fn(server.url, *args))
+
+        for server in servers.values():  # warm the routes and every worker or replica
+            first_audio_ms(server.url)
+            stt_final_ms(server.url)
+            throughput(server.url, concurrency, "tts")
+            throughput(server.url, concurrency, "stt")
+        load = os.getloadavg()[0]
+        for _ in range(runs):
+            record("first_audio_ms", first_audio_ms)
+        for _ in range(runs):
+            record("stt_final_ms", stt_final_ms)
+        for _ in range(rounds):
+            record("tts_rps", throughput, concurrency, "tts")
+            record("stt_rps", throughput, concurrency, "stt")
+        load = max(load, os.getloadavg()[0])
     finally:
-        stop_server(server)
-    return {
-        "backend": backend,
-        "size": size,
-        "start_s": round(start_s, 1),
-        "first_audio_ms": round(statistics.median(first), 1),
-        "stt_final_ms": round(statistics.median(final), 1),
-        "tts_rps": round(tts_rps, 3),
-        "stt_rps": round(stt_rps, 3),
-    }
+        for server in servers.values():
+            stop_server(server)
+    rows = []
+    for backend, metrics in samples.items():
+        row: dict[str, Any] = {"backend": backend, "size": size, "start_s": round(start_s[backend], 1)}
+        for metric, values in metrics.items():
+            row[metric] = round(statistics.median(values), 3 if metric.endswith("rps") else 1)
+        row["load_avg"] = round(load, 1)
+        rows.append(row)
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3, help="throughput batches per backend")
     parser.add_argument("--sizes", default="1,2", help="workers / replicas per engine to try")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
-        for backend in ("local", "ray"):
-            row = measure(backend, size, args.runs, args.concurrency)
+        for row in measure(size, args.runs, args.concurrency, args.rounds):
             rows.append(row)
             print(json.dumps(row), flush=True)
     print()
     print(
         f"{'backend':8} {'size':>4} {'start s':>8} {'first audio ms':>15} {'STT final ms':>13} "
-        f"{'TTS req/s':>10} {'STT req/s':>10}"
+        f"{'TTS req/s':>10} {'STT req/s':>10} {'load':>5}"
     )
     for r in rows:
         print(
             f"{r['backend']:8} {r['size']:>4} {r['start_s']:>8} {r['first_audio_ms']:>15} "
-            f"{r['stt_final_ms']:>13} {r['tts_rps']:>10} {r['stt_rps']:>10}"
+            f"{r['stt_final_ms']:>13} {r['tts_rps']:>10} {r['stt_rps']:>10} {r['load_avg']:>5}"
         )
     by = {(r["backend"], r["size"]): r for r in rows}
     for size in sorted({r["size"] for r in rows}):

@@ -33,7 +33,7 @@ def test_the_application_carries_the_ray_settings() -> None:
     app = engine_application(s, "piper", spec, size)
     deployment = app._bound_deployment
     assert deployment.name == "engine"
-    assert deployment.num_replicas == 3 and deployment.max_ongoing_requests == 1
+    assert deployment.num_replicas == 3 and deployment.max_ongoing_requests == 2
     assert deployment.ray_actor_options["num_cpus"] == 2.0
     assert deployment.ray_actor_options["num_gpus"] == 0.5
     scaled = settings(ray_autoscaling={"piper": {"min_replicas": 1, "max_replicas": 4}})

@@ -33,7 +33,13 @@ def engine_application(settings: Settings, pool_name: str, spec: EngineSpec, rep
         actor["num_gpus"] = gpus
     options: dict[str, Any] = {
         "name": "engine",
-        "max_ongoing_requests": 1,  # a replica runs one job at a time, as a worker process does
+        # A replica runs one job at a time, as a worker process does (EngineReplica.run holds a lock),
+        # and a front end sends it one job per slot. Serve may still hand it a second one: the next
+        # job of a slot whose previous job Serve has not yet counted as finished (its cancel still
+        # draining, or its last message still in flight). It waits in the replica and starts the
+        # moment the first ends, instead of backing off in Serve's router for up to half a second.
+        "max_ongoing_requests": 2,
+        "request_router_config": {"initial_backoff_s": 0.005, "max_backoff_s": 0.05},
         "ray_actor_options": actor,
         "health_check_period_s": settings.ray_health_check_period_s,
         "health_check_timeout_s": max(settings.ray_health_check_period_s * 3, 10.0),

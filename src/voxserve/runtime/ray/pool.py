@@ -56,6 +56,7 @@ class RaySlot(WorkerHandle):
         self._call: Any = None
         self._task: asyncio.Task[None] | None = None
         self._cancelled = False
+        self._sent_at = 0.0
 
     async def start(self, timeout_s: float) -> None:
         """A slot needs no start of its own: the deployment is running when the pool makes one."""
@@ -78,12 +79,14 @@ class RaySlot(WorkerHandle):
         assert handle is not None
         self.job_id = job.job_id
         self._cancelled = False
+        self._sent_at = time.perf_counter()
         self._call = handle.options(stream=True).run.remote(job)
         self._task = asyncio.ensure_future(self._relay(self._call, job.job_id))
 
     async def _relay(self, call: Any, job_id: int) -> None:
         """Move the call's messages to the inbox until its terminal one."""
         hang_s = self.pool.hang_timeout_s
+        first: float | None = None
         try:
             iterator = call.__aiter__()
             while True:
@@ -100,8 +103,18 @@ class RaySlot(WorkerHandle):
                         call.cancel()
                     raise EngineFailure("hung replica") from None
                 self.last_seen = time.monotonic()
+                if first is None:
+                    first = time.perf_counter() - self._sent_at
                 await self._inbox.put(msg)
                 if isinstance(msg, _TERMINAL):
+                    if _log.isEnabledFor(logging.DEBUG):
+                        _log.debug(
+                            "%s: job %d: first message after %.1f ms, the last after %.1f ms",
+                            self.name,
+                            job_id,
+                            first * 1000,
+                            (time.perf_counter() - self._sent_at) * 1000,
+                        )
                     return
         except asyncio.CancelledError:
             if self._task is not None and self._task.cancelling():

@@ -98,7 +98,8 @@ class ThreadPipe:
 
 
 class EngineReplica:
-    """A Serve deployment class: one engine, one job at a time (``max_ongoing_requests=1``).
+    """A Serve deployment class: one engine, one job at a time (:meth:`run` holds a lock; a second
+    request Serve hands it waits there, see ``voxserve.runtime.ray.apps``).
 
     The constructor blocks until the engine is built and warm (the worker's ready handshake), so Serve
     only routes requests to a replica that answers as fast as a warm local worker."""
