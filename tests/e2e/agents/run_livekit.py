@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterable
 from pathlib import Path
 from typing import Any
 
@@ -40,44 +41,55 @@ def frame(pcm: bytes) -> rtc.AudioFrame:
     return rtc.AudioFrame(pcm, RATE, 1, len(pcm) // 2)
 
 
+class Collected:
+    """The audio of several synthesis requests: their PCM, sample rates and channel counts, and per
+    request its text, time to the first frame and bytes."""
+
+    def __init__(self) -> None:
+        self.pcm = bytearray()
+        self.rates: set[int] = set()
+        self.channels: set[int] = set()
+        self.requests: list[dict[str, Any]] = []
+
+    async def take(self, text: str, events: AsyncIterable[Any], t0: float) -> None:
+        first = None
+        n = 0
+        async for ev in events:
+            first = first if first is not None else time.monotonic() - t0
+            self.rates.add(ev.frame.sample_rate)
+            self.channels.add(ev.frame.num_channels)
+            data = ev.frame.data.tobytes()
+            self.pcm += data
+            n += len(data)
+        self.requests.append({"text": text, "first_audio": first, "bytes": n})
+
+    def report(self, result: dict[str, Any], out: Path) -> None:
+        result.update(
+            requests=self.requests, sample_rates=sorted(self.rates), num_channels=sorted(self.channels)
+        )
+        result["pcm_file"] = write_pcm(out, bytes(self.pcm))
+
+
 async def synthesize(job: dict[str, Any], result: dict[str, Any], out: Path) -> None:
     tts = openai.TTS(base_url=job["base_url"] + "/v1", api_key=API_KEY, **options(job, *OPTION_KEYS))
-    pcm = bytearray()
-    rates: set[int] = set()
-    channels: set[int] = set()
-    requests = []
+    collected = Collected()
     try:
         for text in job["texts"]:
-            t0 = time.monotonic()
-            first = None
-            n = 0
-            async for ev in tts.synthesize(text):
-                first = first if first is not None else time.monotonic() - t0
-                rates.add(ev.frame.sample_rate)
-                channels.add(ev.frame.num_channels)
-                pcm += ev.frame.data.tobytes()
-                n += len(ev.frame.data.tobytes())
-            requests.append({"text": text, "first_audio": first, "bytes": n})
+            await collected.take(text, tts.synthesize(text), time.monotonic())
     finally:
         await tts.aclose()
-    result.update(requests=requests, sample_rates=sorted(rates), num_channels=sorted(channels))
-    result["pcm_file"] = write_pcm(out, bytes(pcm))
+    collected.report(result, out)
 
 
 async def synthesize_stream(job: dict[str, Any], result: dict[str, Any], out: Path) -> None:
     adapter = agents_tts.StreamAdapter(
         tts=openai.TTS(base_url=job["base_url"] + "/v1", api_key=API_KEY, **options(job, *OPTION_KEYS))
     )
-    pcm = bytearray()
-    rates: set[int] = set()
-    channels: set[int] = set()
-    requests = []
+    collected = Collected()
     try:
         for text in job["texts"]:
             stream = adapter.stream()
             t0 = time.monotonic()
-            first = None
-            n = 0
 
             async def feed(stream: agents_tts.SynthesizeStream = stream, text: str = text) -> None:
                 # An LLM's tokens: a word at a time, 30 ms apart.
@@ -87,19 +99,12 @@ async def synthesize_stream(job: dict[str, Any], result: dict[str, Any], out: Pa
                 stream.end_input()
 
             feeder = asyncio.create_task(feed())
-            async for ev in stream:
-                first = first if first is not None else time.monotonic() - t0
-                rates.add(ev.frame.sample_rate)
-                channels.add(ev.frame.num_channels)
-                pcm += ev.frame.data.tobytes()
-                n += len(ev.frame.data.tobytes())
+            await collected.take(text, stream, t0)
             await feeder
             await stream.aclose()
-            requests.append({"text": text, "first_audio": first, "bytes": n})
     finally:
         await adapter.aclose()
-    result.update(requests=requests, sample_rates=sorted(rates), num_channels=sorted(channels))
-    result["pcm_file"] = write_pcm(out, bytes(pcm))
+    collected.report(result, out)
 
 
 async def recognize(job: dict[str, Any], result: dict[str, Any]) -> None:
