@@ -131,6 +131,7 @@ def front_end(tmp: Path, cluster: Cluster, **extra: str) -> Server:
         "VOXSERVE_STT_WORKERS": "1",
         "VOXSERVE_UI_ENABLED": "false",
         "VOXSERVE_RAY_PROBE_S": "0.5",
+        "VOXSERVE_RAY_APP_PREFIX": "vxtest",
         **extra,
     }
     return start_server(
@@ -168,17 +169,17 @@ def tree(pid: int) -> list[int]:
     return out
 
 
-def replica_pids(deployment: str) -> list[int]:
-    """The processes of a deployment's replicas (Ray titles them ``ray::ServeReplica:APP:engine``)."""
+def replica_pids(cluster: Cluster, app: str = "vxtest-piper") -> list[int]:
+    """The processes of an application's replicas on this test's cluster (Ray titles them
+    ``ray::ServeReplica:APP:engine``; other clusters on the machine are not looked at)."""
     pids = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmdline = (proc / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if f"ServeReplica:{deployment}:".encode() in cmdline:
-                pids.append(int(proc.name))
+    for pid in tree(cluster.process.pid):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if f"ServeReplica:{app}:".encode() in cmdline:
+            pids.append(pid)
     return pids
 
 
@@ -223,12 +224,12 @@ def test_speech_over_rest_from_a_replica(cluster: Cluster, server: Server) -> No
     body = ready(server.url).json()
     piper = body["engines"]["piper"]
     assert body["status"] == "ready"
-    assert piper["backend"] == "ray" and piper["deployment"] == "voxserve-piper"
+    assert piper["backend"] == "ray" and piper["deployment"] == "vxtest-piper"
     assert piper["cluster"] == "available" and piper["workers"] == 1
     r = speak(server.url, "Hello from a Ray replica. This is the second sentence.")
     assert r.status_code == 200 and r.content[:4] == b"RIFF" and len(r.content) > 50_000
     # Every socket of the cluster and the front end listens on loopback only.
-    pids = tree(cluster.process.pid) + tree(server.process.pid) + replica_pids("voxserve-piper")
+    pids = tree(cluster.process.pid) + tree(server.process.pid) + replica_pids(cluster)
     assert listening(pids) <= {"127.0.0.1", "::ffff:127.0.0.1"}
 
 
@@ -272,8 +273,8 @@ def test_streaming_transcription_over_websocket(server: Server) -> None:
     assert e / n <= 0.3, text
 
 
-def test_a_replica_killed_mid_request_fails_that_request_only(server: Server) -> None:
-    (old,) = replica_pids("voxserve-piper")
+def test_a_replica_killed_mid_request_fails_that_request_only(cluster: Cluster, server: Server) -> None:
+    (old,) = replica_pids(cluster)
     transcribed: list[httpx.Response] = []
     u = by_name("librispeech_1272-141231-0002.wav")
 
@@ -306,9 +307,7 @@ def test_a_replica_killed_mid_request_fails_that_request_only(server: Server) ->
     other.join(scaled(120))
     assert transcribed and transcribed[0].status_code == 200 and transcribed[0].json()["text"]
     # Ray replaces the replica; the next speech request is served by it.
-    new = until(
-        lambda: [p for p in replica_pids("voxserve-piper") if p != old], 120, 0.5, message="new replica"
-    )
+    new = until(lambda: [p for p in replica_pids(cluster) if p != old], 120, 0.5, message="new replica")
     assert new
     r = until(lambda: (r := speak(server.url, "Back again.")).status_code == 200 and r, 60, 0.5)
     assert len(r.content) > 10_000
@@ -321,7 +320,7 @@ def test_a_second_front_end_scales_piper_to_two_replicas_and_shares_them(
 ) -> None:
     second = front_end(tmp_path_factory.mktemp("front2"), cluster, VOXSERVE_RAY_REPLICAS='{"piper": 2}')
     try:
-        until(lambda: len(replica_pids("voxserve-piper")) == 2, 120, 0.5, message="two piper replicas")
+        until(lambda: len(replica_pids(cluster)) == 2, 120, 0.5, message="two piper replicas")
         assert ready(second.url).json()["engines"]["piper"]["workers"] == 2
         results: dict[str, int] = {}
 
@@ -339,7 +338,7 @@ def test_a_second_front_end_scales_piper_to_two_replicas_and_shares_them(
     finally:
         stop_server(second)
     # A front end that joined a cluster leaves its deployments to the others.
-    assert len(replica_pids("voxserve-piper")) == 2
+    assert len(replica_pids(cluster)) == 2
     assert speak(server.url, "Still here.").status_code == 200
 
 
