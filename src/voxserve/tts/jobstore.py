@@ -155,10 +155,20 @@ CREATE TABLE IF NOT EXISTS idempotency (
 );
 """
 
-_COLUMNS = (
-    "id, owner, status, created_at, spec, sections_done, chars_done, pcm_bytes, finished_at, size_bytes, "
-    "error_code, error_message, crashes"
+_PROGRESS = (
+    "status",
+    "sections_done",
+    "chars_done",
+    "pcm_bytes",
+    "finished_at",
+    "size_bytes",
+    "error_code",
+    "error_message",
+    "crashes",
 )
+"""The columns :meth:`SqliteJobStore.update` writes (the others never change)."""
+_FIXED = ("id", "owner", "created_at", "spec")
+_COLUMNS = ", ".join(_FIXED + _PROGRESS)
 
 
 def _owner(owner: str | None) -> str:
@@ -269,7 +279,7 @@ class SqliteJobStore:
         with self._conn() as db:
             db.execute("BEGIN IMMEDIATE")
             db.execute(
-                f"INSERT INTO jobs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO jobs ({_COLUMNS}) VALUES ({', '.join('?' * len(_FIXED + _PROGRESS))})",
                 _row(record),
             )
             if idempotency_key is not None:
@@ -283,20 +293,8 @@ class SqliteJobStore:
     def update(self, record: JobRecord) -> None:
         with self._conn() as db:
             db.execute(
-                "UPDATE jobs SET status=?, sections_done=?, chars_done=?, pcm_bytes=?, finished_at=?, "
-                "size_bytes=?, error_code=?, error_message=?, crashes=? WHERE id=?",
-                (
-                    record.status,
-                    record.sections_done,
-                    record.chars_done,
-                    record.pcm_bytes,
-                    record.finished_at,
-                    record.size_bytes,
-                    record.error_code,
-                    record.error_message,
-                    record.crashes,
-                    record.id,
-                ),
+                f"UPDATE jobs SET {', '.join(f'{name}=?' for name in _PROGRESS)} WHERE id=?",
+                (*_progress(record), record.id),
             )
 
     def remove(self, job_ids: Sequence[str]) -> None:
@@ -347,41 +345,20 @@ def store_files() -> frozenset[str]:
     return frozenset({DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm", DB_NAME + "-journal", LOCK_NAME})
 
 
+def _progress(record: JobRecord) -> tuple[Any, ...]:
+    return tuple(getattr(record, name) for name in _PROGRESS)
+
+
 def _row(record: JobRecord) -> tuple[Any, ...]:
-    return (
-        record.id,
-        _owner(record.owner),
-        record.status,
-        record.created_at,
-        json.dumps(record.spec, separators=(",", ":")),
-        record.sections_done,
-        record.chars_done,
-        record.pcm_bytes,
-        record.finished_at,
-        record.size_bytes,
-        record.error_code,
-        record.error_message,
-        record.crashes,
-    )
+    spec = json.dumps(record.spec, separators=(",", ":"))
+    return (record.id, _owner(record.owner), record.created_at, spec, *_progress(record))
 
 
 def _record(row: Sequence[Any]) -> JobRecord:
+    values = dict(zip(_FIXED + _PROGRESS, row, strict=True))
     try:
-        spec: Mapping[str, Any] = json.loads(row[4])
+        spec: Mapping[str, Any] = json.loads(values.pop("spec"))
     except ValueError:
-        raise JobStoreError(f"the job store is corrupt (job {row[0]} cannot be read)") from None
-    return JobRecord(
-        id=row[0],
-        owner=row[1] or None,
-        status=row[2],
-        created_at=row[3],
-        spec=dict(spec),
-        sections_done=row[5],
-        chars_done=row[6],
-        pcm_bytes=row[7],
-        finished_at=row[8],
-        size_bytes=row[9],
-        error_code=row[10],
-        error_message=row[11],
-        crashes=row[12],
-    )
+        raise JobStoreError(f"the job store is corrupt (job {values['id']} cannot be read)") from None
+    values["owner"] = values["owner"] or None
+    return JobRecord(spec=dict(spec), **values)
