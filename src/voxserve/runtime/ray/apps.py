@@ -24,9 +24,14 @@ def engine_application(settings: Settings, pool_name: str, spec: EngineSpec, rep
     """The bound Serve application of pool ``pool_name`` (one deployment, ``engine``)."""
     from ray import serve
 
+    # Thread pools sized before the replica's process imports anything: Ray's worker imports numpy
+    # (OpenBLAS) long before the engine's worker code could set them, as a worker process does.
+    threads = str(spec.threads)
+    env = {"ORT_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1"}
+    env |= {var: threads for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
     actor: dict[str, Any] = {
         "num_cpus": settings.ray_cpus_per_replica.get(pool_name, float(spec.threads)),
-        "runtime_env": {"env_vars": {"ORT_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1"}},
+        "runtime_env": {"env_vars": env},
     }
     gpus = settings.ray_gpus_per_replica.get(pool_name)
     if gpus:
