@@ -39,7 +39,9 @@ async def env(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, AppState
 
 
 @contextlib.asynccontextmanager
-async def serving(tmp_path: Path, **extra: Any) -> AsyncIterator[tuple[httpx.AsyncClient, AppState]]:
+async def serving(
+    tmp_path: Path, engine: str = "fake", **extra: Any
+) -> AsyncIterator[tuple[httpx.AsyncClient, AppState]]:
     settings = Settings(
         **extra,
         engines=["espeak"],
@@ -55,7 +57,7 @@ async def serving(tmp_path: Path, **extra: Any) -> AsyncIterator[tuple[httpx.Asy
     app = create_app(settings)
     state: AppState = app.state.vox
     pool = EnginePool(SPEC, 1, start_timeout_s=60, cancel_grace_s=0.5, queue_timeout_s=5)
-    state.registry.pools = {"fake": pool}
+    state.registry.pools = {engine: pool}
     await pool.start()
     await state.jobs.start()
     transport = httpx.ASGITransport(app=app)
@@ -297,3 +299,13 @@ async def test_a_restart_resumes_a_running_job_through_the_route(tmp_path: Path)
     with wave.open(BytesIO(audio)) as w:
         # The fake speaks 0.05 s per word: every word once, none twice, across the restart.
         assert w.getnframes() / w.getframerate() == pytest.approx(0.05 * len(TEXT.split()), abs=0.01)
+
+
+async def test_a_job_whose_engine_is_gone_after_a_restart_fails_clearly(tmp_path: Path) -> None:
+    async with serving(tmp_path) as (client, _):
+        job = (await client.post(JOBS, json=body())).json()
+    # The same jobs_dir on a server that no longer has the job's engine: the job cannot resume.
+    async with serving(tmp_path, engine="other") as (client, _):
+        done = await wait_status(client, job["id"], "succeeded", "failed")
+    assert done["status"] == "failed" and done["error"]["code"] == "unknown_voice"
+    assert "not served any more" in done["error"]["message"]
