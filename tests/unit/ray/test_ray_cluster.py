@@ -17,6 +17,7 @@ from voxserve.runtime.ray.cluster import (
     RayCluster,
     _reachable,
     _start_time,
+    _zombie,
     descendants,
     is_loopback,
     ray_environment,
@@ -107,6 +108,39 @@ def test_stop_processes_stops_a_tree_by_pid() -> None:
         assert parent.wait(scaled(10)) == -signal.SIGKILL  # it ignored SIGTERM: killed after the grace
         until(lambda: _start_time(child[0]) != child[1], 10, message="grandchild stopped by SIGTERM")
         stop_processes([(parent.pid, started), child], grace_s=0.2)  # nothing left: harmless
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        if parent.stdout is not None:
+            parent.stdout.close()
+
+
+def test_the_reaper_stops_what_a_killed_parent_left_behind() -> None:
+    from threading import Thread
+
+    from voxserve.runtime.ray.reaper import watch
+
+    code = (
+        "import subprocess, sys, time; "
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); print('up', flush=True); "
+        "time.sleep(60)"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    try:
+        assert parent.stdout is not None and parent.stdout.readline() == b"up\n"
+        (child,) = until(lambda: descendants(parent.pid), 10, message="grandchild started")
+        remembered: list[int] = []
+        options = {"interval_s": 0.05, "grace_s": 0.5, "on_scan": remembered.append}
+        watcher = Thread(target=watch, args=(parent.pid,), kwargs=options)
+        watcher.start()
+        until(lambda: remembered and remembered[-1] == 1, 10, message="the reaper saw the grandchild")
+        parent.kill()  # as a front end killed with SIGKILL: no cleanup of its own
+        parent.wait(scaled(10))
+        watcher.join(scaled(10))
+        assert not watcher.is_alive()
+        # The orphan was stopped (gone, or a zombie its new parent has not reaped yet).
+        assert _start_time(child[0]) != child[1] or _zombie(child[0])
     finally:
         if parent.poll() is None:
             parent.kill()

@@ -24,6 +24,8 @@ import contextlib
 import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -90,6 +92,7 @@ class RayCluster:
         """Held by every Ray call made from a thread, so that stopping never meets one midway (Ray
         ends the process when its driver is used after shutdown)."""
         self._stopping = False
+        self._reaper: subprocess.Popen[bytes] | None = None
 
     @property
     def connected(self) -> bool:
@@ -154,6 +157,13 @@ class RayCluster:
             # "local": a new instance even when RAY_ADDRESS names another cluster.
             ray.init(address="local", num_cpus=s.ray_num_cpus, **common)
             self.started_local = True
+            # Whatever way this process ends, the instance's processes end with it (runtime/ray/reaper.py).
+            self._reaper = subprocess.Popen(
+                [sys.executable, "-m", "voxserve.runtime.ray.reaper", str(os.getpid())],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         self.gcs_address = ray.get_runtime_context().gcs_address
         serve.start(proxy_location="Disabled", http_options={"host": LOOPBACK})
 
