@@ -131,7 +131,7 @@ def main() -> None:
     parser.add_argument("--api-key")
     args = parser.parse_args()
     app = build_app(args.delay_ms / 1000, args.sentences, args.api_key)
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", loop="asyncio")
 
 
 if __name__ == "__main__":

@@ -58,7 +58,9 @@ def _run_server(app: Any, **uvicorn_options: Any) -> None:
             # A signal handler must not run loop code itself: hand the work over thread-safely.
             loop.call_soon_threadsafe(start_closing)
 
-    GracefulServer(uvicorn.Config(app, **uvicorn_options)).run()
+    # asyncio's own loop even where uvloop is installed (ray[serve] brings it): asyncio debug mode and
+    # api/transport.py's reach into uvicorn's transport are written for it.
+    GracefulServer(uvicorn.Config(app, **{"loop": "asyncio", **uvicorn_options})).run()
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -110,8 +110,10 @@ async def ready(request: Request) -> JSONResponse:
     for engine, pool in state.registry.pools.items():
         engines[engine]["ready"] = pool.ready
     is_ready, lazy = state.registry.readiness()
+    # The Ray backend's engines say when their cluster is gone: not "starting", it will not come by waiting.
+    cluster_gone = any(e.get("cluster") == "unavailable" for e in engines.values())
     body = {
-        "status": "ready" if is_ready else "starting",
+        "status": "ready" if is_ready else ("unavailable" if cluster_gone else "starting"),
         "engines": engines,
         "lazy": lazy,
         "queue_depth": sum(s["queued"] for s in engines.values()),
