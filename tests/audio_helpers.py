@@ -79,3 +79,9 @@ def silence_encoded(seconds: float, fmt: str, codec: str, rate: int, bit_rate: i
         for packet in stream.encode(None):
             out.mux(packet)
     return buf.getvalue()
+
+
+def sine16k(seconds: float) -> np.ndarray:
+    """A 220 Hz tone at 16 kHz, float32 (speech to an energy VAD)."""
+    t = np.arange(int(16000 * seconds), dtype=np.float32) / 16000
+    return (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)

@@ -85,3 +85,12 @@ class FakeEngine:
         for piece in self.synthesize(phonemes, voice, speed):
             piece.words = []  # as the real engines: no word times for raw phonemes
             yield piece
+
+
+class EnergyVad:
+    """A VAD for session tests: a 512-sample frame is speech when its RMS is over 0.01."""
+
+    frame_samples = 512
+
+    def process(self, frame: np.ndarray) -> float:
+        return 1.0 if float(np.sqrt(np.mean(frame**2))) > 0.01 else 0.0

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from tests.fakes import EnergyVad
 
 from voxserve.api import realtime as rt
 from voxserve.config import REALTIME_ONLY_STT_MODELS, Settings
@@ -22,13 +23,6 @@ from voxserve.stt.session import SessionConfig
 from voxserve.stt.transcriber import Transcriber
 
 RATE = 24000
-
-
-class EnergyVad:
-    frame_samples = 512
-
-    def process(self, frame: np.ndarray) -> float:
-        return 1.0 if float(np.sqrt(np.mean(frame**2))) > 0.01 else 0.0
 
 
 class FakeStream:

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from tests.audio_helpers import sine16k as tone
+from tests.fakes import EnergyVad
 
 from voxserve.audio.decode import PcmConverter
 from voxserve.engines.base import TranscribeOptions
@@ -18,18 +20,6 @@ from voxserve.stt.session import Final, Partial, SessionConfig
 from voxserve.stt.transcriber import Transcriber
 
 SPEC = EngineSpec(engine="fake", factory="tests.fakes:FakeEngine", options={"step_s": 0.01, "steps": 2})
-
-
-class EnergyVad:
-    frame_samples = 512
-
-    def process(self, frame: np.ndarray) -> float:
-        return 1.0 if float(np.sqrt(np.mean(frame**2))) > 0.01 else 0.0
-
-
-def tone(seconds: float) -> np.ndarray:
-    t = np.arange(int(16000 * seconds), dtype=np.float32) / 16000
-    return (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
 
 
 @pytest.fixture
