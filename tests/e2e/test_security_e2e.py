@@ -148,18 +148,27 @@ def test_wss_needs_a_key_and_an_allowed_origin(
     base = secure_server.url.replace("https://", "wss://")
     speak = f"{base}/v1/stream/speak"
 
+    # open_timeout: a clean-clone CI run once took over the default 10 s for this first TLS handshake.
     with pytest.raises(InvalidStatus) as info:
-        connect(speak, ssl=context)
+        connect(speak, ssl=context, open_timeout=scaled(60))
     assert info.value.response.status_code == 401
     assert json.loads(info.value.response.body or b"{}")["error"]["code"] == "invalid_api_key"
 
     with pytest.raises(InvalidStatus) as info:
-        connect(speak, ssl=context, additional_headers=AUTH, origin=Origin("https://evil.example"))
+        connect(
+            speak,
+            ssl=context,
+            additional_headers=AUTH,
+            origin=Origin("https://evil.example"),
+            open_timeout=scaled(60),
+        )
     assert info.value.response.status_code == 403
 
     # A header, from a program; the server's own origin, as its own web page would send.
     own = secure_server.url
-    with connect(speak, ssl=context, additional_headers=AUTH, origin=Origin(own)) as ws:
+    with connect(
+        speak, ssl=context, additional_headers=AUTH, origin=Origin(own), open_timeout=scaled(60)
+    ) as ws:
         ws.send(json.dumps({"type": "config", "voice": "alloy", "response_format": "pcm"}))
         ready = json.loads(ws.recv(timeout=scaled(60)))
         assert ready["type"] == "ready", ready
