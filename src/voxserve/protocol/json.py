@@ -11,14 +11,19 @@ the same inputs the same way:
 
 The field readers (:func:`get_str`, :func:`get_int`, ...) check one field's type and raise
 :class:`InvalidRequest` with the caller's code, so no parser ever leaks ``KeyError`` or ``TypeError``.
+A flat message (its ``"type"``, then its fields) declares only its fields: :class:`WireMessage`
+serialises them in order and reads each with the reader of its annotated type (:func:`read_fields`).
 """
 
 from __future__ import annotations
 
 import binascii
+import dataclasses
+import functools
 import json
 import re
-from collections.abc import Mapping
+import typing
+from collections.abc import Callable, Mapping
 from itertools import accumulate
 from typing import Any, ClassVar, Self
 
@@ -27,9 +32,11 @@ from voxserve.errors import InvalidRequest
 __all__ = [
     "decode_base64",
     "MAX_DEPTH",
+    "JsonFields",
     "WireMessage",
     "describe",
     "dumps",
+    "fields_json",
     "get_bool",
     "get_int",
     "get_list",
@@ -42,6 +49,7 @@ __all__ = [
     "invalid",
     "loads",
     "nesting_depth",
+    "read_fields",
 ]
 
 MAX_DEPTH = 64
@@ -111,7 +119,10 @@ def describe(value: Any, limit: int = 60) -> str:
 class WireMessage:
     """Base of every typed wire message: a JSON object whose ``"type"`` is :attr:`type`.
 
-    Subclasses are frozen dataclasses; they implement :meth:`to_json` and :meth:`from_json`.
+    Subclasses are frozen dataclasses. A *flat* message, whose JSON is its ``"type"`` and then each
+    field in order, with the value as it is, declares only its fields: :meth:`to_json` and
+    :meth:`from_json` come from them (see :func:`fields_json` and :func:`read_fields`). Any other wire
+    shape implements both.
     """
 
     type: ClassVar[str]
@@ -119,7 +130,8 @@ class WireMessage:
 
     def to_json(self) -> dict[str, Any]:
         """The message as a JSON object (a ``dict`` ready for :func:`json.dumps`)."""
-        raise NotImplementedError
+        body = fields_json(self)  # first: the abstract base has no type, and raises NotImplementedError
+        return {"type": self.type} | body
 
     def to_text(self) -> str:
         """The message as one compact JSON text (a WebSocket text frame)."""
@@ -132,7 +144,7 @@ class WireMessage:
         Raises:
             InvalidRequest: a field has the wrong type or value (the code says which rule).
         """
-        raise NotImplementedError
+        return cls(**read_fields(cls, obj))
 
 
 # ------------------------------------------------------------------------------- field readers
@@ -143,17 +155,22 @@ class WireMessage:
 _ABSENT: Any = object()
 
 
-def _missing(key: str, code: str) -> InvalidRequest:
-    return invalid(code, f"{key} is required", param=key)
+def _get(
+    obj: Mapping[str, Any], key: str, code: str, default: Any, ok: type | tuple[type, ...], what: str
+) -> Any:
+    """``obj[key]``, or ``default`` when it is absent. Raises ``{key} is required`` when there is
+    neither, ``{key} must be {what}`` unless the value is an ``ok`` (a boolean is one only for ``bool``)."""
+    value = obj.get(key, default)
+    if value is _ABSENT:
+        raise invalid(code, f"{key} is required", param=key)
+    if not isinstance(value, ok) or (isinstance(value, bool) and ok is not bool):
+        raise invalid(code, f"{key} must be {what}", param=key)
+    return value
 
 
 def get_str(obj: Mapping[str, Any], key: str, *, code: str = "invalid_event", default: Any = _ABSENT) -> str:
     """``obj[key]`` as a string."""
-    value = obj.get(key, default)
-    if value is _ABSENT:
-        raise _missing(key, code)
-    if not isinstance(value, str):
-        raise invalid(code, f"{key} must be a string", param=key)
+    value: str = _get(obj, key, code, default, str, "a string")
     return value
 
 
@@ -169,21 +186,13 @@ def get_bool(
     obj: Mapping[str, Any], key: str, *, code: str = "invalid_event", default: Any = _ABSENT
 ) -> bool:
     """``obj[key]`` as a boolean (``true``/``false`` only)."""
-    value = obj.get(key, default)
-    if value is _ABSENT:
-        raise _missing(key, code)
-    if not isinstance(value, bool):
-        raise invalid(code, f"{key} must be true or false", param=key)
+    value: bool = _get(obj, key, code, default, bool, "true or false")
     return value
 
 
 def get_int(obj: Mapping[str, Any], key: str, *, code: str = "invalid_event", default: Any = _ABSENT) -> int:
     """``obj[key]`` as an integer."""
-    value = obj.get(key, default)
-    if value is _ABSENT:
-        raise _missing(key, code)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise invalid(code, f"{key} must be an integer", param=key)
+    value: int = _get(obj, key, code, default, int, "an integer")
     return value
 
 
@@ -196,11 +205,7 @@ def get_number(
     obj: Mapping[str, Any], key: str, *, code: str = "invalid_event", default: Any = _ABSENT
 ) -> float:
     """``obj[key]`` as a number; an integer stays an ``int`` so that it serialises as it came."""
-    value = obj.get(key, default)
-    if value is _ABSENT:
-        raise _missing(key, code)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise invalid(code, f"{key} must be a number", param=key)
+    value: float = _get(obj, key, code, default, (int, float), "a number")
     return value
 
 
@@ -213,11 +218,7 @@ def get_object(
     obj: Mapping[str, Any], key: str, *, code: str = "invalid_event", default: Any = _ABSENT
 ) -> dict[str, Any]:
     """``obj[key]`` as a JSON object."""
-    value = obj.get(key, default)
-    if value is _ABSENT:
-        raise _missing(key, code)
-    if not isinstance(value, dict):
-        raise invalid(code, f"{key} must be an object", param=key)
+    value: dict[str, Any] = _get(obj, key, code, default, dict, "an object")
     return value
 
 
@@ -225,12 +226,86 @@ def get_list(
     obj: Mapping[str, Any], key: str, *, code: str = "invalid_event", default: Any = _ABSENT
 ) -> list[Any]:
     """``obj[key]`` as a JSON array."""
-    value = obj.get(key, default)
-    if value is _ABSENT:
-        raise _missing(key, code)
-    if not isinstance(value, list):
-        raise invalid(code, f"{key} must be an array", param=key)
+    value: list[Any] = _get(obj, key, code, default, list, "an array")
     return value
+
+
+# ------------------------------------------------------------------------------- flat messages
+#
+# A flat message's fields are read by their annotated type: each type has one reader above. A field
+# with a default takes it when the key is absent; an optional one (``X | None``) is ``None`` then.
+
+_READERS: dict[Any, Callable[..., Any]] = {
+    str: get_str,
+    int: get_int,
+    float: get_number,
+    bool: get_bool,
+    str | None: get_opt_str,
+    int | None: get_opt_int,
+    float | None: get_opt_number,
+}
+_OPTIONAL = frozenset({get_opt_str, get_opt_int, get_opt_number})
+
+_Read = Callable[[Mapping[str, Any], str], Any]
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    if not dataclasses.is_dataclass(cls):
+        raise NotImplementedError(f"{cls.__name__} is not a dataclass: it implements to_json and from_json")
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+@functools.cache
+def _field_readers(cls: type, skip: frozenset[str]) -> tuple[tuple[str, _Read], ...]:
+    """Each field's name and reader (its default bound), ``skip`` left out; a field whose type has
+    no reader (or whose default the reader cannot take) is a :class:`TypeError`."""
+    _field_names(cls)
+    hints = typing.get_type_hints(cls)
+    readers: list[tuple[str, _Read]] = []
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        reader = _READERS.get(hints[f.name])
+        has_default = f.default is not dataclasses.MISSING
+        if reader is None or f.default_factory is not dataclasses.MISSING:
+            raise TypeError(f"{cls.__name__}.{f.name}: not a flat field; write from_json by hand")
+        if reader in _OPTIONAL:
+            if has_default and f.default is not None:
+                raise TypeError(f"{cls.__name__}.{f.name}: an optional field's default must be None")
+        elif has_default:
+            reader = functools.partial(reader, default=f.default)
+        readers.append((f.name, reader))
+    return tuple(readers)
+
+
+def fields_json(message: object) -> dict[str, Any]:
+    """A dataclass's fields as a JSON object: each field, in order, with its value as it is."""
+    cls: type = type(message)
+    return {name: getattr(message, name) for name in _field_names(cls)}
+
+
+def read_fields(cls: type, obj: Mapping[str, Any], *, skip: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The fields of dataclass ``cls`` (but ``skip``) read from ``obj``, each with the reader of its
+    annotated type (``str``, ``int``, ``float``, ``bool`` or one of them ``| None``).
+
+    Raises:
+        InvalidRequest: ``invalid_event``, a field missing or of the wrong type.
+    """
+    return {name: read(obj, name) for name, read in _field_readers(cls, skip)}
+
+
+class JsonFields:
+    """A frozen dataclass (not a message: no ``"type"``) whose JSON object is its fields, in order."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The object as JSON."""
+        return fields_json(self)
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> Self:
+        """Raises :class:`InvalidRequest` ``invalid_event`` for a malformed object."""
+        return cls(**read_fields(cls, obj))
 
 
 def decode_base64(text: object) -> bytes:

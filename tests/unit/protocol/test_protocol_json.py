@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
+from typing import ClassVar
 
 import pytest
 
@@ -119,3 +121,27 @@ def test_wire_message_base_is_abstract() -> None:
         wire.WireMessage().to_json()
     with pytest.raises(NotImplementedError):
         wire.WireMessage.from_json({})
+
+
+@dataclass(frozen=True)
+class _Flat(wire.WireMessage):
+    type: ClassVar[str] = "flat"
+    n: int
+    x: float = 0.5
+    s: str | None = None
+
+
+@dataclass(frozen=True)
+class _NotFlat(wire.WireMessage):
+    type: ClassVar[str] = "not_flat"
+    items: tuple[int, ...] = ()
+
+
+def test_a_flat_message_reads_and_writes_its_fields_in_order() -> None:
+    assert _Flat(1).to_text() == '{"type":"flat","n":1,"x":0.5,"s":null}'
+    assert _Flat.from_json({"type": "flat", "n": 2, "s": "a"}) == _Flat(2, 0.5, "a")
+    with pytest.raises(InvalidRequest) as info:
+        _Flat.from_json({"n": True})
+    assert (info.value.code, info.value.message) == ("invalid_event", "n must be an integer")
+    with pytest.raises(TypeError, match="not a flat field"):
+        _NotFlat.from_json({})
