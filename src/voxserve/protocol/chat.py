@@ -31,15 +31,10 @@ from voxserve.protocol.common import (
     TextMessage,
     config_object,
     message_type,
-    unexpected_config,
-    unknown_message,
+    typed_message,
 )
 from voxserve.protocol.json import (
     WireMessage,
-    get_bool,
-    get_int,
-    get_number,
-    get_str,
     invalid,
     loads,
 )
@@ -139,6 +134,9 @@ class ChatConfig(WireMessage):
 ChatClientMessage = AudioMessage | TextMessage | CancelMessage | EndMessage
 """What a configured chat receives (a binary frame arrives as an :class:`AudioMessage`)."""
 
+_CLIENT: dict[str, type[ChatClientMessage]] = {m.type: m for m in (AudioMessage, CancelMessage, EndMessage)}
+"""The messages but ``text`` (a chat's text must not be blank)."""
+
 
 def parse_config(data: str | bytes, *, max_system_prompt_chars: int | None = None) -> ChatConfig:
     """The first message of a chat; ``max_system_prompt_chars`` is the server's ``max_input_chars``.
@@ -166,21 +164,12 @@ def parse_client_message(data: str | bytes) -> ChatClientMessage:
     if not isinstance(data, str):
         return AudioMessage(bytes(data))
     obj = loads(data)
-    kind = message_type(obj)
-    if kind == TextMessage.type:
+    if message_type(obj) == TextMessage.type:
         text = obj.get("text")
         if not isinstance(text, str) or not text.strip():
             raise invalid("invalid_text", '"text" must be a non-empty string')
         return TextMessage(text)
-    if kind == CancelMessage.type:
-        return CancelMessage()
-    if kind == EndMessage.type:
-        return EndMessage()
-    if kind == ChatConfig.type:
-        raise unexpected_config("chat")
-    if kind != AudioMessage.type:
-        raise unknown_message(kind)
-    return AudioMessage.from_json(obj)
+    return typed_message(obj, _CLIENT, configured="chat")
 
 
 # ------------------------------------------------------------------------------- server events
@@ -201,28 +190,6 @@ class ChatReady(WireMessage):
     encoding: str
     llm_model: str
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "type": self.type,
-            "voice": self.voice,
-            "response_format": self.response_format,
-            "sample_rate": self.sample_rate,
-            "input_sample_rate_hz": self.input_sample_rate_hz,
-            "encoding": self.encoding,
-            "llm_model": self.llm_model,
-        }
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> Self:
-        return cls(
-            get_str(obj, "voice"),
-            get_str(obj, "response_format"),
-            get_int(obj, "sample_rate"),
-            get_int(obj, "input_sample_rate_hz"),
-            get_str(obj, "encoding"),
-            get_str(obj, "llm_model"),
-        )
-
 
 @dataclass(frozen=True)
 class SpeechStartedEvent(WireMessage):
@@ -231,13 +198,6 @@ class SpeechStartedEvent(WireMessage):
     type: ClassVar[str] = "speech_started"
     time: float
     """Seconds of microphone audio from the start of the chat."""
-
-    def to_json(self) -> dict[str, Any]:
-        return {"type": self.type, "time": self.time}
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> Self:
-        return cls(get_number(obj, "time"))
 
 
 @dataclass(frozen=True)
@@ -249,13 +209,6 @@ class TranscriptEvent(WireMessage):
     is_final: bool
     stability: float = 0.0
 
-    def to_json(self) -> dict[str, Any]:
-        return {"type": self.type, "text": self.text, "is_final": self.is_final, "stability": self.stability}
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> Self:
-        return cls(get_str(obj, "text"), get_bool(obj, "is_final"), get_number(obj, "stability", default=0.0))
-
 
 @dataclass(frozen=True)
 class ResponseStarted(WireMessage):
@@ -264,13 +217,6 @@ class ResponseStarted(WireMessage):
     type: ClassVar[str] = "response.started"
     response_id: int
     user_text: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"type": self.type, "response_id": self.response_id, "user_text": self.user_text}
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> Self:
-        return cls(get_int(obj, "response_id"), get_str(obj, "user_text"))
 
 
 @dataclass(frozen=True)
@@ -281,13 +227,6 @@ class ResponseTextDelta(WireMessage):
     response_id: int
     delta: str
 
-    def to_json(self) -> dict[str, Any]:
-        return {"type": self.type, "response_id": self.response_id, "delta": self.delta}
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> Self:
-        return cls(get_int(obj, "response_id"), get_str(obj, "delta"))
-
 
 @dataclass(frozen=True)
 class ResponseDone(WireMessage):
@@ -297,20 +236,6 @@ class ResponseDone(WireMessage):
     response_id: int
     text: str
     interrupted: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "type": self.type,
-            "response_id": self.response_id,
-            "text": self.text,
-            "interrupted": self.interrupted,
-        }
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> Self:
-        return cls(
-            get_int(obj, "response_id"), get_str(obj, "text"), get_bool(obj, "interrupted", default=False)
-        )
 
 
 ChatServerEvent = (
@@ -351,9 +276,4 @@ def parse_server_event(text: str | bytes) -> ChatServerEvent:
         InvalidRequest: ``invalid_json``, ``unknown_message`` (a newer server's extra, which a
             client may skip), ``invalid_event`` (a malformed field).
     """
-    obj = loads(text, message="server messages must be JSON")
-    kind = message_type(obj)
-    cls = _SERVER.get(kind) if isinstance(kind, str) else None
-    if cls is None:
-        raise unknown_message(kind)
-    return cls.from_json(obj)
+    return typed_message(loads(text, message="server messages must be JSON"), _SERVER)

@@ -14,10 +14,10 @@ import base64
 import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
 from voxserve.errors import InvalidValue, VoxserveError
-from voxserve.protocol.json import WireMessage, decode_base64, describe, get_str, invalid, loads
+from voxserve.protocol.json import WireMessage, decode_base64, describe, invalid, loads
 
 __all__ = [
     "AudioMessage",
@@ -29,9 +29,12 @@ __all__ = [
     "audio_from_frame",
     "config_object",
     "message_type",
+    "typed_message",
     "unexpected_config",
     "unknown_message",
 ]
+
+M = TypeVar("M", bound=WireMessage)
 
 
 @dataclass(frozen=True)
@@ -65,9 +68,6 @@ class TextMessage(WireMessage):
     type: ClassVar[str] = "text"
     text: str
 
-    def to_json(self) -> dict[str, Any]:
-        return {"type": self.type, "text": self.text}
-
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> Self:
         """Raises :class:`InvalidRequest` ``invalid_text`` unless ``text`` is a string."""
@@ -78,33 +78,21 @@ class TextMessage(WireMessage):
 
 
 @dataclass(frozen=True)
-class _Bare(WireMessage):
-    """A message with no field but its type."""
-
-    def to_json(self) -> dict[str, Any]:
-        return {"type": self.type}
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> Self:
-        return cls()
-
-
-@dataclass(frozen=True)
-class FlushMessage(_Bare):
+class FlushMessage(WireMessage):
     """``/speak``: speak what is buffered now, although no sentence has ended."""
 
     type: ClassVar[str] = "flush"
 
 
 @dataclass(frozen=True)
-class CancelMessage(_Bare):
+class CancelMessage(WireMessage):
     """Barge-in: stop the audio and drop what is queued; the session stays open."""
 
     type: ClassVar[str] = "cancel"
 
 
 @dataclass(frozen=True)
-class EndMessage(_Bare):
+class EndMessage(WireMessage):
     """The client is done: the server finishes what it has (last final, last answer) and closes 1000."""
 
     type: ClassVar[str] = "end"
@@ -119,13 +107,6 @@ class ErrorEvent(WireMessage):
     """Stable machine-readable code (``invalid_json``, ``invalid_base64``, ``backlog_full``, ...)."""
     message: str
     """For a human; never a stack trace."""
-
-    def to_json(self) -> dict[str, Any]:
-        return {"type": self.type, "code": self.code, "message": self.message}
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> Self:
-        return cls(get_str(obj, "code"), get_str(obj, "message"))
 
     @classmethod
     def from_error(cls, exc: VoxserveError) -> Self:
@@ -144,6 +125,23 @@ def message_type(obj: Any) -> Any:
 def unknown_message(kind: Any) -> VoxserveError:
     """``unknown_message``: a ``"type"`` this protocol does not have (or no object at all)."""
     return invalid("unknown_message", f"unknown message type {describe(kind)}")
+
+
+def typed_message(obj: Any, messages: Mapping[str, type[M]], *, configured: str | None = None) -> M:
+    """The message of a parsed JSON value, by its ``"type"``: ``messages`` maps each type to its class.
+
+    Raises:
+        InvalidRequest: ``unexpected_config`` (a ``config`` when ``configured`` names what is already
+            configured), ``unknown_message`` (no object, or a type not in ``messages``), and what
+            the class's ``from_json`` raises.
+    """
+    kind = message_type(obj)
+    if configured is not None and kind == "config":
+        raise unexpected_config(configured)
+    cls = messages.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise unknown_message(kind)
+    return cls.from_json(obj)
 
 
 def unexpected_config(what: str = "session") -> VoxserveError:

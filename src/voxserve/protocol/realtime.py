@@ -35,6 +35,7 @@ from voxserve.protocol.json import (
     WireMessage,
     decode_base64,
     describe,
+    fields_json,
     get_int,
     get_number,
     get_object,
@@ -42,6 +43,7 @@ from voxserve.protocol.json import (
     get_str,
     invalid,
     loads,
+    read_fields,
 )
 from voxserve.protocol.realtime_session import (
     AUDIO_FORMATS,
@@ -226,13 +228,21 @@ def parse_client_message(data: str | bytes) -> RealtimeClientEvent:
 # ----------------------------------------------------------------------------------- server events
 
 
+_EVENT_ID = frozenset({"event_id"})
+
+
 @dataclass(frozen=True)
 class _ServerEvent(WireMessage):
+    """A server event: ``type``, the body, then ``event_id``. A flat body (the event's fields in
+    order, values as they are) needs no code: :meth:`_body` and :meth:`from_json` read the fields."""
+
     event_id: str = field(default_factory=new_event_id, kw_only=True)
     """The server's id for this event."""
 
     def _body(self) -> dict[str, Any]:
-        return {}
+        body = fields_json(self)
+        del body["event_id"]
+        return body
 
     def to_json(self) -> dict[str, Any]:
         return {"type": self.type} | self._body() | {"event_id": self.event_id}
@@ -240,6 +250,10 @@ class _ServerEvent(WireMessage):
     @classmethod
     def _id(cls, obj: Mapping[str, Any]) -> str:
         return get_str(obj, "event_id", default="")
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> Self:
+        return cls(**read_fields(cls, obj, skip=_EVENT_ID), event_id=cls._id(obj))
 
 
 @dataclass(frozen=True)
@@ -311,13 +325,6 @@ class SpeechStarted(_ServerEvent):
     """Milliseconds of audio from the start of the session."""
     item_id: str
 
-    def _body(self) -> dict[str, Any]:
-        return {"audio_start_ms": self.audio_start_ms, "item_id": self.item_id}
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> Self:
-        return cls(get_int(obj, "audio_start_ms"), get_str(obj, "item_id"), event_id=cls._id(obj))
-
 
 @dataclass(frozen=True)
 class SpeechStopped(_ServerEvent):
@@ -327,13 +334,6 @@ class SpeechStopped(_ServerEvent):
     audio_end_ms: int
     item_id: str
 
-    def _body(self) -> dict[str, Any]:
-        return {"audio_end_ms": self.audio_end_ms, "item_id": self.item_id}
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> Self:
-        return cls(get_int(obj, "audio_end_ms"), get_str(obj, "item_id"), event_id=cls._id(obj))
-
 
 @dataclass(frozen=True)
 class Committed(_ServerEvent):
@@ -342,13 +342,6 @@ class Committed(_ServerEvent):
     type: ClassVar[str] = "input_audio_buffer.committed"
     item_id: str
     previous_item_id: str | None = None
-
-    def _body(self) -> dict[str, Any]:
-        return {"item_id": self.item_id, "previous_item_id": self.previous_item_id}
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> Self:
-        return cls(get_str(obj, "item_id"), get_opt_str(obj, "previous_item_id"), event_id=cls._id(obj))
 
 
 @dataclass(frozen=True)
@@ -535,10 +528,6 @@ class Cleared(_ServerEvent):
     """The input buffer was cleared (every earlier event has been handled)."""
 
     type: ClassVar[str] = "input_audio_buffer.cleared"
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> Self:
-        return cls(event_id=cls._id(obj))
 
 
 @dataclass(frozen=True)

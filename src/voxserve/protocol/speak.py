@@ -29,17 +29,14 @@ from voxserve.protocol.common import (
     FlushMessage,
     TextMessage,
     config_object,
-    message_type,
-    unexpected_config,
-    unknown_message,
+    typed_message,
 )
 from voxserve.protocol.json import (
+    JsonFields,
     WireMessage,
     describe,
-    get_int,
     get_list,
     get_number,
-    get_opt_int,
     get_str,
     invalid,
     loads,
@@ -159,14 +156,7 @@ def parse_client_message(data: str | bytes) -> SpeakClientMessage:
     """
     if not isinstance(data, str):
         raise invalid("unexpected_binary", "send text as JSON text messages")
-    obj = loads(data)
-    kind = message_type(obj)
-    if kind == SpeakConfig.type:
-        raise unexpected_config("session")
-    cls = _CLIENT.get(kind) if isinstance(kind, str) else None
-    if cls is None:
-        raise unknown_message(kind)
-    return cls.from_json(obj)
+    return typed_message(loads(data), _CLIENT, configured="session")
 
 
 # ------------------------------------------------------------------------------- server events
@@ -184,27 +174,9 @@ class SpeakReady(WireMessage):
     """Hertz of the audio stream."""
     speed: float
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "type": self.type,
-            "voice": self.voice,
-            "response_format": self.response_format,
-            "sample_rate": self.sample_rate,
-            "speed": self.speed,
-        }
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> Self:
-        return cls(
-            get_str(obj, "voice"),
-            get_str(obj, "response_format"),
-            get_int(obj, "sample_rate"),
-            get_number(obj, "speed"),
-        )
-
 
 @dataclass(frozen=True)
-class Word:
+class Word(JsonFields):
     """One spoken word of a :class:`SentenceEvent`, timed in the session's audio."""
 
     word: str
@@ -216,28 +188,12 @@ class Word:
     """Range of characters, in all the text sent so far, that the word speaks (``None``: unknown)."""
     source_end: int | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        """The word as a JSON object."""
-        return {
-            "word": self.word,
-            "start_s": self.start_s,
-            "end_s": self.end_s,
-            "source_start": self.source_start,
-            "source_end": self.source_end,
-        }
-
     @classmethod
     def from_json(cls, obj: Any) -> Self:
         """Raises :class:`InvalidRequest` ``invalid_event`` for a malformed word."""
         if not isinstance(obj, dict):
             raise invalid("invalid_event", "words must be objects", param="words")
-        return cls(
-            get_str(obj, "word"),
-            get_number(obj, "start_s"),
-            get_number(obj, "end_s"),
-            get_opt_int(obj, "source_start"),
-            get_opt_int(obj, "source_end"),
-        )
+        return super().from_json(obj)
 
 
 @dataclass(frozen=True)
@@ -272,13 +228,6 @@ class CancelledEvent(WireMessage):
     type: ClassVar[str] = "cancelled"
     dropped_fragments: int
 
-    def to_json(self) -> dict[str, Any]:
-        return {"type": self.type, "dropped_fragments": self.dropped_fragments}
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> Self:
-        return cls(get_int(obj, "dropped_fragments"))
-
 
 @dataclass(frozen=True)
 class DoneEvent(WireMessage):
@@ -289,13 +238,6 @@ class DoneEvent(WireMessage):
     """Seconds of audio sent in the session."""
     samples: int
     """Samples sent in the session (at ``sample_rate``)."""
-
-    def to_json(self) -> dict[str, Any]:
-        return {"type": self.type, "audio_s": self.audio_s, "samples": self.samples}
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> Self:
-        return cls(get_number(obj, "audio_s"), get_int(obj, "samples"))
 
 
 SpeakServerEvent = SpeakReady | SentenceEvent | CancelledEvent | DoneEvent | ErrorEvent
@@ -313,9 +255,4 @@ def parse_server_event(text: str | bytes) -> SpeakServerEvent:
         InvalidRequest: ``invalid_json``, ``unknown_message`` (a type this module does not know: a
             newer server's extra, which a client may skip), ``invalid_event`` (a malformed field).
     """
-    obj = loads(text, message="server messages must be JSON")
-    kind = message_type(obj)
-    cls = _SERVER.get(kind) if isinstance(kind, str) else None
-    if cls is None:
-        raise unknown_message(kind)
-    return cls.from_json(obj)
+    return typed_message(loads(text, message="server messages must be JSON"), _SERVER)

@@ -162,13 +162,6 @@ class TranscriptTextDelta(_SseEvent):
     ensure_ascii: ClassVar[bool] = False
     delta: str
 
-    def to_json(self) -> dict[str, Any]:
-        return {"type": self.type, "delta": self.delta}
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> Self:
-        return cls(get_str(obj, "delta"))
-
 
 @dataclass(frozen=True)
 class TranscriptTextDone(_SseEvent):
@@ -177,13 +170,6 @@ class TranscriptTextDone(_SseEvent):
     type: ClassVar[str] = "transcript.text.done"
     ensure_ascii: ClassVar[bool] = False
     text: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"type": self.type, "text": self.text}
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> Self:
-        return cls(get_str(obj, "text"))
 
 
 @dataclass(frozen=True)

@@ -25,18 +25,15 @@ from voxserve.protocol.common import (
     EndMessage,
     ErrorEvent,
     config_object,
-    message_type,
-    unexpected_config,
-    unknown_message,
+    typed_message,
 )
 from voxserve.protocol.json import (
+    JsonFields,
     WireMessage,
     describe,
     get_bool,
-    get_int,
     get_list,
     get_number,
-    get_str,
     invalid,
     loads,
 )
@@ -140,6 +137,8 @@ class TranscribeConfig(WireMessage):
 TranscribeClientMessage = AudioMessage | EndMessage
 """What a configured stream receives (a binary frame arrives as an :class:`AudioMessage`)."""
 
+_CLIENT: dict[str, type[TranscribeClientMessage]] = {m.type: m for m in (AudioMessage, EndMessage)}
+
 
 def parse_config(data: str | bytes) -> TranscribeConfig:
     """The first message of a stream.
@@ -164,15 +163,7 @@ def parse_client_message(data: str | bytes) -> TranscribeClientMessage:
     """
     if not isinstance(data, str):
         return AudioMessage(bytes(data))
-    obj = loads(data)
-    kind = message_type(obj)
-    if kind == EndMessage.type:
-        return EndMessage()
-    if kind == TranscribeConfig.type:
-        raise unexpected_config("stream")
-    if kind != AudioMessage.type:
-        raise unknown_message(kind)
-    return AudioMessage.from_json(obj)
+    return typed_message(loads(data), _CLIENT, configured="stream")
 
 
 # ------------------------------------------------------------------------------- server events
@@ -192,26 +183,6 @@ class TranscribeReady(WireMessage):
     max_session_s: float
     """The stream is closed with 1008 after this long."""
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "type": self.type,
-            "sample_rate_hz": self.sample_rate_hz,
-            "encoding": self.encoding,
-            "max_message_bytes": self.max_message_bytes,
-            "idle_timeout_s": self.idle_timeout_s,
-            "max_session_s": self.max_session_s,
-        }
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> Self:
-        return cls(
-            get_int(obj, "sample_rate_hz"),
-            get_str(obj, "encoding"),
-            get_int(obj, "max_message_bytes"),
-            get_number(obj, "idle_timeout_s"),
-            get_number(obj, "max_session_s"),
-        )
-
 
 def _objects(obj: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
     items = get_list(obj, key)
@@ -221,21 +192,12 @@ def _objects(obj: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
 
 
 @dataclass(frozen=True)
-class Alternative:
+class Alternative(JsonFields):
     """One hypothesis of a result."""
 
     transcript: str
     confidence: float
     """0 to 1: the model's confidence in a final; 0.0 for interim results."""
-
-    def to_json(self) -> dict[str, Any]:
-        """The alternative as a JSON object."""
-        return {"transcript": self.transcript, "confidence": self.confidence}
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> Self:
-        """Raises :class:`InvalidRequest` ``invalid_event`` for a malformed alternative."""
-        return cls(get_str(obj, "transcript"), get_number(obj, "confidence"))
 
 
 @dataclass(frozen=True)
@@ -319,13 +281,6 @@ class SpeechEvent(WireMessage):
     time: float
     """Seconds of audio from the start of the stream."""
 
-    def to_json(self) -> dict[str, Any]:
-        return {"type": self.type, "event": self.event, "time": self.time}
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> Self:
-        return cls(get_str(obj, "event"), get_number(obj, "time"))
-
 
 @dataclass(frozen=True)
 class LagEvent(WireMessage):
@@ -334,13 +289,6 @@ class LagEvent(WireMessage):
     type: ClassVar[str] = "lag"
     lag_ms: int
     dropped_partials: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {"type": self.type, "lag_ms": self.lag_ms, "dropped_partials": self.dropped_partials}
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> Self:
-        return cls(get_int(obj, "lag_ms"), get_int(obj, "dropped_partials"))
 
 
 TranscribeServerEvent = TranscribeReady | ResultEvent | SpeechEvent | LagEvent | ErrorEvent
@@ -358,9 +306,4 @@ def parse_server_event(text: str | bytes) -> TranscribeServerEvent:
         InvalidRequest: ``invalid_json``, ``unknown_message`` (a newer server's extra, which a
             client may skip), ``invalid_event`` (a malformed field).
     """
-    obj = loads(text, message="server messages must be JSON")
-    kind = message_type(obj)
-    cls = _SERVER.get(kind) if isinstance(kind, str) else None
-    if cls is None:
-        raise unknown_message(kind)
-    return cls.from_json(obj)
+    return typed_message(loads(text, message="server messages must be JSON"), _SERVER)
