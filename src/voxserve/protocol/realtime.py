@@ -19,6 +19,11 @@ The dialect comes from the handshake (:func:`dialect_from_headers`: beta iff ``O
 server parses with :func:`parse_client_message`; a failure is an :class:`InvalidClientEvent` whose
 ``event_id`` goes into the error event (:meth:`RealtimeErrorEvent.from_error`), and the session stays
 open. A client parses with :func:`parse_server_event`.
+
+Over 600 lines, and one module, on purpose: :mod:`voxserve.protocol` keeps one module per wire
+protocol, and the two dialects differ only in the names of six events, which share their base
+classes and dispatch tables with the rest, so a beta/GA split would not stand on its own. The
+session object and its updates already live apart, in :mod:`voxserve.protocol.realtime_session`.
 """
 
 from __future__ import annotations
