@@ -31,7 +31,8 @@ from typing import Any
 
 from voxserve.errors import EngineFailure, Unavailable
 from voxserve.runtime import messages as m
-from voxserve.runtime.pool import _DEAD, SynthStream, WorkerHandle
+from voxserve.runtime.handle import DEAD, WorkerHandle
+from voxserve.runtime.pool import SynthStream
 from voxserve.runtime.ray.cluster import RayCluster
 from voxserve.runtime.registry import TimedPool
 
@@ -152,7 +153,7 @@ class RaySlot(WorkerHandle):
 
     def _die(self) -> None:
         self.alive = False
-        self._put(_DEAD)
+        self._put(DEAD)
 
     def fail(self) -> None:
         """End the job in flight as if the replica died (the cluster is gone)."""
