@@ -359,6 +359,13 @@ class Settings(BaseSettings):
     vad_min_silence_ms: int = Field(500, ge=50, description="Silence that ends an utterance.")
     vad_prefix_padding_ms: int = Field(300, ge=0, description="Audio kept before speech starts.")
     partial_interval_ms: int = Field(500, ge=0, description="Re-decode cadence for partials (0: none).")
+    stt_commit_speculation_ms: int = Field(
+        300,
+        ge=0,
+        le=5000,
+        description="Manual commits (Realtime turn_detection null): silence after speech after which "
+        "the utterance is decoded ahead of the client's commit (0: wait for the commit).",
+    )
 
     # --- voice chat (an OpenAI-compatible LLM) ------------------------------------------------------
     llm_base_url: str | None = Field(

@@ -41,7 +41,10 @@ async def open_transcriber(
     return Transcriber(
         pool,
         config,
-        await state.vad.stream() if config.vad_threshold is not None else None,
+        # Manual commits use a VAD too, to decode ahead of the commit (SessionConfig.commit_speculation_ms).
+        await state.vad.stream()
+        if config.vad_threshold is not None or config.commit_speculation_ms > 0
+        else None,
         emit,
         options=TranscribeOptions(
             language=language,

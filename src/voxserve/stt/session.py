@@ -47,6 +47,12 @@ reaches the limit while ``TRAILING`` simply ends there, as if the silence had la
 Without VAD (``vad_threshold=None``, OpenAI ``turn_detection: null``), all audio fed since the last
 :meth:`~StreamingSession.commit` is one utterance: it starts (:class:`SpeechStarted`) with the first
 sample, and only ``commit``, ``finish`` or the length cut (at the quietest frame by RMS) end it.
+Given a VAD all the same and ``commit_speculation_ms``, the session still listens, for speed only:
+once that much silence follows speech, it requests a speculative final of the utterance so far. A
+commit with no speech since makes that result the :class:`Final` (its ``end_s`` is the commit's);
+speech before the commit drops it (its answer is shown as a partial), as in ``TRAILING``. The
+client's own VAD commits later than ours would have (pipecat's Silero waits 0.5-0.8 s), so the
+transcript is usually ready when the commit comes. No event ever depends on this VAD.
 
 Decodes: one slot, partials preempted by finals, finals never dropped
 ---------------------------------------------------------------------
@@ -176,6 +182,11 @@ class SessionConfig:
     """Whether to produce :class:`Partial` events at all."""
     prompt: str = ""
     """Text always put before the decoder prompt (vocabulary, spelling of names)."""
+    commit_speculation_ms: int = 0
+    """Without server VAD (``vad_threshold=None``) but with a VAD given: silence after speech after
+    which the utterance so far is decoded ahead of the client's commit (0: never)."""
+    commit_speculation_threshold: float = 0.5
+    """Speech probability at or above which a frame counts as speech for ``commit_speculation_ms``."""
     context_max_gap_s: float = math.inf
     """The previous Finals' text is put in the prompt (after ``prompt``) of an utterance that starts
     at most this many seconds after the last Final's end: continuity within a speaker's sentence, no
@@ -193,6 +204,7 @@ class SessionConfig:
             "min_speech_ms",
             "partial_interval_ms",
             "first_partial_ms",
+            "commit_speculation_ms",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
@@ -202,6 +214,8 @@ class SessionConfig:
             raise ValueError("prefix_padding_ms must be under half of max_utterance_s")
         if not 0.0 < self.cut_search_s < self.max_utterance_s - self.prefix_padding_ms / 1000:
             raise ValueError("cut_search_s must be positive and shorter than max_utterance_s")
+        if not 0.0 <= self.commit_speculation_threshold <= 1.0:
+            raise ValueError("commit_speculation_threshold must be in [0, 1]")
         if self.max_buffer_s < self.max_utterance_s + self.speech_pad_ms / 1000:
             raise ValueError("max_buffer_s must hold at least one whole utterance")
 
@@ -263,6 +277,8 @@ class _Utterance:
     """Whether a partial of it has been requested (the first one is due after ``first_partial_ms``)."""
     agreement: LocalAgreement = field(default_factory=LocalAgreement)
     speculative: _FinalJob | None = None
+    heard_end: int | None = None
+    """Manual commits with speculation: end (stream sample) of its last frame the VAD heard as speech."""
 
 
 @dataclass(eq=False)
@@ -272,10 +288,9 @@ class _InFlight:
     audio_end_s: float
     issued_at: int
     job: _FinalJob | None
-    """The final job, or None for a partial."""
+    """The final job, or None for a partial (or a speculative final whose utterance went on: its
+    answer is shown as a partial, and a final may preempt it like any partial)."""
     cancelled: bool = False
-    demoted: bool = False
-    """A speculative final whose utterance went on: its result is delivered as a partial."""
 
 
 def _transcript(segments: Sequence[Segment]) -> str:
@@ -299,7 +314,7 @@ class StreamingSession:
     """One client's streaming transcription: audio in, events out, decodes asked of the driver.
 
     Not thread-safe: the driver calls it from one task (or under a lock). ``vad`` is required unless
-    ``config.vad_threshold`` is None.
+    ``config.vad_threshold`` is None; then it is used only for ``commit_speculation_ms`` (if given).
     """
 
     def __init__(self, config: SessionConfig | None = None, vad: VadProtocol | None = None) -> None:
@@ -308,7 +323,10 @@ class StreamingSession:
             raise ValueError("a VAD is required unless vad_threshold is None")
         self._vad = vad if c.vad_threshold is not None else None
         self._threshold = c.vad_threshold if c.vad_threshold is not None else 0.0
-        self._frame = self._vad.frame_samples if self._vad is not None else DEFAULT_FRAME_SAMPLES
+        # Manual commits: a VAD that only makes speculative finals (see the module docstring).
+        self._spec_vad = vad if c.vad_threshold is None and c.commit_speculation_ms > 0 else None
+        frames_by = self._vad or self._spec_vad
+        self._frame = frames_by.frame_samples if frames_by is not None else DEFAULT_FRAME_SAMPLES
         if self._frame <= 0:
             raise ValueError("frame_samples must be positive")
         sr = self._sr = c.sample_rate
@@ -320,6 +338,7 @@ class StreamingSession:
         self._pad_samples = samples(c.speech_pad_ms)
         self._min_silence_samples = samples(c.min_silence_ms)
         self._min_speech_samples = samples(c.min_speech_ms)
+        self._spec_samples = samples(c.commit_speculation_ms)
         partials = c.interim_results and c.partial_interval_ms > 0 and c.first_partial_ms > 0
         self._partial_samples = samples(c.partial_interval_ms) if partials else 0
         self._first_partial_samples = samples(c.first_partial_ms) if partials else 0
@@ -426,7 +445,7 @@ class StreamingSession:
         self._inflight = None
         events: list[Event] = []
         if not inflight.cancelled:
-            if inflight.job is None or inflight.demoted:
+            if inflight.job is None:
                 self._deliver_partial(inflight, segments, events)
             else:
                 self._deliver_final(inflight.job, segments, events)
@@ -512,10 +531,13 @@ class StreamingSession:
     def _process_frame(self, frame: FloatAudio, events: list[Event]) -> None:
         start = self._pos
         self._pos = end = start + frame.size
+        heard = False
         if self._vad is None:
             # Without VAD every frame belongs to the utterance; RMS finds the quietest cut point.
             score = float(np.sqrt(np.mean(np.square(frame, dtype=np.float64))))
             speech = True
+            if self._spec_vad is not None:
+                heard = self._spec_vad.process(frame) >= self._config.commit_speculation_threshold
         else:
             score = float(self._vad.process(frame))
             speech = score >= self._threshold
@@ -558,13 +580,42 @@ class StreamingSession:
                 self._end_utterance(events)  # the pause is as good a place to end as any
             else:
                 self._cut(events)
-        if self._state is _State.SPEECH and self._partial_samples:
+        if self._spec_vad is not None and self._state is _State.SPEECH:
+            self._speculate(heard, events)
+        if self._state is _State.SPEECH and self._partial_samples and self._current().speculative is None:
             self._pump(events)
             utt = self._current()
             while self._pos >= utt.partial_tick:
                 self._dropped_partials += 1
                 utt.partial_tick += self._partial_samples
         self._check_lag(events)
+
+    def _speculate(self, heard: bool, events: list[Event]) -> None:
+        """Manual commits: decode ahead after a pause; drop that decode when speech resumes."""
+        utt = self._current()
+        if heard:
+            utt.heard_end = self._pos
+            if utt.speculative is not None:
+                self._drop_speculative(utt, events)
+                utt.partial_tick = max(utt.partial_tick, self._pos)  # the pause skipped no partials
+        elif (
+            utt.speculative is None
+            and utt.heard_end is not None
+            and self._pos - utt.heard_end >= self._spec_samples
+            and self._final_goes_out_now()
+        ):
+            # Only when it can start at once (else the next frames try again): a queued early final
+            # would hold the commit's final behind it, where a digit string pauses at every digit.
+            utt.speculative = self._final_job(utt, speculative=True)
+            self._enqueue(utt.speculative, events)
+
+    def _final_goes_out_now(self) -> bool:
+        """Whether a final enqueued now would be sent at once (the slot is free, or a partial holds it
+        and may be preempted)."""
+        inflight = self._inflight
+        if self._queue or inflight is None:
+            return not self._queue
+        return inflight.job is None and self._config.preempt_partials and self._abandoned is None
 
     def _append(self, frame: FloatAudio, score: float) -> None:
         self._buffer.append(frame)
@@ -600,24 +651,31 @@ class StreamingSession:
         )
 
     def _resume(self, utt: _Utterance, events: list[Event]) -> None:
-        job = utt.speculative
-        if job is not None:
-            utt.speculative = None
-            # The early final heard the utterance up to the pause: a good partial. Speech with short
-            # pauses (digits, lists) would otherwise show nothing until its end, as each pause's
-            # speculative final takes the decode slot from the partials.
-            inflight = self._inflight
-            running = inflight is not None and inflight.job is job and not inflight.cancelled
-            if self._partial_samples and job.result is not None:
-                self._partial_text(utt, job.result.text, job.end_s, events)
-            elif self._partial_samples and running:
-                assert inflight is not None
-                inflight.demoted = True  # its answer, when it comes, is delivered as a partial
-            else:  # no partials wanted, or it never went out: just drop it
-                self._discard_speculative(job)
+        self._drop_speculative(utt, events)
         utt.speech_end = self._pos
         utt.partial_tick = max(utt.partial_tick, self._pos)  # the pause skipped no partials
         self._state = _State.SPEECH
+
+    def _drop_speculative(self, utt: _Utterance, events: list[Event]) -> None:
+        """Speech goes on after a pause: its speculative final, if any, will not be the Final."""
+        job = utt.speculative
+        if job is None:
+            return
+        utt.speculative = None
+        # The early final heard the utterance up to the pause: a good partial. Speech with short
+        # pauses (digits, lists) would otherwise show nothing until its end, as each pause's
+        # speculative final takes the decode slot from the partials.
+        inflight = self._inflight
+        running = inflight is not None and inflight.job is job and not inflight.cancelled
+        if self._partial_samples and job.result is not None:
+            self._partial_text(utt, job.result.text, job.end_s, events)
+        elif self._partial_samples and running:
+            assert inflight is not None
+            # Its answer, when it comes, is delivered as a partial; the next pause's final need
+            # not wait for it (a decode takes ~0.7 s here: it would, at every pause).
+            inflight.job = None
+        else:  # no partials wanted, or it never went out: just drop it
+            self._discard_speculative(job)
 
     def _flush_remainder(self, events: list[Event]) -> None:
         """Consume the partial frame (no VAD decision) into the current utterance, if any."""
@@ -652,9 +710,13 @@ class StreamingSession:
             new_job = self._final_job(utt, speculative=False)
         else:
             job.speculative = False
+            # A manual commit may come after more silence than the early decode heard: the Final
+            # ends at the commit all the same (with server VAD nothing moved: the same end).
+            job.end_s = utt.speech_end / self._sr
             if job.result is not None:
-                events.append(job.result)
-                self._remember(job.result)
+                result = dataclasses.replace(job.result, end_s=job.end_s)
+                events.append(result)
+                self._remember(result)
             elif job in self._queue:
                 # Not sent yet: send it with the full tail padding instead.
                 audio = self._final_audio(utt)
@@ -668,6 +730,9 @@ class StreamingSession:
     def _cut(self, events: list[Event]) -> None:
         """Split an over-long utterance at its quietest recent point; the rest goes on as a new one."""
         utt = self._current()
+        if utt.speculative is not None:  # manual commits: the cut's own final replaces it
+            self._discard_speculative(utt.speculative)
+            utt.speculative = None
         frame, first, n = self._frame, self._scores_start, self._n_scores
         window_start = max(self._pos - self._cut_search_samples, utt.start + 1)
         i0 = min(max(0, -(-(window_start - first) // frame)), n - 1)

@@ -48,6 +48,8 @@ def session_config(
         prefix_padding_ms=settings.vad_prefix_padding_ms if prefix_ms is None else prefix_ms,
         partial_interval_ms=settings.partial_interval_ms if interim else 0,
         interim_results=interim,
+        commit_speculation_ms=settings.stt_commit_speculation_ms,
+        commit_speculation_threshold=settings.vad_threshold,
     )
 
 

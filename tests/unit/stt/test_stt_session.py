@@ -120,7 +120,12 @@ class Driver:
                 if event.kind == "partial" or not self.session.config.preempt_partials:
                     assert not kinds, "a decode requested while another is in flight"
                 else:
-                    assert "final" not in kinds, "two finals in flight"
+                    # At most two at once: a final may preempt a partial, or its own utterance's
+                    # speculative final that speech overtook (a partial now), never another final.
+                    assert len(kinds) < 2, "three decodes in flight"
+                    assert all(
+                        r.utterance_id == event.utterance_id for r in self.pending if r.kind == "final"
+                    ), "two finals in flight"
                 self.pending.append(event)
                 self.most_pending = max(self.most_pending, len(self.pending))
                 self.requests.append(event)
@@ -608,6 +613,24 @@ def test_a_speculative_final_that_speech_overtakes_becomes_a_partial() -> None:
     assert final.end_s == frames(16 + 8 + 4 + 4)
 
 
+def test_the_next_pause_does_not_wait_for_an_overtaken_speculative_final() -> None:
+    """A decode takes ~0.7 s on two cores: at every short pause the next early final would wait for
+    the last one's (now only a partial), and the end of the turn for them all."""
+    d = make(SessionConfig(), delay=None)
+    d.feed(join(silence(frames(16)), tone(frames(8)), silence(frames(2))), FRAME)
+    (overtaken,) = d.final_requests()
+    d.feed(join(tone(frames(8)), silence(frames(2))), FRAME)  # speech resumes, then pauses again
+    second = [r for r in d.final_requests() if r is not overtaken]
+    assert len(second) == 1 and d.pending == [overtaken, second[0]]  # out at once, not queued
+    assert d.answer(overtaken) == []  # preempted like a partial: its answer is ignored
+    d.feed(silence(1.0), FRAME)
+    d.answer(second[0])
+    check_invariants(d.events)
+    (final,) = d.finals()
+    assert final.text == text_of(word_decoder(second[0]))
+    assert final.end_s == frames(16 + 8 + 2 + 8)
+
+
 def test_a_final_never_preempts_a_final() -> None:
     d = make(SessionConfig(partial_interval_ms=0), delay=None)
     d.feed(join(silence(0.5), tone(1.0), silence(0.7), tone(1.0), silence(0.7)))
@@ -766,6 +789,77 @@ def test_manual_mode_cuts_long_audio_at_the_quietest_frame() -> None:
     assert first.end_s == second.start_s
     assert frames(250) <= first.end_s <= frames(253)  # inside the quiet run
     assert second.end_s == frames(354)
+
+
+def manual(speculation_ms: int = 320, **driver: object) -> Driver:
+    """Manual commits (no server VAD) with a VAD that only makes speculative finals."""
+    config = SessionConfig(vad_threshold=None, commit_speculation_ms=speculation_ms)
+    return Driver(StreamingSession(config, FakeVad()), **driver)  # type: ignore[arg-type]
+
+
+def test_manual_commit_after_a_pause_uses_the_decode_made_during_the_pause() -> None:
+    d = manual()
+    d.feed(join(silence(frames(8)), tone(frames(32))), FRAME)
+    assert not d.final_requests()
+    d.feed(silence(frames(9)), FRAME)  # 288 ms: not yet
+    assert not d.final_requests()
+    d.feed(silence(frames(1)), FRAME)  # 320 ms of silence after speech: decode what was heard
+    (early,) = d.final_requests()
+    assert early.audio.size == frames(8 + 32 + 10) * SR
+    assert not d.finals()  # no event depends on our VAD: the client commits
+    d.feed(silence(frames(12)), FRAME)
+    events = d.take(d.session.commit())
+    # The answer is already in: the commit gives the Final at once, and no second decode.
+    assert [type(e) for e in events] == [SpeechStopped, Final]
+    assert d.final_requests() == [early]
+    (final,) = d.finals()
+    assert final.text == text_of(word_decoder(early))
+    assert (final.start_s, final.end_s) == (0.0, frames(8 + 32 + 10 + 12))  # the item ends at the commit
+    check_invariants(d.events)
+
+
+def test_manual_commit_while_the_early_decode_runs_waits_for_it() -> None:
+    d = manual(delay=None)
+    d.feed(join(tone(frames(32)), silence(frames(12))), FRAME)
+    (early,) = d.final_requests()
+    events = d.take(d.session.commit())
+    assert [type(e) for e in events] == [SpeechStopped]
+    assert [type(e) for e in d.answer(early)] == [Final]
+    assert d.final_requests() == [early]
+    (final,) = d.finals()
+    assert final.end_s == frames(44)
+    assert d.session.idle
+
+
+def test_manual_speech_after_the_pause_drops_the_early_decode() -> None:
+    d = manual(delay=None)
+    d.feed(join(tone(frames(32)), silence(frames(12))), FRAME)
+    (early,) = d.final_requests()
+    d.feed(tone(frames(16)), FRAME)  # the speaker goes on before committing
+    assert [type(e) for e in d.answer(early)] == [Partial]  # its answer is shown, not final
+    d.take(d.session.commit())
+    late = [r for r in d.final_requests() if r is not early]
+    assert len(late) == 1 and late[0].audio.size == frames(60) * SR
+    d.answer(late[0])
+    (final,) = d.finals()
+    assert final.text == text_of(word_decoder(late[0]))
+    assert len(final.text.split()) > len(text_of(word_decoder(early)).split())
+    check_invariants(d.events)
+
+
+def test_manual_speculation_needs_speech_and_can_be_off() -> None:
+    quiet = manual()
+    quiet.feed(silence(2.0), FRAME)  # nothing heard: nothing to decode ahead
+    assert not quiet.final_requests()
+    off = manual(speculation_ms=0)
+    off.feed(join(tone(1.0), silence(1.0)), FRAME)
+    assert not off.final_requests()
+    off.take(off.session.commit())
+    assert len(off.final_requests()) == 1
+    # Without the setting the VAD is not even run.
+    vad = FakeVad()
+    StreamingSession(SessionConfig(vad_threshold=None), vad).feed(tone(1.0))
+    assert vad.frames == 0
 
 
 def test_manual_mode_requires_no_vad_but_vad_mode_does() -> None:
