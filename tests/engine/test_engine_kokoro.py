@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from tests.tts_checks import assert_warm_up_leaves_engine_usable
 
-from voxserve.engines import kokoro
+from voxserve.engines import kokoro, kokoro_phonemes
 from voxserve.engines.base import TTSEngine
 from voxserve.engines.kokoro import MAX_TOKENS, SAMPLE_RATE, KokoroEngine, default_model_path
 from voxserve.errors import EngineFailure, InvalidValue, UnknownVoice
@@ -179,10 +179,10 @@ def test_long_text_is_split_into_chunks_of_at_most_510(
 
 def test_split_phonemes_breaks_long_clauses_at_spaces() -> None:
     clause = " ".join(["ɑbcd"] * 300)
-    chunks = kokoro._split_phonemes(clause)
+    chunks = kokoro_phonemes.split_phonemes(clause)
     assert all(len(c) <= MAX_TOKENS for c in chunks)
     assert " ".join(chunks) == clause
-    assert kokoro._split_phonemes("x" * 1200) == ["x" * 510, "x" * 510, "x" * 180]
+    assert kokoro_phonemes.split_phonemes("x" * 1200) == ["x" * 510, "x" * 510, "x" * 180]
 
 
 @pytest.mark.parametrize("speed", [0.0, -1.0, float("nan")])

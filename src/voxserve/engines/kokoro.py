@@ -99,9 +99,6 @@ _STYLE_CACHE_SIZE = 32
 
 FloatArray = npt.NDArray[np.float32]
 
-_split_phonemes = split_phonemes
-"""Under its old name, which tests/engine/test_engine_kokoro.py uses."""
-
 
 # --------------------------------------------------------------------------------------- blends
 
