@@ -110,6 +110,14 @@ class Metrics:
             ["state"],
             registry=r,
         )
+        self.early_finals = Counter(
+            "voxserve_stt_early_finals_total",
+            "Speculative final decodes of streaming transcription (started in a pause, before the "
+            "utterance is known to end), by outcome: used (it became the final: no decode after the end) "
+            "or dropped (speech went on).",
+            ["outcome"],
+            registry=r,
+        )
         self.ws_errors = Counter(
             "voxserve_ws_errors_total",
             "WebSocket error events sent, and closes with an error code (a close that follows an error "

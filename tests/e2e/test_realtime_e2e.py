@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 
+import httpx
 import numpy as np
 import pytest
 from tests.e2e.conftest import Server
@@ -187,6 +188,39 @@ def test_manual_commit_and_errors(server: Server) -> None:
     assert "input_audio_buffer.committed" in kinds
     assert "input_audio_buffer.speech_started" not in kinds  # no server VAD in manual mode
     assert errors(u.text, str(events[-1]["transcript"]))[0] <= 2
+
+
+def early_finals(server: Server, outcome: str) -> float:
+    """``voxserve_stt_early_finals_total{outcome=…}`` from the server's /metrics."""
+    text = httpx.get(f"{server.url}/metrics", timeout=scaled(10)).text
+    for line in text.splitlines():
+        if line.startswith(f'voxserve_stt_early_finals_total{{outcome="{outcome}"}}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_a_manual_commit_after_a_pause_gets_the_transcript_decoded_in_the_pause(server: Server) -> None:
+    """pipecat's way: no server turn detection, the client's VAD commits after its own silence. voxserve
+    decodes during that silence, and the commit's item is that decode (no decode after the commit).
+    One phrase with no pause inside: sent at once, a pause between words would find both decode slots
+    busy and wait for them (a client speaking in real time leaves them time)."""
+    u = by_name("pocketsphinx_cards_001.wav")
+    used = early_finals(server, "used")
+    with open_realtime(server, False) as ws:
+        ws.recv(timeout=scaled(30))
+        update = json.loads(json.dumps(GA_UPDATE))
+        update["session"]["audio"]["input"]["turn_detection"] = None
+        update["session"]["audio"]["input"]["transcription"]["model"] = "gpt-realtime-whisper"
+        ws.send(json.dumps(update))
+        assert json.loads(ws.recv(timeout=scaled(30)))["type"] == "session.updated"
+        pause = np.zeros(24000, dtype="<i2").tobytes()  # 1 s of silence: the client's VAD waits
+        append_all(ws, pcm16(u.path, rate=24000) + pause)
+        ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
+        events = collect_until(ws, completed, timeout_s=60)
+    kinds = [e["type"] for e in events]
+    assert "input_audio_buffer.speech_started" not in kinds  # our VAD makes no events here
+    assert errors(u.text, str(events[-1]["transcript"]))[0] <= 1
+    assert early_finals(server, "used") == used + 1
 
 
 def test_clear_and_bad_format(server: Server) -> None:

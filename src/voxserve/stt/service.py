@@ -54,4 +54,5 @@ async def open_transcriber(
             languages=tuple(languages),
             word_timestamps=word_timestamps,
         ),
+        count_early_finals=lambda outcome, n: state.metrics.early_finals.labels(outcome).inc(n),
     )

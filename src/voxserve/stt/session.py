@@ -371,6 +371,8 @@ class StreamingSession:
         self._last_lag_report: int | None = None
         self._context = ""
         self._context_end_s = 0.0
+        self._early_used = 0
+        self._early_dropped = 0
 
     # --- public API -----------------------------------------------------------------------------
 
@@ -398,6 +400,11 @@ class StreamingSession:
     def dropped_partials(self) -> int:
         """Partial opportunities skipped so far because a decode was in flight or a final waited."""
         return self._dropped_partials
+
+    @property
+    def early_finals(self) -> tuple[int, int]:
+        """Speculative finals so far: (made the Final, dropped because speech went on or was cut)."""
+        return self._early_used, self._early_dropped
 
     @property
     def buffered_s(self) -> float:
@@ -467,6 +474,7 @@ class StreamingSession:
                 # The utterance has not ended: forget the early attempt; its end requests a new one.
                 if self._utt is not None and self._utt.speculative is job:
                     self._utt.speculative = None
+                    self._early_dropped += 1
             elif job.attempts < MAX_FINAL_ATTEMPTS:
                 self._queue.appendleft(job)
                 self._queued_samples += job.audio.size
@@ -519,6 +527,7 @@ class StreamingSession:
         if utt is not None:
             if utt.speculative is not None:
                 self._discard_speculative(utt.speculative)
+                self._early_dropped += 1
             if self._inflight is not None and self._inflight.utterance_id == utt.id:
                 self._inflight.cancelled = True
             events.append(UtteranceFailed(utt.id, utt.start / self._sr, utt.speech_end / self._sr, "cleared"))
@@ -662,6 +671,7 @@ class StreamingSession:
         if job is None:
             return
         utt.speculative = None
+        self._early_dropped += 1
         # The early final heard the utterance up to the pause: a good partial. Speech with short
         # pauses (digits, lists) would otherwise show nothing until its end, as each pause's
         # speculative final takes the decode slot from the partials.
@@ -710,6 +720,7 @@ class StreamingSession:
             new_job = self._final_job(utt, speculative=False)
         else:
             job.speculative = False
+            self._early_used += 1
             # A manual commit may come after more silence than the early decode heard: the Final
             # ends at the commit all the same (with server VAD nothing moved: the same end).
             job.end_s = utt.speech_end / self._sr
@@ -733,6 +744,7 @@ class StreamingSession:
         if utt.speculative is not None:  # manual commits: the cut's own final replaces it
             self._discard_speculative(utt.speculative)
             utt.speculative = None
+            self._early_dropped += 1
         frame, first, n = self._frame, self._scores_start, self._n_scores
         window_start = max(self._pos - self._cut_search_samples, utt.start + 1)
         i0 = min(max(0, -(-(window_start - first) // frame)), n - 1)

@@ -64,6 +64,7 @@ class Transcriber:
         emit: Callable[[Any], Awaitable[None]],
         *,
         options: TranscribeOptions,
+        count_early_finals: Callable[[str, int], None] | None = None,
     ) -> None:
         self.pool = pool
         self.session = StreamingSession(config, vad)
@@ -75,6 +76,9 @@ class Transcriber:
         self._closed = False
         self.samples_in = 0
         self.skipped_partials = 0
+        # Called with ("used" | "dropped", how many) as the session's speculative finals turn out.
+        self._count_early = count_early_finals
+        self._early_seen = (0, 0)
 
     async def feed(self, pcm: npt.NDArray[np.float32]) -> None:
         """Feed 16 kHz float32 audio (VAD runs in a thread; the loop only moves bytes).
@@ -189,11 +193,22 @@ class Transcriber:
         return lag
 
     async def _handle(self, events: list[Any]) -> None:
+        self._report_early_finals()
         for event in events:
             if isinstance(event, DecodeRequest):
                 self._start_decode(event)
             else:
                 await self.emit(event)
+
+    def _report_early_finals(self) -> None:
+        if self._count_early is None:
+            return
+        now, seen = self.session.early_finals, self._early_seen
+        if now != seen:
+            self._early_seen = now
+            for outcome, n in (("used", now[0] - seen[0]), ("dropped", now[1] - seen[1])):
+                if n:
+                    self._count_early(outcome, n)
 
     def _start_decode(self, request: DecodeRequest) -> None:
         if self._closed:

@@ -815,6 +815,7 @@ def test_manual_commit_after_a_pause_uses_the_decode_made_during_the_pause() -> 
     (final,) = d.finals()
     assert final.text == text_of(word_decoder(early))
     assert (final.start_s, final.end_s) == (0.0, frames(8 + 32 + 10 + 12))  # the item ends at the commit
+    assert d.session.early_finals == (1, 0)
     check_invariants(d.events)
 
 
@@ -844,6 +845,7 @@ def test_manual_speech_after_the_pause_drops_the_early_decode() -> None:
     (final,) = d.finals()
     assert final.text == text_of(word_decoder(late[0]))
     assert len(final.text.split()) > len(text_of(word_decoder(early)).split())
+    assert d.session.early_finals == (0, 1)
     check_invariants(d.events)
 
 

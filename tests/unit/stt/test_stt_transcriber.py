@@ -63,6 +63,32 @@ async def test_partials_and_a_final(pool: EnginePool) -> None:
     assert t.skipped_partials == 0
 
 
+async def test_early_finals_are_counted_as_they_turn_out(pool: EnginePool) -> None:
+    counted: list[tuple[str, int]] = []
+    events: list[Any] = []
+
+    async def emit(event: Any) -> None:
+        events.append(event)
+
+    config = SessionConfig(speculative_final=True)
+    t = Transcriber(
+        pool,
+        config,
+        EnergyVad(),
+        emit,
+        options=TranscribeOptions(),
+        count_early_finals=lambda *c: counted.append(c),
+    )
+    pause = np.zeros(1600, np.float32)  # 0.1 s: too short to end the utterance
+    for chunk in [tone(0.5), pause, tone(0.5), np.zeros(16000, np.float32)]:
+        await t.feed(chunk)
+    await t.finish(timeout_s=20)
+    await t.close()
+    assert len([e for e in events if isinstance(e, Final)]) == 1
+    # The short pause's early final was dropped (speech went on); the last one became the Final.
+    assert sorted(counted) == [("dropped", 1), ("used", 1)]
+
+
 async def test_partials_are_skipped_not_queued_when_no_worker_is_free(pool: EnginePool) -> None:
     chunks = [tone(0.1) for _ in range(20)] + [np.zeros(16000, np.float32)]
     events, t = await run(pool, chunks, busy=True)
