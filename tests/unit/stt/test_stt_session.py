@@ -613,22 +613,23 @@ def test_a_speculative_final_that_speech_overtakes_becomes_a_partial() -> None:
     assert final.end_s == frames(16 + 8 + 4 + 4)
 
 
-def test_the_next_pause_does_not_wait_for_an_overtaken_speculative_final() -> None:
+def test_manual_the_next_pause_does_not_wait_for_an_overtaken_early_final() -> None:
     """A decode takes ~0.7 s on two cores: at every short pause the next early final would wait for
-    the last one's (now only a partial), and the end of the turn for them all."""
-    d = make(SessionConfig(), delay=None)
+    the last one's (now only a partial), and the commit for them all."""
+    d = manual(speculation_ms=64, partials=False, delay=None)
     d.feed(join(silence(frames(16)), tone(frames(8)), silence(frames(2))), FRAME)
     (overtaken,) = d.final_requests()
     d.feed(join(tone(frames(8)), silence(frames(2))), FRAME)  # speech resumes, then pauses again
     second = [r for r in d.final_requests() if r is not overtaken]
     assert len(second) == 1 and d.pending == [overtaken, second[0]]  # out at once, not queued
     assert d.answer(overtaken) == []  # preempted like a partial: its answer is ignored
-    d.feed(silence(1.0), FRAME)
+    d.feed(silence(0.5), FRAME)
+    d.take(d.session.commit())
     d.answer(second[0])
     check_invariants(d.events)
     (final,) = d.finals()
     assert final.text == text_of(word_decoder(second[0]))
-    assert final.end_s == frames(16 + 8 + 2 + 8)
+    assert final.end_s == frames(16 + 8 + 2 + 8 + 2) + 0.5  # the commit
 
 
 def test_a_final_never_preempts_a_final() -> None:
@@ -791,9 +792,11 @@ def test_manual_mode_cuts_long_audio_at_the_quietest_frame() -> None:
     assert second.end_s == frames(354)
 
 
-def manual(speculation_ms: int = 320, **driver: object) -> Driver:
+def manual(speculation_ms: int = 320, *, partials: bool = True, **driver: object) -> Driver:
     """Manual commits (no server VAD) with a VAD that only makes speculative finals."""
-    config = SessionConfig(vad_threshold=None, commit_speculation_ms=speculation_ms)
+    config = SessionConfig(
+        vad_threshold=None, commit_speculation_ms=speculation_ms, partial_interval_ms=500 if partials else 0
+    )
     return Driver(StreamingSession(config, FakeVad()), **driver)  # type: ignore[arg-type]
 
 
