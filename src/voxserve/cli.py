@@ -66,7 +66,7 @@ def _run_server(app: Any, **uvicorn_options: Any) -> None:
 def _serve(args: argparse.Namespace) -> int:
     from voxserve.api.app import create_app
     from voxserve.api.deadlines import header_deadline_protocol
-    from voxserve.api.transport import WS_FRAME_MARGIN_BYTES
+    from voxserve.api.transport import WS_FRAME_MARGIN_BYTES, head_buffer_bytes
     from voxserve.observability import configure_logging
 
     settings = _settings(
@@ -102,6 +102,7 @@ def _serve(args: argparse.Namespace) -> int:
         # (The app sets these again at lifespan start-up: api/transport.py, for uvicorn --factory.)
         ws_max_size=settings.ws_max_message_bytes + WS_FRAME_MARGIN_BYTES,
         http=header_deadline_protocol(settings.header_timeout_s),
+        h11_max_incomplete_event_size=head_buffer_bytes(settings),
         ws_ping_interval=settings.ws_ping_interval_s,
         ws_ping_timeout=settings.ws_ping_timeout_s,
         ssl_certfile=str(settings.ssl_certfile) if settings.ssl_certfile else None,

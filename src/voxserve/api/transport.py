@@ -4,7 +4,8 @@ uvicorn's handshake log.
 ASGI gives an app messages, not its connection. Some limits need the server itself, and they must hold
 however the app is served (``voxserve serve``, or ``uvicorn --factory voxserve.api.app:create_app``):
 
-- the header deadline (``header_timeout_s``), the WebSocket message cap and keepalive: uvicorn reads
+- the header deadline (``header_timeout_s``), h11's buffer for an incomplete request head (see
+  :func:`head_buffer_bytes`), the WebSocket message cap and keepalive: uvicorn reads
   them from its ``Config`` each time it makes a connection's protocol, after the lifespan has started.
   At lifespan start-up the app reaches that ``Config`` (through the ``receive`` callable uvicorn hands
   the lifespan, a method of its lifespan object) and sets them from the app's settings: the
@@ -43,6 +44,7 @@ __all__ = [
     "WS_FRAME_MARGIN_BYTES",
     "TransportMiddleware",
     "apply_server_settings",
+    "head_buffer_bytes",
     "server_config",
     "abort_connection",
     "apply_keepalive",
@@ -87,9 +89,22 @@ def apply_server_settings(config: Any, settings: Settings) -> None:
     protocol_class = getattr(config, "http_protocol_class", None)
     if getattr(protocol_class, "__module__", "").startswith("uvicorn.protocols.http"):
         config.http_protocol_class = header_deadline_protocol(settings.header_timeout_s)
+    config.h11_max_incomplete_event_size = head_buffer_bytes(settings)
     config.ws_max_size = settings.ws_max_message_bytes + WS_FRAME_MARGIN_BYTES
     config.ws_ping_interval = settings.ws_ping_interval_s
     config.ws_ping_timeout = settings.ws_ping_timeout_s
+
+
+def head_buffer_bytes(settings: Settings) -> int:
+    """How much of an incomplete request head h11 may buffer: well above ``max_header_bytes``.
+
+    The app answers headers over ``max_header_bytes`` with 431 ``headers_too_large``, but only once
+    h11 has the whole head. h11's own limit (16 KiB by default) counts what it holds before the head
+    is complete: a 100 KB head that arrives in two reads (a loaded machine, a slow link) broke it, and
+    uvicorn answered 400 and closed while the client was still sending, which the client saw as a
+    connection reset. Heads larger than this still get uvicorn's 400; the header deadline bounds how
+    long one may take."""
+    return max(8 * settings.max_header_bytes, 256 * 1024)
 
 
 WS_FRAME_MARGIN_BYTES = 65536
