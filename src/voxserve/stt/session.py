@@ -623,9 +623,11 @@ class StreamingSession:
     def _final_goes_out_now(self) -> bool:
         """Whether a final enqueued now would be sent at once (the slot is free, or a partial holds it
         and may be preempted)."""
+        if self._queue:
+            return False
         inflight = self._inflight
-        if self._queue or inflight is None:
-            return not self._queue
+        if inflight is None:
+            return True
         return inflight.job is None and self._config.preempt_partials and self._abandoned is None
 
     def _append(self, frame: FloatAudio, score: float) -> None:
