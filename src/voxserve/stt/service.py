@@ -41,10 +41,7 @@ async def open_transcriber(
     return Transcriber(
         pool,
         config,
-        # Manual commits use a VAD too, to decode ahead of the commit (SessionConfig.commit_speculation_ms).
-        await state.vad.stream()
-        if config.vad_threshold is not None or config.commit_speculation_ms > 0
-        else None,
+        await state.vad.stream() if config.uses_vad else None,
         emit,
         options=TranscribeOptions(
             language=language,

@@ -192,6 +192,11 @@ class SessionConfig:
     at most this many seconds after the last Final's end: continuity within a speaker's sentence, no
     priming by an unrelated earlier turn ("1. 2. 3." made "eight of spades" come out as "8. 8. 4.")."""
 
+    @property
+    def uses_vad(self) -> bool:
+        """Whether a session with these settings runs a VAD (turn detection, or speculation only)."""
+        return self.vad_threshold is not None or self.commit_speculation_ms > 0
+
     def __post_init__(self) -> None:
         if self.sample_rate <= 0:
             raise ValueError("sample_rate must be positive")
@@ -326,7 +331,7 @@ class StreamingSession:
         self._vad = vad if c.vad_threshold is not None else None
         self._threshold = c.vad_threshold if c.vad_threshold is not None else 0.0
         # Manual commits: a VAD that only makes speculative finals (see the module docstring).
-        self._spec_vad = vad if c.vad_threshold is None and c.commit_speculation_ms > 0 else None
+        self._spec_vad = vad if c.vad_threshold is None and c.uses_vad else None
         frames_by = self._vad or self._spec_vad
         self._frame = frames_by.frame_samples if frames_by is not None else DEFAULT_FRAME_SAMPLES
         if self._frame <= 0:
