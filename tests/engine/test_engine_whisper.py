@@ -346,6 +346,49 @@ def test_a_loop_primed_by_the_prompt_is_decoded_again_without_it(
     assert all(c["max_new_tokens"] == whisper.MIN_NEW_TOKENS + whisper.TOKENS_PER_SECOND for c in spy.calls)
 
 
+def sliver() -> np.ndarray:
+    """Half a second of silence, then the first 0.4 s of "twentieth century …", then 0.3 s of silence:
+    what a voice agent's client VAD committed in a clean-clone CI run (a false start)."""
+    head = load("fleurs_en_007.wav")[: int(0.4 * STT_SAMPLE_RATE)]
+    pad = np.zeros(int(0.5 * STT_SAMPLE_RATE), np.float32)
+    return np.concatenate([pad, head, pad[: int(0.3 * STT_SAMPLE_RATE)]])
+
+
+def test_a_copy_of_the_prompt_is_decoded_again_without_it(
+    tiny: WhisperEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before: "1. 8 of spades, 7 of spades, 7 of spades, …", the previous turn's words, as this turn's
+    # final (the same audio unprompted gives nothing).
+    spy = Spy(tiny, monkeypatch)
+    prompt = "1. 2. 3. 8 of spades, 4 of close, 7 of hearts."
+    text = text_of(tiny, sliver(), TranscribeOptions(language="en", prompt=prompt))
+    assert "spades" not in text
+    assert len(spy.calls) == 2 and spy.calls[0]["initial_prompt"] and spy.calls[1]["initial_prompt"] is None
+
+
+def test_words_of_the_prompt_heard_again_are_kept(tiny: WhisperEngine) -> None:
+    # Speech that really repeats the prompt: the unprompted decode hears the same words.
+    audio = load(FILES[0])
+    said = text_of(tiny, audio, TranscribeOptions(language="en"))
+    again = text_of(tiny, audio, TranscribeOptions(language="en", prompt=said))
+    assert wer(said, again) <= 0.1, (said, again)
+
+
+@pytest.mark.parametrize(
+    ("tokens", "prompt", "copied"),
+    [
+        ([1, 2, 3, 4, 5, 6], [0, 1, 2, 3, 4, 5, 6, 7], True),
+        ([9, 2, 3, 4, 5, 9, 9, 9, 9, 9], [2, 3, 4, 5], False),  # 4 of 10 copied
+        ([9, 2, 3, 4, 5, 6, 7, 9, 9, 9], [2, 3, 4, 5, 6, 7], True),  # 6 of 10
+        ([1, 2, 3, 4, 5], [1, 2, 3, 4, 5], False),  # too short to judge
+        ([1, 2, 1, 2, 1, 2], [1, 2, 3], False),  # pairs, never a run of 3
+        ([1, 2, 3, 4, 5, 6], [], False),
+    ],
+)
+def test_copies(tokens: list[int], prompt: list[int], copied: bool) -> None:
+    assert whisper._copies(tokens, prompt) is copied
+
+
 def test_a_clean_greedy_result_is_decoded_once(tiny: WhisperEngine, monkeypatch: pytest.MonkeyPatch) -> None:
     spy = Spy(tiny, monkeypatch)
     assert text_of(tiny, three(), TranscribeOptions(language="en")).strip() == "3."

@@ -41,6 +41,13 @@ What a decode may cost
     times the fastest speech; the prompt is cut from its oldest end to leave that room under the
     model's limit; and a prompted decode of one window that still looks failed at temperature 0 is
     decoded again without the prompt (which primed the loop) before any fallback.
+
+    Whisper can also copy its prompt: given the previous turn "1. 2. 3. 8 of spades, 4 of clubs" and
+    half a second of the next word, tiny.en writes "1. 8 of spades, 4 of" (a voice agent's client VAD
+    commits such slivers). A greedy result whose text tokens mostly (``COPY_SHARE``) come in runs of
+    ``COPY_RUN`` tokens found in the prompt counts as failed the same way, and is decoded again
+    without the prompt: speech that really repeats the previous turn comes out the same, at the
+    cost of one more decode.
 """
 
 from __future__ import annotations
@@ -85,6 +92,12 @@ _LOOP_UNIT_MAX = 6
 _LOOP_REPEATS = 5
 """A phrase of up to 6 tokens said 5 times in a row is taken for a loop: a false alarm costs one
 more decode, not a wrong transcript."""
+COPY_RUN = 3
+COPY_SHARE = 0.6
+"""A greedy result with at least ``COPY_MIN_TOKENS`` text tokens, ``COPY_SHARE`` of them in runs of
+``COPY_RUN`` tokens that the prompt also has, is taken for a copy of the prompt (see the module
+docstring)."""
+COPY_MIN_TOKENS = 6
 _TEXT_TOKENS_END = 50257
 """Token ids below this are text (50256 is the English models' end of text); the rest are special
 and timestamp tokens."""
@@ -409,7 +422,7 @@ class WhisperEngine:
             # without the prompt, which may have primed the loop.
             first, raw_info = run(prompt, (0.0,))
             decoded = list(_guarded(first))
-            if not _looks_failed(decoded):
+            if not _looks_failed(decoded, prompt):
                 raw_segments = iter(decoded)
             else:
                 raw_segments, raw_info = run(None, temperatures if prompt else temperatures[1:])
@@ -445,16 +458,30 @@ class WhisperEngine:
         return prompt or None, max(1, min(want, _MAX_LENGTH - fixed - len(prompt)))
 
 
-def _looks_failed(segments: list[Any]) -> bool:
+def _looks_failed(segments: list[Any], prompt: list[int] | None = None) -> bool:
     """Whether a greedy result needs the fallback: faster-whisper's tests (too repetitive to compress,
-    too unsure), or a loop of a short phrase, which the bounded length keeps too short for the
-    compression test ("3. 3. 3. 3. 3. 3. 3. 3." compresses 1.8:1)."""
+    too unsure), a loop of a short phrase, which the bounded length keeps too short for the
+    compression test ("3. 3. 3. 3. 3. 3. 3. 3." compresses 1.8:1), or a copy of the ``prompt``."""
     if any(
         float(seg.compression_ratio) > _COMPRESSION_RATIO_MAX or float(seg.avg_logprob) < _LOGPROB_MIN
         for seg in segments
     ):
         return True
-    return _repeats([t for seg in segments for t in seg.tokens if t < _TEXT_TOKENS_END])
+    tokens = [t for seg in segments for t in seg.tokens if t < _TEXT_TOKENS_END]
+    return _repeats(tokens) or _copies(tokens, prompt or [])
+
+
+def _copies(tokens: list[int], prompt: list[int]) -> bool:
+    """Whether ``COPY_SHARE`` of ``tokens`` (at least ``COPY_MIN_TOKENS``) lie in runs of ``COPY_RUN``
+    tokens that ``prompt`` has too."""
+    if len(tokens) < COPY_MIN_TOKENS or len(prompt) < COPY_RUN:
+        return False
+    runs = {tuple(prompt[i : i + COPY_RUN]) for i in range(len(prompt) - COPY_RUN + 1)}
+    covered = [False] * len(tokens)
+    for i in range(len(tokens) - COPY_RUN + 1):
+        if tuple(tokens[i : i + COPY_RUN]) in runs:
+            covered[i : i + COPY_RUN] = [True] * COPY_RUN
+    return sum(covered) >= COPY_SHARE * len(tokens)
 
 
 def _repeats(tokens: list[int]) -> bool:
