@@ -8,6 +8,7 @@ Each fragment yields a 440 Hz sine of ``0.05 s × words`` in ``steps`` pieces, s
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator
 
@@ -33,6 +34,14 @@ class FakeEngine:
     def __init__(self, step_s: float = 0.02, steps: int = 2) -> None:
         self.step_s = step_s
         self.steps = steps
+        self._stop = threading.Event()
+
+    def interrupt(self) -> None:
+        """Like onnxruntime's ``RunOptions.terminate``: the "inference" in progress raises."""
+        self._stop.set()
+
+    def rearm(self) -> None:
+        self._stop.clear()
 
     def voices(self) -> list[VoiceInfo]:
         return [VoiceInfo(id="fake/a", name="a", engine="fake", language="en", sample_rate=RATE)]
@@ -47,7 +56,9 @@ class FakeEngine:
         if text == "FAIL":
             raise RuntimeError("boom /secret/path")
         if text == "HANG":
-            time.sleep(30)
+            time.sleep(30)  # deaf to interrupt(), like an engine that is not Interruptible
+        if text == "INFER" and self._stop.wait(30):  # one 30 s "inference" that interrupt() stops
+            raise RuntimeError("Exiting due to terminate flag being set to true.")
         if text == "SILENT":  # an engine that fails quietly
             yield AudioPiece(audio=np.zeros(RATE // 10, np.float32), sample_rate=RATE, text=text, words=[])
             return

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tests.tts_checks import assert_warm_up_leaves_engine_usable
+from tests.tts_checks import assert_interrupt_stops_synthesis, assert_warm_up_leaves_engine_usable
 
 from voxserve.engines import kokoro, kokoro_phonemes
 from voxserve.engines.base import TTSEngine
@@ -409,3 +409,7 @@ def _bundled_voices() -> Path:
 
 def test_warm_up_runs_and_leaves_the_engine_usable(engine: Any) -> None:
     assert_warm_up_leaves_engine_usable(engine)
+
+
+def test_interrupt_stops_a_synthesis_and_rearm_resumes(engine: Any) -> None:
+    assert_interrupt_stops_synthesis(engine)

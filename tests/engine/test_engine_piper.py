@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tests.tts_checks import assert_warm_up_leaves_engine_usable
+from tests.tts_checks import assert_interrupt_stops_synthesis, assert_warm_up_leaves_engine_usable
 
 from voxserve.engines.base import TTSEngine
 from voxserve.engines.piper import PiperEngine
@@ -100,3 +100,7 @@ def test_every_openai_voice_name_is_a_bundled_english_voice_that_speaks(engine: 
 
 def test_warm_up_runs_and_leaves_the_engine_usable(engine: Any) -> None:
     assert_warm_up_leaves_engine_usable(engine)
+
+
+def test_interrupt_stops_a_synthesis_and_rearm_resumes(engine: Any) -> None:
+    assert_interrupt_stops_synthesis(engine)

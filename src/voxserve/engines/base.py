@@ -140,6 +140,20 @@ class WarmUp(Protocol):
         ...
 
 
+@runtime_checkable
+class Interruptible(Protocol):
+    """An engine whose inference another thread can stop mid-run (optional: a worker cancels a job at
+    once with it, instead of at the next audio piece; a long sentence is one run of up to a second)."""
+
+    def interrupt(self) -> None:
+        """Stop the run in progress (it raises) and any that starts before :meth:`rearm`. Thread-safe."""
+        ...
+
+    def rearm(self) -> None:
+        """Let runs complete again (called before each job)."""
+        ...
+
+
 # --- speech-to-text -------------------------------------------------------------------------------
 
 """Every STT engine takes float32 mono audio at 16 kHz."""

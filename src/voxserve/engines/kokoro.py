@@ -70,6 +70,7 @@ from voxserve.engines.kokoro_phonemes import (
     to_vocab,
     word_timings,
 )
+from voxserve.engines.onnx_run import InterruptibleSession
 from voxserve.errors import EngineFailure, InvalidValue, UnknownVoice
 
 __all__ = [
@@ -397,6 +398,13 @@ class KokoroEngine:
         """Raise unless ``voice`` is a known voice or a valid blend of known voices."""
         self._style_pack(voice)
 
+    def interrupt(self) -> None:
+        """Stop the synthesis in progress (see :class:`~voxserve.engines.base.Interruptible`)."""
+        self._session.interrupt()
+
+    def rearm(self) -> None:
+        self._session.rearm()
+
     def warm_up(self) -> None:
         """Speak the short warm-up sentence once (one model for every voice; Kokoro is slow, so the
         longer one would add seconds to start-up for little)."""
@@ -518,6 +526,8 @@ def _open_session(model: Path, threads: int) -> Any:
     opts.intra_op_num_threads = max(1, threads)
     opts.inter_op_num_threads = 1
     try:
-        return onnxruntime.InferenceSession(str(model), sess_options=opts, providers=["CPUExecutionProvider"])
+        return InterruptibleSession(
+            onnxruntime.InferenceSession(str(model), sess_options=opts, providers=["CPUExecutionProvider"])
+        )
     except Exception as exc:  # a file that is not an ONNX model
         raise EngineFailure(f"cannot load the Kokoro model {model.name}", code="model_invalid") from exc

@@ -26,6 +26,7 @@ from voxserve.engines.base import (
     VoiceInfo,
     WordTiming,
 )
+from voxserve.engines.onnx_run import InterruptibleSession
 from voxserve.errors import InvalidValue, UnknownVoice
 
 __all__ = ["PiperEngine", "default_voice_paths"]
@@ -54,10 +55,10 @@ class _LoadedVoice:
         # Engine threads x concurrent workers must not exceed the cores, or timings collapse.
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
-        session = onnxruntime.InferenceSession(
-            str(model), sess_options=opts, providers=["CPUExecutionProvider"]
+        self.session = InterruptibleSession(
+            onnxruntime.InferenceSession(str(model), sess_options=opts, providers=["CPUExecutionProvider"])
         )
-        self.voice = PiperVoice(config=PiperConfig.from_dict(config), session=session)
+        self.voice = PiperVoice(config=PiperConfig.from_dict(config), session=self.session)
         self.sample_rate: int = self.voice.config.sample_rate
         self.id_map: Mapping[str, Sequence[int]] = self.voice.config.phoneme_id_map
         self.language: str = str(config.get("language", {}).get("code", "en_US")).replace("_", "-")
@@ -97,6 +98,15 @@ class PiperEngine:
             for text in WARM_UP_TEXTS:
                 for _ in self.synthesize(text, name, 1.0):
                     pass
+
+    def interrupt(self) -> None:
+        """Stop the synthesis in progress (see :class:`~voxserve.engines.base.Interruptible`)."""
+        for v in self._voices.values():
+            v.session.interrupt()
+
+    def rearm(self) -> None:
+        for v in self._voices.values():
+            v.session.rearm()
 
     def _voice(self, voice: str) -> _LoadedVoice:
         try:

@@ -41,6 +41,7 @@ class WorkerHandle:
         self.voices: list[VoiceInfo] = []
         self.alive = False
         self._conn: Connection | None = None
+        self._interrupts: Connection | None = None
         self._inbox: asyncio.Queue[Any] = asyncio.Queue(maxsize=8)
         self._pump: asyncio.Task[None] | None = None
         self.last_seen = time.monotonic()
@@ -51,13 +52,19 @@ class WorkerHandle:
         """Spawn the process and wait for its ready handshake."""
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe(duplex=True)
+        interrupts_in, interrupts_out = ctx.Pipe(duplex=False)
         self.process = ctx.Process(
-            target=worker_main, args=(self.spec, child), name=f"voxserve-{self.name}", daemon=True
+            target=worker_main,
+            args=(self.spec, child, interrupts_in),
+            name=f"voxserve-{self.name}",
+            daemon=True,
         )
         # Spawning imports the interpreter: keep it off the loop.
         await asyncio.to_thread(self.process.start)
         child.close()
+        interrupts_in.close()
         self._conn = parent
+        self._interrupts = interrupts_out
         self._pump = asyncio.create_task(self._pump_messages(), name=f"pump-{self.name}")
         try:
             msg = await asyncio.wait_for(self._inbox.get(), timeout_s)
@@ -105,6 +112,15 @@ class WorkerHandle:
         except (OSError, ValueError):
             raise EngineFailure("the worker is not running", code="worker_unavailable") from None
 
+    def cancel(self, job_id: int) -> None:
+        """Cancel ``job_id``: a :class:`~voxserve.runtime.messages.Cancel` on the pipe, which the worker
+        reads between audio pieces, and its id on the interrupt pipe, which stops an inference in
+        progress (see :mod:`voxserve.runtime.worker`). Raises ``worker_unavailable`` like :meth:`send`."""
+        self.send(m.Cancel(job_id))
+        if self._interrupts is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._interrupts.send(job_id)
+
     def ping(self) -> None:
         """Ask for a heartbeat answer (the worker answers between jobs and between audio pieces)."""
         with contextlib.suppress(EngineFailure):
@@ -121,6 +137,8 @@ class WorkerHandle:
             self.process.kill()
         if self._conn is not None:
             self._conn.close()
+        if self._interrupts is not None:
+            self._interrupts.close()
 
     async def stop(self, timeout_s: float = 3.0) -> None:
         """Ask the worker to exit; kill it if it does not within ``timeout_s``."""

@@ -211,7 +211,7 @@ class ParallelSynthStream(SynthStream):
     def _stop_helpers(self) -> None:
         for helper, job_id, task in list(self._helpers.values()):
             with contextlib.suppress(EngineFailure):
-                helper.send(m.Cancel(job_id))
+                helper.cancel(job_id)
             self._pool._spawn(self._reap(helper, task))
 
     async def _reap(self, helper: WorkerHandle, task: asyncio.Task[None]) -> None:
@@ -477,7 +477,7 @@ class EnginePool:
     async def _cancel_and_release(self, worker: WorkerHandle, job_id: int) -> None:
         """Cancel ``job_id`` and wait for the worker to confirm; kill it if it does not in time."""
         try:
-            worker.send(m.Cancel(job_id))
+            worker.cancel(job_id)
         except EngineFailure:
             self._release(worker, dead=True)
             return

@@ -5,6 +5,13 @@ builds its engine, answers :class:`Ready` (the handshake), then serves jobs from
 synthesis it polls the pipe between audio pieces, so a :class:`Cancel` stops the work at the next
 fragment boundary; a worker that ignores a cancel is killed by the parent after a grace period.
 
+A piece can be a whole sentence, one inference of up to a second, and a parallel job's helpers are
+each in one when its client hangs up: the next request waited for them (time to first audio 370 ms
+back to back after a hang-up, against 196 ms after a pause). So the parent also writes the cancelled
+job's id to a second pipe, ``interrupts``, which a thread here reads: if that job is running and the
+engine is :class:`~voxserve.engines.base.Interruptible`, the inference stops at once, and the job
+ends as cancelled.
+
 Audio is resampled and encoded here, not in the server, so the server's event loop only moves bytes.
 """
 
@@ -13,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 import time
 import traceback
 from collections import deque
@@ -41,8 +49,9 @@ def _prepare_environment(threads: int) -> None:
         os.environ[var] = str(threads)
 
 
-def worker_main(spec: Any, conn: Connection) -> None:
-    """Entry point of a worker process (``spec`` is an :class:`EngineSpec`)."""
+def worker_main(spec: Any, conn: Connection, interrupts: Connection | None = None) -> None:
+    """Entry point of a worker process (``spec`` is an :class:`EngineSpec`; ``interrupts`` carries
+    the ids of cancelled jobs, see the module docstring)."""
     _prepare_environment(spec.threads)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker[{os.getpid()}] %(message)s")
     logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # one line per decode is noise
@@ -67,15 +76,27 @@ def worker_main(spec: Any, conn: Connection) -> None:
         conn.send(m.Ready(pid=os.getpid(), voices=voices))
     except OSError:
         return  # the server stopped while this worker was starting
-    Serve(engine, conn).run()
+    Serve(engine, conn, interrupts).run()
 
 
 class Serve:
     """The worker's message loop."""
 
-    def __init__(self, engine: Any, conn: Connection) -> None:
+    def __init__(self, engine: Any, conn: Connection, interrupts: Connection | None = None) -> None:
+        from voxserve.engines.base import Interruptible
+
         self.engine = engine
         self.conn = conn
+        self._interruptible = isinstance(engine, Interruptible)
+        self._job_lock = threading.Lock()
+        self._current_job: int | None = None
+        self._interrupted: int | None = None
+        if interrupts is not None:
+            # Started even for an engine that cannot be interrupted: it drains the pipe, which would
+            # otherwise fill and block the parent's event loop.
+            threading.Thread(
+                target=self._watch_interrupts, args=(interrupts,), name="interrupts", daemon=True
+            ).start()
         # Messages read while a job was running that are not for it (there should be none, but a
         # Call sent right after a cancel must not be lost).
         self.backlog: deque[Any] = deque()
@@ -112,16 +133,40 @@ class Serve:
                 _unlink(msg.path)  # a helper's audio for a job that is over
             # A Cancel (or an Assign) for a job that already finished is harmless: ignore it.
 
+    def _watch_interrupts(self, interrupts: Connection) -> None:
+        while True:
+            try:
+                job_id = interrupts.recv()
+            except (EOFError, OSError):
+                return  # the parent closed it: the worker is being stopped
+            with self._job_lock:
+                if job_id == self._current_job and self._interruptible:
+                    self._interrupted = job_id
+                    self.engine.interrupt()
+
     def _guard(self, job_id: int, fn: Any, msg: Any) -> None:
         from voxserve.runtime import messages as m
 
+        t0 = time.perf_counter()
+        with self._job_lock:
+            self._current_job, self._interrupted = job_id, None
+            if self._interruptible:
+                self.engine.rearm()  # an interrupt that came after the last job's final run
         try:
             fn(msg)
-        except VoxserveError as exc:
-            self.conn.send(m.JobError(job_id, exc))
-        except Exception:
-            _log.error("job %d failed:\n%s", job_id, traceback.format_exc())
-            self.conn.send(m.JobError(job_id, EngineFailure("the engine failed to synthesize this text")))
+        except Exception as exc:
+            with self._job_lock:
+                interrupted = self._interrupted == job_id
+            if interrupted:  # the engine was stopped mid-run: this job is cancelled, not failed
+                self.conn.send(m.Done(job_id, 0.0, time.perf_counter() - t0, cancelled=True))
+            elif isinstance(exc, VoxserveError):
+                self.conn.send(m.JobError(job_id, exc))
+            else:
+                _log.error("job %d failed:\n%s", job_id, traceback.format_exc())
+                self.conn.send(m.JobError(job_id, EngineFailure("the engine failed to synthesize this text")))
+        finally:
+            with self._job_lock:
+                self._current_job = None
 
     def _call(self, msg: Any) -> None:
         from voxserve.runtime import messages as m

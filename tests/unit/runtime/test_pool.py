@@ -122,6 +122,23 @@ async def test_hung_worker_is_killed_after_cancel_grace(pool: EnginePool) -> Non
     assert len(await collect(await pool.synth(job("alive")))) > 0
 
 
+async def test_a_cancel_stops_an_inference_in_progress(pool: EnginePool) -> None:
+    # A Piper sentence is one inference of up to a second, deaf to the Cancel on the pipe until it
+    # ends: the interrupt pipe stops it mid-run (the fake's 30 s "inference" would outlast the 0.5 s
+    # cancel grace, and the worker would be killed and replaced).
+    stream = await pool.synth(job("INFER"))
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(anext(stream), 0.2)
+    stream.abort()
+    await wait_for(lambda: pool.done_log)  # type: ignore[attr-defined]
+    assert pool.done_log[-1].cancelled  # type: ignore[attr-defined]
+    await wait_for(lambda: pool.busy == 0 and pool._idle.qsize() == 1)
+    assert pool.restarts == 0
+    # The next job's inferences run to the end again.
+    assert len(await collect(await pool.synth(job("after the cancel")))) > 0
+    assert pool.restarts == 0
+
+
 async def test_full_queue_answers_unavailable() -> None:
     p = EnginePool(SPEC, 1, start_timeout_s=60, queue_timeout_s=0.3, max_queued=0)
     await p.start()
