@@ -128,6 +128,18 @@ async def test_a_closed_consumer_cancels_the_job(replica: EngineReplica) -> None
     assert isinstance(out[-1], m.Done) and out[-1].job_id == 9
 
 
+async def test_a_cancel_stops_an_inference_in_progress(replica: EngineReplica) -> None:
+    # The fake's 30 s "inference" outlasts the 0.5 s cancel grace unless the interrupt stops it.
+    run = replica.run(synth(11, "INFER"))
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(anext(run), 0.2)
+    await run.aclose()
+    assert replica.broken is None
+    out = await messages(replica, synth(12, "after"))
+    assert isinstance(out[-1], m.Done) and out[-1].job_id == 12 and not out[-1].cancelled
+    replica.check_health()
+
+
 async def test_an_engine_that_ignores_a_cancel_makes_the_replica_unhealthy() -> None:
     slow = EngineReplica(SLOW, scaled(30), 0.05)
     try:

@@ -18,6 +18,7 @@ and Serve replaces it: the counterpart of killing a worker process that ignores 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import queue
@@ -109,8 +110,12 @@ class EngineReplica:
         self.spec = spec
         self.cancel_grace_s = cancel_grace_s
         self._pipe = ThreadPipe()
+        self._interrupts = ThreadPipe()  # a cancel stops an inference in progress, as in a local worker
         self._thread = threading.Thread(
-            target=worker_main, args=(spec, self._pipe.child), name=f"voxserve-{spec.engine}", daemon=True
+            target=worker_main,
+            args=(spec, self._pipe.child, self._interrupts.child),
+            name=f"voxserve-{spec.engine}",
+            daemon=True,
         )
         self._thread.start()
         hello = self._pipe.parent.get(start_timeout_s)
@@ -177,6 +182,8 @@ class EngineReplica:
     async def _abandon(self, job_id: int) -> None:
         """Cancel ``job_id`` on the worker and wait for its confirmation (bounded)."""
         self._pipe.parent.send(m.Cancel(job_id))
+        with contextlib.suppress(OSError):
+            self._interrupts.parent.send(job_id)
         try:
             async with asyncio.timeout(self.cancel_grace_s):
                 while True:
@@ -194,9 +201,10 @@ class EngineReplica:
 
     def __del__(self) -> None:
         # Serve calls this on a graceful shutdown: the worker thread sees the pipe end and returns.
-        pipe = getattr(self, "_pipe", None)
-        if pipe is not None:
-            pipe.parent.close()
+        for name in ("_pipe", "_interrupts"):
+            pipe = getattr(self, name, None)
+            if pipe is not None:
+                pipe.parent.close()
 
 
 def pin_replica_server_to_loopback() -> None:
