@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import time
 from collections import deque
@@ -14,8 +15,6 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-
-from voxserve.heap import trim_heap
 
 __all__ = [
     "LOG_FORMAT",
@@ -245,6 +244,24 @@ class LoopLagProbe(_Periodic):
             return 0.0
         values = sorted(self.recent)
         return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def trim_heap() -> bool:
+    """Give the C heap's free pages back to the operating system (glibc's ``malloc_trim``).
+
+    Blocking (a few milliseconds): call it from a thread. False where there is no glibc. Without it
+    the memory a burst of large requests used (uploads, long texts: freed, but kept by the allocator
+    for reuse) stays in the server's RSS for good.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    trim = getattr(libc, "malloc_trim", None)
+    if trim is None:
+        return False
+    trim(0)
+    return True
 
 
 class HeapTrimmer(_Periodic):

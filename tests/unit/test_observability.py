@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from tests.timing import until_async
 
-from voxserve import heap, observability
+from voxserve import observability
 from voxserve.observability import HeapTrimmer, LoopLagProbe, trim_heap
 
 
@@ -48,7 +48,7 @@ def test_no_glibc_means_no_trim(monkeypatch: pytest.MonkeyPatch) -> None:
     def missing(name: str) -> object:
         raise OSError(name)
 
-    monkeypatch.setattr(heap.ctypes, "CDLL", missing)
+    monkeypatch.setattr(observability.ctypes, "CDLL", missing)
     assert trim_heap() is False
 
 

@@ -182,29 +182,18 @@ class Serve:
         if msg.method not in _STREAM_CALLS:
             raise EngineFailure(f"unknown worker call {msg.method}")
         t0 = time.perf_counter()
-        upload = msg.method == "transcribe_upload"
-        try:
-            if upload:
-                info, items = self._transcribe_upload(*msg.args)
-            else:
-                info, items = getattr(self.engine, msg.method)(*msg.args)
-            self.conn.send(m.Item(msg.job_id, info))
-            for item in items:
-                if self._cancelled(msg.job_id):
-                    self.conn.send(m.Done(msg.job_id, 0.0, time.perf_counter() - t0, cancelled=True))
-                    return
-                self.conn.send(m.Item(msg.job_id, item))
-            audio_s = float(getattr(info, "duration_s", 0.0))
-            self.conn.send(m.Done(msg.job_id, audio_s, time.perf_counter() - t0))
-        finally:
-            if upload:
-                # An upload's file and decoded audio (up to the length limit: tens of MB, refused or
-                # not) are freed now, but glibc keeps such blocks for reuse: a hostile soak grew this
-                # worker from 179 to 448 MB. Hand them back (a few ms).
-                from voxserve.heap import trim_heap
-
-                msg = info = items = None
-                trim_heap()
+        if msg.method == "transcribe_upload":
+            info, items = self._transcribe_upload(*msg.args)
+        else:
+            info, items = getattr(self.engine, msg.method)(*msg.args)
+        self.conn.send(m.Item(msg.job_id, info))
+        for item in items:
+            if self._cancelled(msg.job_id):
+                self.conn.send(m.Done(msg.job_id, 0.0, time.perf_counter() - t0, cancelled=True))
+                return
+            self.conn.send(m.Item(msg.job_id, item))
+        audio_s = float(getattr(info, "duration_s", 0.0))
+        self.conn.send(m.Done(msg.job_id, audio_s, time.perf_counter() - t0))
 
     def _transcribe_upload(self, data: bytes, max_seconds: float, options: Any) -> tuple[Any, Any]:
         """An uploaded file (any container), decoded here rather than in the server: what a hostile
