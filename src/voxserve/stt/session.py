@@ -601,8 +601,10 @@ class StreamingSession:
         if self._state is _State.SPEECH and self._partial_samples and self._current().speculative is None:
             self._pump(events)
             utt = self._current()
+            heard = self._heard_since_partial(utt)
             while self._pos >= utt.partial_tick:
-                self._dropped_partials += 1
+                if heard:  # a partial of silence is not wanted, so not dropped either
+                    self._dropped_partials += 1
                 utt.partial_tick += self._partial_samples
         self._check_lag(events)
 
@@ -624,6 +626,16 @@ class StreamingSession:
             # would hold the commit's final behind it, where a digit string pauses at every digit.
             utt.speculative = self._final_job(utt, speculative=True)
             self._enqueue(utt.speculative, events)
+
+    def _heard_since_partial(self, utt: _Utterance) -> bool:
+        """Whether a partial would show anything new. Manual commits with speculation: only if the
+        VAD heard speech since the last partial's audio. Between a client's turns the "utterance" is
+        silence: its partials were "" or the prompt made up again ("1. Three. 8. 8. 8."), and they
+        kept a worker busy that the next early final needed (a pipecat session: 0.9–1.1 s decodes
+        beside them)."""
+        if self._spec_vad is None:
+            return True
+        return utt.heard_end is not None and utt.heard_end > utt.last_partial_end
 
     def _final_goes_out_now(self) -> bool:
         """Whether a final enqueued now would be sent at once (the slot is free, or a partial holds it
@@ -883,6 +895,7 @@ class StreamingSession:
             and self._partial_samples
             and self._pos - utt.last_partial_end
             >= (self._partial_samples if utt.partial_sent else self._first_partial_samples)
+            and self._heard_since_partial(utt)
         ):
             utt.partial_sent = True
             utt.last_partial_end = self._pos

@@ -867,6 +867,25 @@ def test_manual_speculation_needs_speech_and_can_be_off() -> None:
     assert vad.frames == 0
 
 
+def test_manual_asks_for_no_partial_of_silence() -> None:
+    # Between a client's turns the session hears only silence: its partials were "" or the prompt
+    # made up again, and they kept a worker busy that the next early final needed.
+    d = manual()
+    d.feed(silence(2.0), FRAME)
+    assert not [r for r in d.requests if r.kind == "partial"]  # nothing heard yet
+    d.feed(tone(1.5), FRAME)
+    during = [r for r in d.requests if r.kind == "partial"]
+    assert during  # speech: partials as usual
+    d.feed(silence(3.0), FRAME)
+    after = [r for r in d.requests if r.kind == "partial"]
+    # At most the one whose audio ends in the pause (it holds the last words); none of pure silence.
+    assert len(after) - len(during) <= 1
+    assert d.session.dropped_partials == 0  # skipped, not dropped: nothing was lost
+    d.feed(tone(1.5), FRAME)
+    assert len([r for r in d.requests if r.kind == "partial"]) > len(after)  # speech again
+    check_invariants(d.events)
+
+
 def test_manual_mode_requires_no_vad_but_vad_mode_does() -> None:
     with pytest.raises(ValueError, match="VAD"):
         StreamingSession(SessionConfig())
