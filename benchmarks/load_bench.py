@@ -60,6 +60,9 @@ def main() -> None:
             "VOXSERVE_WORKERS_PER_ENGINE": "1",
             "VOXSERVE_MAX_QUEUED_REQUESTS": "1",
             "VOXSERVE_QUEUE_TIMEOUT_S": "60",
+            # The busy request below asks for more speech than the default max_speech_s (600 s)
+            # allows: it must be served, not refused with 413 speech_too_long.
+            "VOXSERVE_MAX_SPEECH_S": "7200",
             "VOXSERVE_MAX_STT_SESSIONS": "1",
             "VOXSERVE_MAX_SPEAK_SESSIONS": "1",
             "VOXSERVE_UI_ENABLED": "false",
@@ -85,6 +88,8 @@ def main() -> None:
             httpx.Client(base_url=url, timeout=10) as refuser,
             c.stream("POST", f"{url}/v1/audio/speech", json=body) as busy,
         ):
+            if busy.status_code != 200:
+                raise RuntimeError(f"the busy request was refused: {busy.status_code} {busy.read()!r}")
             chunks = busy.iter_raw()  # kept: a dropped iterator closes the response (a disconnect)
             next(chunks)  # the only worker is busy
 
