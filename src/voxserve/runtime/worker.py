@@ -91,6 +91,8 @@ class Serve:
         self._job_lock = threading.Lock()
         self._current_job: int | None = None
         self._interrupted: int | None = None
+        # Interrupts read before their job (the two pipes race): the job is stopped as it starts.
+        self._early_interrupts: deque[int] = deque(maxlen=16)
         if interrupts is not None:
             # Started even for an engine that cannot be interrupted: it drains the pipe, which would
             # otherwise fill and block the parent's event loop.
@@ -140,7 +142,9 @@ class Serve:
             except (EOFError, OSError):
                 return  # the parent closed it: the worker is being stopped
             with self._job_lock:
-                if job_id == self._current_job and self._interruptible:
+                if job_id != self._current_job:
+                    self._early_interrupts.append(job_id)
+                elif self._interruptible:
                     self._interrupted = job_id
                     self.engine.interrupt()
 
@@ -151,7 +155,11 @@ class Serve:
         with self._job_lock:
             self._current_job, self._interrupted = job_id, None
             if self._interruptible:
-                self.engine.rearm()  # an interrupt that came after the last job's final run
+                if job_id in self._early_interrupts:
+                    self._interrupted = job_id
+                    self.engine.interrupt()
+                else:
+                    self.engine.rearm()  # an interrupt that came after the last job's final run
         try:
             fn(msg)
         except Exception as exc:
