@@ -298,7 +298,9 @@ def test_pathological_input_is_linear(name: str) -> None:
         if gc_was_enabled:
             gc.enable()
     # Loose bounds on CPU time, so as not to be flaky: the targets are < 0.5 s and a ratio of about 4.
-    assert full < scaled(1.0), f"{name}: {full:.3f}s for {len(text)} characters"
+    # (A clean-clone CI run on a loaded machine measured 1.003 s of CPU for digit-comma against a 1.0 s
+    # bound; a quadratic pass over 100 000 characters costs minutes, so 2 s still catches one.)
+    assert full < scaled(2.0), f"{name}: {full:.3f}s for {len(text)} characters"
     # 4x the input: linear work costs ~4x, a quadratic pass 16x; 8x leaves room for a shared CPU's
     # cache and frequency noise (a loaded run measured 6.7x on CPU time).
     assert full <= 8 * small + 0.02, f"{name}: 4x the input took {full / small:.1f}x the time"
