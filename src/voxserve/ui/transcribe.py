@@ -4,7 +4,7 @@ The microphone streams short WAV chunks; each browser session gets its own
 :class:`~voxserve.stt.transcriber.Transcriber` (the driver behind ``WS /v1/stream/transcribe``),
 with a per-stream Silero VAD and resampler, admitted against ``max_stt_sessions``. Partials show as
 they come (confirmed words, then tentative ones); finals are never revised. An uploaded file is
-decoded in a thread and transcribed by the Whisper pool in one call, segment by segment.
+decoded and transcribed by a Whisper worker in one call (never in the server process).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import gradio as gr
 import numpy as np
 import numpy.typing as npt
 
-from voxserve.audio.decode import PcmConverter, decode_audio
+from voxserve.audio.decode import PcmConverter
 from voxserve.engines.base import TranscribeOptions
-from voxserve.errors import Unavailable, VoxserveError
+from voxserve.errors import Unavailable, UnsupportedMediaType, VoxserveError
 from voxserve.stt.service import open_transcriber
 from voxserve.stt.session import Final, Partial, UtteranceFailed
 from voxserve.stt.transcriber import Transcriber
@@ -92,11 +92,17 @@ class MicSession:
         return " ".join(parts) or "…"
 
     def to_pcm16k(self, data: bytes) -> npt.NDArray[np.float32]:
-        """A chunk from the browser (a WAV) → 16 kHz float32 mono. Blocking: call it in a thread."""
+        """A chunk from the browser (a 16-bit WAV) → 16 kHz float32 mono; anything else is 415
+        ``unsupported_media_type``. Blocking: call it in a thread."""
         wav = read_wav(data)
         if wav is None:
-            # Not a 16-bit WAV: decode whatever it is on its own (PyAV).
-            return decode_audio(data, max_seconds=60.0)
+            # Gradio's recorder sends 16-bit WAV chunks. Anything else would need FFmpeg, and
+            # uploads are never decoded in the server process (a crafted file costs the decoder far
+            # more than its size): refused, as the REST route refuses what it cannot take.
+            raise UnsupportedMediaType(
+                "a microphone chunk must be a 16-bit PCM WAV (as the browser's recorder sends)",
+                param="file",
+            )
         rate, channels, frames = wav
         if self._convert is None or rate != self._rate or channels != self._channels:
             self._convert = PcmConverter("linear16", rate)
