@@ -72,13 +72,15 @@ class FakeEngine:
     def transcribe(
         self, audio: np.ndarray, options: TranscribeOptions
     ) -> tuple[TranscriptInfo, Iterator[Segment]]:
-        """One segment "word<i>" per 0.5 s of audio; ``options.prompt == "CRASH"`` exits."""
+        """One segment "word<i>" per 0.5 s of audio, none for all-zero audio with ``skip_silence``
+        (as a VAD in front would); ``options.prompt == "CRASH"`` exits."""
         if options.prompt == "CRASH":
             os._exit(3)
         duration = len(audio) / 16000
+        silent = options.skip_silence and not np.any(audio)
 
         def segments() -> Iterator[Segment]:
-            for i in range(int(duration / 0.5)):
+            for i in range(0 if silent else int(duration / 0.5)):
                 time.sleep(self.step_s)
                 yield Segment(id=i, start_s=i * 0.5, end_s=(i + 1) * 0.5, text=f" word{i}")
 

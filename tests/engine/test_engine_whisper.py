@@ -155,6 +155,20 @@ def test_silence_gives_no_words(tiny: WhisperEngine) -> None:
         assert text_of(tiny, audio).strip() == ""
 
 
+def test_skip_silence_decodes_only_the_speech(tiny: WhisperEngine) -> None:
+    # Two minutes of silence: tiny.en alone writes "you you you ..." over it, a decode per 30 s.
+    silence = np.zeros(120 * STT_SAMPLE_RATE, np.float32)
+    info, segments = tiny.transcribe(silence, TranscribeOptions(skip_silence=True))
+    assert list(segments) == [] and info.duration_s == pytest.approx(120.0)
+    speech = load(FILES[0])
+    pad = np.zeros(40 * STT_SAMPLE_RATE, np.float32)
+    _, segments = tiny.transcribe(np.concatenate([pad, speech, pad]), TranscribeOptions(skip_silence=True))
+    segs = list(segments)
+    assert wer(by_name(FILES[0]).text, "".join(s.text for s in segs)) <= MAX_WER
+    # Times are the file's own, not the speech-only audio's.
+    assert 39.0 <= segs[0].start_s and segs[-1].end_s <= 41.0 + len(speech) / STT_SAMPLE_RATE
+
+
 def test_options_pass_through(tiny: WhisperEngine) -> None:
     audio = load(FILES[0])
     reference = by_name(FILES[0]).text

@@ -208,6 +208,10 @@ class TranscribeOptions:
     languages: tuple[str, ...] = ()
     """ISO 639-1 codes the audio may be in (OpenAI ``languages``): detection picks among them;
     ignored when ``language`` is set. Empty: any language the model knows."""
+    skip_silence: bool = False
+    """Find the speech with a VAD first and decode only that (whole uploaded files; the streaming
+    sessions run their own VAD). Whisper given long silence makes words up ("you you you ...") and
+    spends a full decode on every 30 s of it."""
 
 
 @dataclass(frozen=True)

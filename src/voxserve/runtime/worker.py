@@ -18,6 +18,7 @@ Audio is resampled and encoded here, not in the server, so the server's event lo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import threading
@@ -206,11 +207,14 @@ class Serve:
     def _transcribe_upload(self, data: bytes, max_seconds: float, options: Any) -> tuple[Any, Any]:
         """An uploaded file (any container), decoded here rather than in the server: what a hostile
         upload costs (bounded by ``decode_audio``'s work limit) falls on this admitted worker, never on
-        the server's process or memory; then transcribed. Bad files raise the decoder's 4xx errors."""
+        the server's process or memory; then transcribed, its silence skipped (a whole file has had no
+        VAD in front of it, unlike a stream). Bad files raise the decoder's 4xx errors."""
         from voxserve.audio.decode import decode_audio
 
         audio = decode_audio(data, max_seconds=max_seconds)
         del data
+        if hasattr(options, "skip_silence"):  # TranscribeOptions (fake engines in tests take others)
+            options = dataclasses.replace(options, skip_silence=True)
         result: tuple[Any, Any] = self.engine.transcribe(audio, options)
         return result
 
