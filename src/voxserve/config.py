@@ -360,7 +360,7 @@ class Settings(BaseSettings):
     vad_prefix_padding_ms: int = Field(300, ge=0, description="Audio kept before speech starts.")
     partial_interval_ms: int = Field(500, ge=0, description="Re-decode cadence for partials (0: none).")
     stt_commit_speculation_ms: int = Field(
-        300,
+        200,
         ge=0,
         le=5000,
         description="Manual commits (Realtime turn_detection null): silence after speech after which "

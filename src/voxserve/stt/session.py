@@ -170,6 +170,11 @@ class SessionConfig:
     preempt_partials: bool = True
     """A final that must go out while a partial decode is in flight is sent at once (the partial is
     abandoned) instead of waiting for it; the driver then runs up to two decodes at once."""
+    finals_ahead: bool = True
+    """A final that waits behind another final in flight is sent at once too, and delivered after it
+    (the driver then runs up to two decodes at once). A client that commits at every short pause
+    (LiveKit's VAD: 250 ms; pipecat's on "1. 2. 3.") otherwise waits a whole decode per earlier
+    segment. Its prompt lacks the text of the final still being decoded."""
     max_utterance_s: float = 28.0
     """Longest utterance (prefix padding included) before it is cut; Whisper's window is 30 s."""
     cut_search_s: float = 5.0
@@ -298,6 +303,9 @@ class _InFlight:
     cancelled: bool = False
     demoted: bool = False
     """A speculative final whose utterance went on (server VAD): its answer is shown as a partial."""
+    segments: Sequence[Segment] | None = None
+    """A final decoded ahead (:attr:`SessionConfig.finals_ahead`) keeps its answer here until the
+    final before it is delivered."""
 
 
 def _transcript(segments: Sequence[Segment]) -> str:
@@ -374,6 +382,7 @@ class StreamingSession:
         self._queued_samples = 0
         self._inflight: _InFlight | None = None
         self._abandoned: _InFlight | None = None  # a preempted partial the driver still runs
+        self._ahead: _InFlight | None = None  # the next final, decoded while the slot's is
         self._dropped_partials = 0
         self._last_lag_report: int | None = None
         self._context = ""
@@ -394,7 +403,7 @@ class StreamingSession:
 
         An abandoned partial that the driver still runs does not count (its result is ignored).
         """
-        return self._inflight is None and not self._queue
+        return self._inflight is None and self._ahead is None and not self._queue
 
     @property
     def lag_s(self) -> float:
@@ -453,6 +462,10 @@ class StreamingSession:
         """
         if self._take_abandoned(request_id):
             return []
+        ahead = self._ahead
+        if ahead is not None and ahead.request_id == request_id:
+            ahead.segments = segments  # delivered when the final before it is
+            return []
         inflight = self._inflight
         if inflight is None or inflight.request_id != request_id:
             return []
@@ -463,12 +476,32 @@ class StreamingSession:
                 self._deliver_partial(inflight, segments, events)
             else:
                 self._deliver_final(inflight.job, segments, events)
+        self._promote_ahead(events)
         self._pump(events)
         return events
+
+    def _promote_ahead(self, events: list[Event]) -> None:
+        """The slot is free: the final decoded ahead takes it, or is delivered if already answered."""
+        ahead = self._ahead
+        if ahead is None or self._inflight is not None:
+            return
+        self._ahead = None
+        if ahead.segments is None:
+            self._inflight = ahead
+        elif ahead.job is not None:
+            self._deliver_final(ahead.job, ahead.segments, events)
 
     def on_decode_failed(self, request_id: int) -> list[Event]:
         """The decode ``request_id`` failed. Finals are retried once, then :class:`UtteranceFailed`."""
         if self._take_abandoned(request_id):
+            return []
+        ahead = self._ahead
+        if ahead is not None and ahead.request_id == request_id:
+            # Decoded again in its turn, in the slot (where a second failure is UtteranceFailed).
+            self._ahead = None
+            if ahead.job is not None:
+                self._queue.appendleft(ahead.job)
+                self._queued_samples += ahead.job.audio.size
             return []
         inflight = self._inflight
         if inflight is None or inflight.request_id != request_id:
@@ -487,6 +520,8 @@ class StreamingSession:
                 self._queued_samples += job.audio.size
             else:
                 events.append(UtteranceFailed(job.utterance_id, job.start_s, job.end_s, "decode_failed"))
+        if not (self._queue and self._queue[0] is job):  # not retried now: the next final's turn
+            self._promote_ahead(events)
         self._pump(events)
         return events
 
@@ -767,6 +802,8 @@ class StreamingSession:
         self._reset_utterance_state()
         if new_job is not None:
             self._enqueue(new_job, events)
+        else:
+            self._pump(events)  # a queued early final is now a final: it may go ahead
 
     def _cut(self, events: list[Event]) -> None:
         """Split an over-long utterance at its quietest recent point; the rest goes on as a new one."""
@@ -868,24 +905,12 @@ class StreamingSession:
                 and self._config.preempt_partials
                 and self._abandoned is None
             ):
+                self._pump_ahead(inflight, events)
                 return
             self._abandoned = inflight
             self._inflight = None
         if self._queue:
-            job = self._queue.popleft()
-            self._queued_samples -= job.audio.size
-            job.attempts += 1
-            self._inflight = self._issue(job.utterance_id, job.audio_start_s + job.audio.size / self._sr, job)
-            events.append(
-                DecodeRequest(
-                    self._inflight.request_id,
-                    job.utterance_id,
-                    "final",
-                    job.audio,
-                    job.audio_start_s,
-                    self._prompt(job.start_s),
-                )
-            )
+            self._inflight = self._send_next_final(events)
             return
         utt = self._utt
         if (
@@ -911,6 +936,36 @@ class StreamingSession:
                     self._prompt(utt.start / self._sr),
                 )
             )
+
+    def _pump_ahead(self, inflight: _InFlight, events: list[Event]) -> None:
+        """With :attr:`SessionConfig.finals_ahead`: send the next waiting final while the slot holds
+        a final (first attempts only; a retry waits for the slot). At most two decodes at once."""
+        if not (
+            self._config.finals_ahead
+            and self._ahead is None
+            and self._abandoned is None
+            and self._queue
+            and inflight.job is not None
+            and not inflight.cancelled
+            and not self._queue[0].speculative
+            and self._queue[0].attempts == 0
+        ):
+            return
+        self._ahead = self._send_next_final(events)
+
+    def _send_next_final(self, events: list[Event]) -> _InFlight:
+        """Take the first waiting final and request its decode."""
+        job = self._queue.popleft()
+        self._queued_samples -= job.audio.size
+        job.attempts += 1
+        inflight = self._issue(job.utterance_id, job.audio_start_s + job.audio.size / self._sr, job)
+        prompt = self._prompt(job.start_s)
+        events.append(
+            DecodeRequest(
+                inflight.request_id, job.utterance_id, "final", job.audio, job.audio_start_s, prompt
+            )
+        )
+        return inflight
 
     def _take_abandoned(self, request_id: int) -> bool:
         """Forget the abandoned partial if ``request_id`` is it (its outcome is then ignored)."""

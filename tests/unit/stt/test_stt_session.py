@@ -121,11 +121,13 @@ class Driver:
                     assert not kinds, "a decode requested while another is in flight"
                 else:
                     # At most two at once: a final may preempt a partial, or its own utterance's
-                    # speculative final that speech overtook (a partial now), never another final.
+                    # speculative final that speech overtook (a partial now), or (finals_ahead) go
+                    # beside the final of the utterance before it.
                     assert len(kinds) < 2, "three decodes in flight"
-                    assert all(
-                        r.utterance_id == event.utterance_id for r in self.pending if r.kind == "final"
-                    ), "two finals in flight"
+                    if not self.session.config.finals_ahead:
+                        assert all(
+                            r.utterance_id == event.utterance_id for r in self.pending if r.kind == "final"
+                        ), "two finals in flight"
                 self.pending.append(event)
                 self.most_pending = max(self.most_pending, len(self.pending))
                 self.requests.append(event)
@@ -633,7 +635,7 @@ def test_manual_the_next_pause_does_not_wait_for_an_overtaken_early_final() -> N
 
 
 def test_a_final_never_preempts_a_final() -> None:
-    d = make(SessionConfig(partial_interval_ms=0), delay=None)
+    d = make(SessionConfig(partial_interval_ms=0, finals_ahead=False), delay=None)
     d.feed(join(silence(0.5), tone(1.0), silence(0.7), tone(1.0), silence(0.7)))
     (first,) = d.final_requests()  # the second utterance's final waits for the first's
     assert d.pending == [first]
@@ -1139,3 +1141,73 @@ def test_utterance_buffer_is_bounded() -> None:
 def test_config_rejects_nonsense(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):  # noqa: PT011 - each value has its own message
         SessionConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def committed_twice(**config: object) -> tuple[Driver, DecodeRequest, DecodeRequest]:
+    """Manual commits, no partials: one second of speech committed, then half a second, with the
+    decoder holding both answers."""
+    session = StreamingSession(SessionConfig(vad_threshold=None, partial_interval_ms=0, **config))  # type: ignore[arg-type]
+    d = Driver(session, delay=None)
+    d.feed(tone(1.0))
+    d.take(session.commit())
+    d.feed(tone(0.5))
+    d.take(session.commit())
+    requests = d.final_requests()
+    assert len(requests) == 2  # the second did not wait for the first
+    return d, requests[0], requests[1]
+
+
+def test_a_final_waiting_behind_a_final_is_decoded_beside_it_and_comes_out_after_it() -> None:
+    d, first, second = committed_twice()
+    assert d.pending == [first, second]
+    assert second.prompt == ""  # the first's text is not known yet
+    assert d.answer(second) == []  # held for its turn
+    out = d.answer(first)
+    assert [(type(e), getattr(e, "utterance_id", None)) for e in out] == [(Final, 1), (Final, 2)]
+    assert d.session.idle
+    check_invariants(d.events)
+
+
+def test_without_finals_ahead_the_second_final_waits() -> None:
+    session = StreamingSession(SessionConfig(vad_threshold=None, partial_interval_ms=0, finals_ahead=False))
+    d = Driver(session, delay=None)
+    d.feed(tone(1.0))
+    d.take(session.commit())
+    d.feed(tone(0.5))
+    d.take(session.commit())
+    (first,) = d.final_requests()
+    out = d.answer(first)
+    assert [type(e) for e in out] == [Final, DecodeRequest]
+    assert out[1].prompt == text_of(word_decoder(first))  # type: ignore[union-attr]
+
+
+def test_server_vad_utterances_back_to_back_are_decoded_side_by_side() -> None:
+    d = make(SessionConfig(partial_interval_ms=0), delay=None, newest_first=True)
+    d.feed(join(silence(0.5), tone(1.0), silence(0.7), tone(1.0), silence(0.7)))
+    assert len(d.pending) == 2 and all(r.kind == "final" for r in d.pending)
+    d.finish()
+    assert [f.utterance_id for f in d.finals()] == [1, 2]
+    check_invariants(d.events)
+
+
+def test_a_final_decoded_ahead_that_fails_is_decoded_again_in_its_turn() -> None:
+    d, first, second = committed_twice()
+    assert d.fail(second) == []
+    out = d.answer(first)
+    assert [type(e) for e in out] == [Final, DecodeRequest]
+    retry = out[1]
+    assert isinstance(retry, DecodeRequest) and retry.utterance_id == 2
+    assert retry.prompt == text_of(word_decoder(first))  # now it has the first's text
+    assert [type(e) for e in d.answer(retry)] == [Final]
+    assert [f.utterance_id for f in d.finals()] == [1, 2]
+    check_invariants(d.events)
+
+
+def test_the_final_ahead_comes_out_when_the_one_before_fails_for_good() -> None:
+    d, first, second = committed_twice()
+    d.answer(second)
+    (retry,) = [e for e in d.fail(first) if isinstance(e, DecodeRequest)]
+    assert retry.utterance_id == 1
+    out = d.fail(retry)
+    assert [type(e) for e in out] == [UtteranceFailed, Final]
+    assert d.session.idle
