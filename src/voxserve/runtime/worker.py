@@ -213,8 +213,7 @@ class Serve:
 
         audio = decode_audio(data, max_seconds=max_seconds)
         del data
-        if hasattr(options, "skip_silence"):  # TranscribeOptions (fake engines in tests take others)
-            options = dataclasses.replace(options, skip_silence=True)
+        options = dataclasses.replace(options, skip_silence=True)  # every caller sends TranscribeOptions
         result: tuple[Any, Any] = self.engine.transcribe(audio, options)
         return result
 
