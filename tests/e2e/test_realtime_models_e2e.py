@@ -153,6 +153,7 @@ def test_a_realtime_only_model_commits_when_the_client_does(light: Server, model
         logprobs = event["logprobs"]
         assert "".join(e["token"] for e in logprobs).strip() == event["transcript"]
         assert all(e["logprob"] <= 0 and bytes(e["bytes"]).decode() == e["token"] for e in logprobs)
+        assert len(logprobs) > len(event["transcript"].split())  # per token: "." is one of its own
 
 
 def test_keywords_reach_the_model(light: Server) -> None:
@@ -198,6 +199,7 @@ def test_logprobs_on_rest_come_from_the_model(light: Server) -> None:
     )
     assert result.logprobs, result
     assert "".join(lp.token or "" for lp in result.logprobs).strip() == result.text
+    assert len(result.logprobs) > len(result.text.split())  # per token, not per word
     assert all(lp.logprob is not None and -50 < lp.logprob <= 0 for lp in result.logprobs)
     assert any(lp.logprob is not None and lp.logprob < 0 for lp in result.logprobs)  # not all made up as 0
     probability = math.exp(sum(lp.logprob or 0 for lp in result.logprobs) / len(result.logprobs))

@@ -237,6 +237,22 @@ def test_word_probabilities_are_the_models(tiny: WhisperEngine) -> None:
     assert min(probabilities) < 0.99
 
 
+def test_every_word_has_the_models_tokens(tiny: WhisperEngine) -> None:
+    """What logprobs are made of: each word's tokens spell it byte for byte; a word of one token has
+    that token's probability (faster-whisper's word probability is the mean over the word's tokens)."""
+    for name in FILES:
+        _, segments = tiny.transcribe(load(name), TranscribeOptions(word_timestamps=True))
+        words = [w for s in segments for w in s.words]
+        assert words and all(w.tokens for w in words), name
+        for w in words:
+            assert b"".join(t.utf8 for t in w.tokens) == w.word.encode(), w
+            assert all(math.log(1e-30) <= t.logprob <= 0 for t in w.tokens), w
+            if len(w.tokens) == 1:
+                assert math.exp(w.tokens[0].logprob) == pytest.approx(w.probability, abs=1e-4), w
+        assert any(t.logprob < -0.05 for w in words for t in w.tokens), name
+        assert any(len(w.tokens) > 1 for w in words), name  # "expressed." is " expressed" and "."
+
+
 # ------------------------------------------------------------------------------- user folders
 
 

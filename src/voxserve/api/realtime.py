@@ -50,7 +50,7 @@ from voxserve.engines.base import TranscribeOptions, Word
 from voxserve.errors import InvalidRequest, VoxserveError
 from voxserve.protocol import realtime as wire
 from voxserve.state import AppState
-from voxserve.stt.hints import check_keywords, check_languages, english_only, word_logprobs
+from voxserve.stt.hints import check_keywords, check_languages, english_only, token_logprobs
 from voxserve.stt.service import open_transcriber
 from voxserve.stt.session import Final, Partial, SpeechStarted, SpeechStopped, UtteranceFailed
 from voxserve.stt.transcriber import Transcriber, session_config
@@ -394,7 +394,7 @@ class RealtimeHandler(TranscribingHandler):
 
 def _logprobs(words: tuple[Word, ...]) -> tuple[wire.Logprob, ...]:
     return tuple(
-        wire.Logprob(e["token"], e["logprob"], tuple(e["bytes"])) for e in word_logprobs(list(words))
+        wire.Logprob(e["token"], e["logprob"], tuple(e["bytes"])) for e in token_logprobs(list(words))
     )
 
 

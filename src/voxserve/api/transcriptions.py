@@ -28,7 +28,7 @@ from voxserve.engines.base import Segment, TranscribeOptions, TranscriptInfo
 from voxserve.errors import InvalidRequest, InvalidValue
 from voxserve.protocol.speech import TranscriptionError, TranscriptTextDelta, TranscriptTextDone
 from voxserve.runtime.pool import ItemStream
-from voxserve.stt.hints import check_keywords, check_languages, word_logprobs
+from voxserve.stt.hints import check_keywords, check_languages, token_logprobs
 
 __all__ = ["router"]
 
@@ -95,7 +95,7 @@ def render(
     text = "".join(s.text for s in segments).strip()
     extra: dict[str, Any] = {}
     if logprobs:
-        extra["logprobs"] = word_logprobs([w for s in segments for w in s.words])
+        extra["logprobs"] = token_logprobs([w for s in segments for w in s.words])
     if languages:
         extra["languages"] = [{"code": info.language}] if text else []
     if fmt == "json":

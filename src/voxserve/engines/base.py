@@ -160,6 +160,18 @@ class Interruptible(Protocol):
 
 
 @dataclass(frozen=True)
+class Token:
+    """One token of a recognised word, as the model spelled it, with the model's log probability."""
+
+    text: str
+    """The token's text (a token that ends inside a multi-byte character shows U+FFFD there)."""
+    utf8: bytes
+    """The token's exact bytes: joined in order, the tokens of a text give its UTF-8 encoding."""
+    logprob: float
+    """Natural log of the probability the model gave this token after the ones before it."""
+
+
+@dataclass(frozen=True)
 class Word:
     """A recognised word with its times in seconds from the start of the audio given to the engine."""
 
@@ -167,6 +179,9 @@ class Word:
     start_s: float
     end_s: float
     probability: float = 1.0
+    """The mean probability of the word's tokens."""
+    tokens: tuple[Token, ...] = ()
+    """The word's tokens (Whisper with ``word_timestamps``); empty when the engine does not say."""
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,13 @@ What a decode may cost
     ``COPY_RUN`` tokens found in the prompt counts as failed the same way, and is decoded again
     without the prompt: speech that really repeats the previous turn comes out the same, at the
     cost of one more decode.
+
+Token log probabilities
+    With ``word_timestamps``, faster-whisper runs Whisper's alignment pass, which computes the
+    probability of every text token given the audio and the tokens before it (CTranslate2's
+    ``align``), and keeps only each word's mean. :class:`_AlignRecorder` keeps the per-token numbers, so
+    each :class:`Word` carries its :class:`Token` s with their text, exact bytes and ``ln`` probability:
+    what OpenAI's ``logprobs`` report.
 """
 
 from __future__ import annotations
@@ -61,7 +68,9 @@ import math
 import os
 import shutil
 import tempfile
+from collections import deque
 from collections.abc import Iterator
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -71,6 +80,7 @@ import numpy as np
 from voxserve.engines.base import (
     FloatAudio,
     Segment,
+    Token,
     TranscribeOptions,
     TranscriptInfo,
     Word,
@@ -322,6 +332,8 @@ class WhisperEngine:
             )
         except (RuntimeError, ValueError, OSError) as exc:  # CTranslate2 and tokenizers raise these
             raise EngineFailure("cannot load the Whisper model", code="model_invalid") from exc
+        self._aligned = _AlignRecorder(self._model.model)
+        self._model.model = self._aligned
         self.multilingual: bool = bool(self._model.model.is_multilingual)
         self.languages: tuple[str, ...] = tuple(self._model.supported_languages)
         """ISO 639-1 codes the model can be told to expect (``("en",)`` for English-only models)."""
@@ -397,6 +409,7 @@ class WhisperEngine:
             temperatures = _FALLBACK_TEMPERATURES if options.temperature_fallback else (0.0,)
 
         def run(prompt: list[int] | None, temperatures: tuple[float, ...]) -> tuple[Iterator[Any], Any]:
+            self._aligned.reset()
             try:
                 return self._model.transcribe(  # type: ignore[no-any-return]
                     samples,
@@ -435,7 +448,16 @@ class WhisperEngine:
             language_probability=float(raw_info.language_probability),
             duration_s=float(raw_info.duration),
         )
-        return info, _segments(raw_segments, options.word_timestamps)
+        tokens = self._token_reader() if options.word_timestamps else None
+        return info, _segments(raw_segments, tokens)
+
+    def _token_reader(self) -> _TokenReader:
+        tokenizer = self._model.hf_tokenizer
+
+        def spell(token: int) -> bytes:
+            return _token_bytes(str(tokenizer.id_to_token(token) or ""))
+
+        return _TokenReader(self._aligned, spell)
 
     def _tokens(self, text: str) -> list[int]:
         # faster-whisper's own encoding of a prompt or hotwords: a leading space, no special tokens.
@@ -509,20 +531,117 @@ def _guarded(raw: Iterator[Any]) -> Iterator[Any]:
         yield seg
 
 
-def _segments(raw: Iterator[Any], with_words: bool) -> Iterator[Segment]:
-    """Map faster-whisper's lazy segments to ours, decoding only as far as the caller reads."""
+class _AlignRecorder:
+    """CTranslate2's Whisper model as faster-whisper uses it, keeping the token probabilities of each
+    ``align`` call (in call order) for :class:`_TokenReader`; everything else passes through."""
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+        self.pending: deque[tuple[int, float]] = deque()
+        """(token, probability) of every text token aligned and not yet read, in order."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    def reset(self) -> None:
+        self.pending.clear()
+
+    def align(
+        self, features: Any, start: Any, text_tokens: list[list[int]], *args: Any, **kwargs: Any
+    ) -> Any:
+        results = self._model.align(features, start, text_tokens, *args, **kwargs)
+        for tokens, result in zip(text_tokens, results, strict=False):
+            self.pending.extend(zip(tokens, (float(p) for p in result.text_token_probs), strict=False))
+        return results
+
+
+class _TokenReader:
+    """Gives each decoded segment's words their tokens, from what :class:`_AlignRecorder` kept."""
+
+    def __init__(self, recorder: _AlignRecorder, spell: Any) -> None:
+        self._recorder = recorder
+        self._spell = spell
+
+    def words(self, seg: Any) -> tuple[Word, ...]:
+        """``seg``'s words with their tokens. A window is aligned as a whole and faster-whisper drops
+        some of its segments (empty ones), so the segment's tokens are looked for as the first run of
+        the recorded ones that matches, and what precedes them is dropped."""
+        text_tokens = [int(t) for t in seg.tokens if t < _TEXT_TOKENS_END]
+        pending = self._recorder.pending
+        recorded = [t for t, _ in pending]
+        n = len(text_tokens)
+        tokens: list[Token] = []
+        for start in range(len(recorded) - n + 1) if n else ():
+            if recorded[start : start + n] == text_tokens:
+                for _ in range(start):
+                    pending.popleft()
+                for _ in range(n):
+                    token, p = pending.popleft()
+                    utf8 = self._spell(token)
+                    logprob = math.log(min(1.0, max(p, 1e-30))) if math.isfinite(p) else math.log(1e-30)
+                    tokens.append(Token(utf8.decode("utf-8", errors="replace"), utf8, logprob))
+                break
+        return _words(seg.words or (), tokens)
+
+
+def _words(raw: Any, tokens: list[Token]) -> tuple[Word, ...]:
+    """faster-whisper's words, each with the run of ``tokens`` that spells it (words and tokens spell
+    the same bytes in the same order: the words are groups of the tokens, punctuation moved)."""
+    out: list[Word] = []
+    index = 0
+    for w in raw:
+        text = str(w.word)
+        want = text.encode("utf-8")
+        mine: list[Token] = []
+        got = b""
+        while index < len(tokens) and len(got) < len(want):
+            got += tokens[index].utf8
+            mine.append(tokens[index])
+            index += 1
+        out.append(
+            Word(
+                word=text,
+                start_s=float(w.start),
+                end_s=float(w.end),
+                probability=float(w.probability),
+                tokens=tuple(mine) if got == want else (),
+            )
+        )
+    return tuple(out)
+
+
+@cache
+def _byte_decoder() -> dict[str, int]:
+    """Whisper's (GPT-2's) byte-level BPE alphabet: the character each byte is written as, reversed.
+    Printable bytes stand for themselves; the others are shifted to code points from 256 on."""
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
+    chars = list(printable)
+    shift = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + shift)
+            shift += 1
+    return {chr(c): b for b, c in zip(printable, chars, strict=True)}
+
+
+def _token_bytes(piece: str) -> bytes:
+    """The bytes a byte-level BPE token stands for (its vocabulary string, decoded)."""
+    table = _byte_decoder()
+    return bytes(table[ch] for ch in piece if ch in table)
+
+
+def _segments(raw: Iterator[Any], tokens: _TokenReader | None) -> Iterator[Segment]:
+    """Map faster-whisper's lazy segments to ours, decoding only as far as the caller reads; with a
+    token reader (``word_timestamps``), with words and their tokens."""
     for index, seg in enumerate(_guarded(raw)):
         words: tuple[Word, ...] = ()
-        if with_words and seg.words:
-            words = tuple(
-                Word(
-                    word=str(w.word),
-                    start_s=float(w.start),
-                    end_s=float(w.end),
-                    probability=float(w.probability),
-                )
-                for w in seg.words
-            )
+        if tokens is not None:
+            words = tokens.words(seg)
         yield Segment(
             id=index,
             start_s=float(seg.start),

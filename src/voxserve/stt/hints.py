@@ -5,10 +5,10 @@ limits (``max_keywords``, ``max_keyword_chars``, ``max_keywords_total_chars``, `
 Whisper's language codes; the engine then reads keywords as hotwords and restricts language detection
 to the set (:mod:`voxserve.engines.whisper`).
 
-Logprobs are per word, from the model's own numbers: faster-whisper gives each word (with
-``word_timestamps``) the mean probability of its tokens, computed by Whisper's alignment pass, and
-:func:`word_logprobs` reports ``ln`` of it with the word's text (leading space included, as Whisper
-spelled it) and its UTF-8 bytes, in OpenAI's ``{token, logprob, bytes}`` shape.
+Logprobs are per token, from the model's own numbers: Whisper's alignment pass (faster-whisper's
+word timestamps) computes each text token's probability given the audio and the tokens before it, and
+:func:`token_logprobs` reports ``ln`` of it with the token's text (leading space included, as Whisper
+spelled it) and its exact bytes, in OpenAI's ``{token, logprob, bytes}`` shape.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ __all__ = [
     "check_keywords",
     "check_languages",
     "english_only",
-    "word_logprobs",
+    "token_logprobs",
 ]
 
 # fmt: off
@@ -121,11 +121,18 @@ def check_languages(
     return codes
 
 
-def word_logprobs(words: Sequence[Word]) -> list[dict[str, Any]]:
-    """OpenAI's ``logprobs`` entries, one per word: ``{"token": word, "logprob": ln(probability),
-    "bytes": [...]}`` (see the module's docstring for what the probability is)."""
+def token_logprobs(words: Sequence[Word]) -> list[dict[str, Any]]:
+    """OpenAI's ``logprobs`` entries, one per token: ``{"token": text, "logprob": ln(probability),
+    "bytes": [...]}``. A word the engine gave no tokens for (an engine without them) is one entry,
+    with the mean probability of its tokens."""
     out: list[dict[str, Any]] = []
     for w in words:
+        if w.tokens:
+            out.extend(
+                {"token": t.text, "logprob": round(max(MIN_LOGPROB, t.logprob), 6), "bytes": list(t.utf8)}
+                for t in w.tokens
+            )
+            continue
         p = w.probability
         logprob = MIN_LOGPROB if not math.isfinite(p) or p <= 1e-30 else math.log(min(p, 1.0))
         out.append({"token": w.word, "logprob": round(logprob, 6), "bytes": list(w.word.encode("utf-8"))})

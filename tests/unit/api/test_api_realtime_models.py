@@ -17,7 +17,7 @@ from tests.fakes import EnergyVad
 
 from voxserve.api import realtime as rt
 from voxserve.config import REALTIME_ONLY_STT_MODELS, Settings
-from voxserve.engines.base import Segment, TranscribeOptions, TranscriptInfo, Word
+from voxserve.engines.base import Segment, Token, TranscribeOptions, TranscriptInfo, Word
 from voxserve.errors import InvalidRequest, VoxserveError
 from voxserve.stt.session import SessionConfig
 from voxserve.stt.transcriber import Transcriber
@@ -41,9 +41,13 @@ class FakeStream:
         pass
 
 
+HELLO = (Token(" hel", b" hel", math.log(0.4)), Token("lo", b"lo", math.log(0.6)))
+
+
 @dataclass
 class FakePool:
-    """Answers every decode with "hello world" (0.5 and 0.25 word probabilities)."""
+    """Answers every decode with "hello world" (0.5 and 0.25 word probabilities; tokens for the first
+    word only, as an engine without them gives none)."""
 
     size: int = 2
     idle_workers: int = 2
@@ -52,7 +56,9 @@ class FakePool:
     async def stream_call(self, method: str, audio: np.ndarray, options: TranscribeOptions) -> FakeStream:
         self.calls.append(options)
         words = (
-            (Word(" hello", 0.0, 0.3, 0.5), Word(" world", 0.3, 0.6, 0.25)) if options.word_timestamps else ()
+            (Word(" hello", 0.0, 0.3, 0.5, HELLO), Word(" world", 0.3, 0.6, 0.25))
+            if options.word_timestamps
+            else ()
         )
         info = TranscriptInfo("en", 1.0, len(audio) / 16000)
         return FakeStream([info, Segment(0, 0.0, 0.6, " hello world", words, confidence=0.9)])
@@ -343,7 +349,7 @@ async def test_hints_beyond_the_limits_are_an_error_event_and_change_nothing(
     assert h.session == before and len(opened.transcribers) == 1
 
 
-async def test_logprobs_come_from_the_models_word_probabilities(opened: Opened) -> None:
+async def test_logprobs_come_from_the_models_token_probabilities(opened: Opened) -> None:
     h, conn = await handler()
     await send(
         h,
@@ -356,7 +362,8 @@ async def test_logprobs_come_from_the_models_word_probabilities(opened: Opened) 
     await settle(h)
     (done,) = conn.of("transcription.completed")
     assert done["logprobs"] == [
-        {"token": " hello", "logprob": pytest.approx(math.log(0.5), abs=1e-6), "bytes": list(b" hello")},
+        {"token": " hel", "logprob": pytest.approx(math.log(0.4), abs=1e-6), "bytes": list(b" hel")},
+        {"token": "lo", "logprob": pytest.approx(math.log(0.6), abs=1e-6), "bytes": list(b"lo")},
         {"token": " world", "logprob": pytest.approx(math.log(0.25), abs=1e-6), "bytes": list(b" world")},
     ]
     (delta,) = conn.of("transcription.delta")

@@ -17,7 +17,7 @@ import pytest
 from voxserve.api.app import create_app
 from voxserve.audio.decode import decode_audio
 from voxserve.config import Settings
-from voxserve.engines.base import Segment, TranscribeOptions, TranscriptInfo, Word
+from voxserve.engines.base import Segment, Token, TranscribeOptions, TranscriptInfo, Word
 
 
 class FakeStream:
@@ -51,9 +51,13 @@ class FakePool:
         assert method == "transcribe_upload"  # the worker decodes the upload
         audio = decode_audio(upload, max_seconds=max_seconds)
         self.calls.append(options)
-        words = (Word(" one", 0.0, 0.3, 0.8), Word(" two", 0.3, 0.6, 0.4)) if options.word_timestamps else ()
+        one = Word(
+            " one,", 0.0, 0.3, 0.8, (Token(" one", b" one", math.log(0.8)), Token(",", b",", math.log(0.5)))
+        )
+        two = Word(" two", 0.3, 0.6, 0.4)  # an engine that gives no tokens
+        words = (one, two) if options.word_timestamps else ()
         info = TranscriptInfo(options.language or "en", 1.0, len(audio) / 16000)
-        return FakeStream([info, Segment(0, 0.0, 0.6, " one two", words)])
+        return FakeStream([info, Segment(0, 0.0, 0.6, " one, two", words)])
 
 
 def wav(seconds: float = 0.5) -> bytes:
@@ -84,14 +88,14 @@ async def test_keywords_and_languages_reach_the_engine(setup: tuple[openai.Async
         keywords=[" Voxserve ", "Linnell"],
         languages=["EN", "fr"],
     )
-    assert result.text == "one two"
+    assert result.text == "one, two"
     assert [lang.code for lang in result.languages or []] == ["en"]
     options = pool.calls[-1]
     assert options.keywords == ("Voxserve", "Linnell") and options.languages == ("en", "fr")
     assert not options.word_timestamps
 
 
-async def test_logprobs_are_per_word_from_the_model(setup: tuple[openai.AsyncOpenAI, FakePool]) -> None:
+async def test_logprobs_are_per_token_from_the_model(setup: tuple[openai.AsyncOpenAI, FakePool]) -> None:
     api, pool = setup
     result = await api.audio.transcriptions.create(
         model="gpt-4o-transcribe", file=("a.wav", wav()), include=["logprobs"], response_format="json"
@@ -99,7 +103,8 @@ async def test_logprobs_are_per_word_from_the_model(setup: tuple[openai.AsyncOpe
     assert pool.calls[-1].word_timestamps
     assert [(lp.token, lp.logprob, [int(b) for b in lp.bytes or []]) for lp in result.logprobs or []] == [
         (" one", pytest.approx(math.log(0.8), abs=1e-6), list(b" one")),
-        (" two", pytest.approx(math.log(0.4), abs=1e-6), list(b" two")),
+        (",", pytest.approx(math.log(0.5), abs=1e-6), list(b",")),
+        (" two", pytest.approx(math.log(0.4), abs=1e-6), list(b" two")),  # no tokens: the word's mean
     ]
     plain = await api.audio.transcriptions.create(model="whisper-1", file=("a.wav", wav()))
     assert plain.logprobs is None and plain.languages is None

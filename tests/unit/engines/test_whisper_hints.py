@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 from voxserve.config import Settings
-from voxserve.engines.base import TranscribeOptions, Word
+from voxserve.engines import whisper
+from voxserve.engines.base import Token, TranscribeOptions, Word
 from voxserve.engines.whisper import WhisperEngine
 from voxserve.errors import InvalidRequest, InvalidValue
-from voxserve.stt.hints import WHISPER_LANGUAGES, check_keywords, check_languages, word_logprobs
+from voxserve.stt.hints import WHISPER_LANGUAGES, check_keywords, check_languages, token_logprobs
 
 
 class FakeModel:
@@ -45,6 +46,7 @@ def engine(
     e = object.__new__(WhisperEngine)
     model = FakeModel(probabilities or {"de": 0.6, "fr": 0.3, "en": 0.1})
     e._model = model
+    e._aligned = whisper._AlignRecorder(model)
     e.model = "base" if multilingual else "tiny.en"
     e.multilingual = multilingual
     e.languages = tuple(sorted(WHISPER_LANGUAGES)) if multilingual else ("en",)
@@ -113,13 +115,58 @@ def test_hint_limits() -> None:
     assert check_languages(s, ["fr"], "base") == ("fr",)
 
 
-def test_word_logprobs_are_the_log_of_the_models_word_probabilities() -> None:
-    words = [Word(" héllo", 0, 1, 0.5), Word(" x", 1, 2, 0.0), Word(" y", 2, 3, 1.0)]
-    entries = word_logprobs(words)
-    assert entries[0] == {
-        "token": " héllo",
-        "logprob": round(math.log(0.5), 6),
-        "bytes": list(" héllo".encode()),
-    }
-    assert entries[1]["logprob"] == round(math.log(1e-30), 6) and math.isfinite(entries[1]["logprob"])
-    assert entries[2]["logprob"] == 0.0
+def test_logprobs_are_per_token_or_per_word_without_tokens() -> None:
+    tokens = (Token(" h\ufffd", b" h\xc3", math.log(0.5)), Token("\ufffdllo", b"\xa9llo", -200.0))
+    words = [Word(" héllo", 0, 1, 0.5, tokens), Word(" x", 1, 2, 0.0), Word(" y", 2, 3, 1.0)]
+    entries = token_logprobs(words)
+    assert entries[0] == {"token": " h\ufffd", "logprob": round(math.log(0.5), 6), "bytes": list(b" h\xc3")}
+    assert bytes(entries[0]["bytes"] + entries[1]["bytes"]).decode() == " héllo"
+    assert entries[1]["logprob"] == round(math.log(1e-30), 6)  # floored like a zero probability
+    assert entries[2] == {"token": " x", "logprob": round(math.log(1e-30), 6), "bytes": list(b" x")}
+    assert entries[3]["logprob"] == 0.0
+
+
+def test_byte_level_tokens_spell_their_bytes() -> None:
+    # GPT-2's alphabet: printable bytes as themselves, the space as "Ġ", 0xC3 as "Ã", 0xA9 as "©".
+    assert whisper._token_bytes("Ġhello") == b" hello"
+    assert whisper._token_bytes("ĠhÃ") == b" h\xc3"
+    assert whisper._token_bytes("©llo") == b"\xa9llo"
+    assert whisper._token_bytes("Ċ") == b"\n"
+    assert len(set(whisper._byte_decoder().values())) == 256
+
+
+def aligned(pairs: list[tuple[int, float]]) -> whisper._AlignRecorder:
+    recorder = whisper._AlignRecorder(
+        SimpleNamespace(align=lambda *a, **k: [SimpleNamespace(text_token_probs=[p for _, p in pairs])])
+    )
+    recorder.align(None, None, [[t for t, _ in pairs]], 1)
+    return recorder
+
+
+SPELLING = {1: b" h\xc3", 2: b"\xa9llo", 3: b",", 4: b" you", 5: b" there"}
+
+
+def fw_word(text: str) -> SimpleNamespace:
+    return SimpleNamespace(word=text, start=0.0, end=1.0, probability=0.5)
+
+
+def test_each_word_gets_the_tokens_that_spell_it() -> None:
+    recorder = aligned([(4, 0.9), (1, 0.5), (2, 0.25), (3, 0.8), (5, 1.0)])
+    reader = whisper._TokenReader(recorder, SPELLING.__getitem__)
+    # faster-whisper dropped the segment " you" (empty to it); the next one starts after it
+    seg = SimpleNamespace(tokens=[50363, 1, 2, 3, 50400], words=[fw_word(" héllo,")])
+    (word,) = reader.words(seg)
+    assert [t.utf8 for t in word.tokens] == [b" h\xc3", b"\xa9llo", b","]
+    assert [t.logprob for t in word.tokens] == pytest.approx([math.log(0.5), math.log(0.25), math.log(0.8)])
+    assert word.tokens[0].text == " h\ufffd" and word.probability == 0.5
+    (there,) = reader.words(SimpleNamespace(tokens=[5], words=[fw_word(" there")]))
+    assert there.tokens == (Token(" there", b" there", 0.0),)
+    assert not recorder.pending
+
+
+def test_words_whose_tokens_were_not_aligned_have_none() -> None:
+    recorder = aligned([(4, 0.9)])
+    reader = whisper._TokenReader(recorder, SPELLING.__getitem__)
+    (word,) = reader.words(SimpleNamespace(tokens=[5], words=[fw_word(" there")]))
+    assert word.tokens == () and word.word == " there"
+    assert len(recorder.pending) == 1  # kept: it may belong to a later segment
