@@ -15,8 +15,12 @@ costs. The goal: the framework path adds at most 50 ms.
    - LiveKit ``openai.STT(model="gpt-realtime-whisper")``: the plugin's Silero VAD commits.
    Where the client commits, **commit → final** is printed too: that is the part voxserve and the
    framework's socket handling own (the rest is the framework's VAD waiting out its silence).
-   Reference: a plain WebSocket client of ``/v1/realtime`` with the same session (server VAD 350 ms;
-   or no turn detection and a commit 0.5 s after the end of speech).
+   References: a plain WebSocket client of ``/v1/realtime`` with the same session: server VAD 350 ms
+   (``ref-vad``); where the framework commits, one that sends the **same commits at the same times**
+   (``ref-pipecat``, ``ref-livekit-whisper``: the framework's commits of the same round replayed, so
+   the difference is what the framework path itself adds), and one that commits once, 0.5 s after
+   the end of speech (``ref-commit``: the difference adds what the framework's VAD costs, committing
+   at every short pause and later than an ideal client).
 2. **Text → first audio** through each framework's TTS (pipecat ``OpenAITTSService``, LiveKit
    ``openai.TTS.synthesize`` with its defaults, mp3 over SSE, and with pcm); reference: the same
    ``POST /v1/audio/speech`` through httpx (first body chunk), and ``WS /v1/stream/speak``
@@ -95,10 +99,26 @@ def final_latencies(result: dict[str, Any], offsets: list[float], commits: list[
     return {"eos": eos, "commit": commit_to_final, "missing": missing}
 
 
-async def reference_realtime(url: str, files: list[str], offsets: list[float], server_vad: bool) -> dict:
+def commits_per_file(spans: list[list[float]], commits: list[float]) -> list[list[float]]:
+    """A framework run's commit times, per file, from that file's start (those before the next file)."""
+    out = []
+    for i, (start, _end) in enumerate(spans):
+        limit = spans[i + 1][0] if i + 1 < len(spans) else float("inf")
+        out.append([c - start for c in commits if start <= c < limit])
+    return out
+
+
+async def reference_realtime(
+    url: str,
+    files: list[str],
+    offsets: list[float],
+    server_vad: bool,
+    replay: list[list[float]] | None = None,
+) -> dict:
     """A plain ``/v1/realtime`` client in the same conversation: GA session, 20 ms frames resampled to
     24 kHz in real time, a pause after each file until its final (at least ``GAP_S``); with
-    ``server_vad`` LiveKit's turn detection, else a commit ``STOP_S`` after each end of speech."""
+    ``server_vad`` LiveKit's turn detection, else a commit ``STOP_S`` after each end of speech, or with
+    ``replay`` a commit at each of the given times from each file's start (a framework's commits)."""
     import soxr
     import websockets
 
@@ -148,16 +168,27 @@ async def reference_realtime(url: str, files: list[str], offsets: list[float], s
                 elif kind == "error":
                     print("reference error:", msg, file=sys.stderr)
 
+        scheduled: list[asyncio.Task[None]] = []
+
         def answered() -> bool:
-            return counts["started"] == counts["stopped"] and len(finals) >= counts["committed"]
+            sent = all(task.done() for task in scheduled)
+            return sent and counts["started"] == counts["stopped"] and len(finals) >= counts["committed"]
+
+        async def commit_at(times: list[float]) -> None:
+            for t in times:
+                await asyncio.sleep(max(0.0, t - mic.now()))
+                commits.append(mic.now())
+                await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
 
         reader = asyncio.create_task(receive())
         await mic.silence_until(lambda: True, LEAD_S, LEAD_S)
-        for f, offset in zip(files, offsets, strict=True):
+        for i, (f, offset) in enumerate(zip(files, offsets, strict=True)):
             start = mic.now()
+            if replay is not None:
+                scheduled.append(asyncio.create_task(commit_at([start + t for t in replay[i]])))
             await mic.speak(read_wav(f))
             spans.append((start, mic.now()))
-            if not server_vad:
+            if not server_vad and replay is None:
                 await mic.silence_until(lambda s=start, o=offset: mic.now() >= s + o + STOP_S, 0, 10)
                 commits.append(mic.now())
                 await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
@@ -253,6 +284,9 @@ def main() -> None:
                 run = drive("run_pipecat.py", "realtime-stt", {**job, "stop_secs": STOP_S}, tmp, 600, server)
                 commits = [v["t"] for v in run["vad"] if v["event"] == "stopped"]
                 add("pipecat", final_latencies(run.result, offsets, commits))
+                replay = commits_per_file(run.result["spans"], commits)
+                ref = asyncio.run(reference_realtime(server.url, files, offsets, False, replay))
+                add("ref-pipecat", final_latencies(ref, offsets, ref["commits"]))
                 run = drive("run_livekit.py", "stream", {**job, "use_realtime": True}, tmp, 600, server)
                 add("livekit", final_latencies(run.result, offsets))
                 run = drive(
@@ -260,13 +294,22 @@ def main() -> None:
                 )
                 commits = [s["t"] for s in run["speech"] if s["event"] == "end_of_speech"]
                 add("livekit-whisper", final_latencies(run.result, offsets, commits))
+                replay = commits_per_file(run.result["spans"], commits)
+                ref = asyncio.run(reference_realtime(server.url, files, offsets, False, replay))
+                add("ref-livekit-whisper", final_latencies(ref, offsets, ref["commits"]))
                 ref = asyncio.run(reference_realtime(server.url, files, offsets, server_vad=True))
                 add("ref-vad", final_latencies(ref, offsets))
                 ref = asyncio.run(reference_realtime(server.url, files, offsets, server_vad=False))
                 add("ref-commit", final_latencies(ref, offsets, ref["commits"]))
             for name, label, ref_name in [
+                ("pipecat", f"pipecat OpenAIRealtimeSTTService, Silero stop_secs {STOP_S}", "ref-pipecat"),
                 ("pipecat", f"pipecat OpenAIRealtimeSTTService, Silero stop_secs {STOP_S}", "ref-commit"),
                 ("livekit", "LiveKit openai.STT(use_realtime=True), server VAD 350 ms", "ref-vad"),
+                (
+                    "livekit-whisper",
+                    "LiveKit openai.STT(model=gpt-realtime-whisper), its VAD",
+                    "ref-livekit-whisper",
+                ),
                 ("livekit-whisper", "LiveKit openai.STT(model=gpt-realtime-whisper), its VAD", "ref-commit"),
             ]:
                 a, r = acc[name], acc[ref_name]
