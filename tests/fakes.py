@@ -73,7 +73,8 @@ class FakeEngine:
         self, audio: np.ndarray, options: TranscribeOptions
     ) -> tuple[TranscriptInfo, Iterator[Segment]]:
         """One segment "word<i>" per 0.5 s of audio, none for all-zero audio with ``skip_silence``
-        (as a VAD in front would); ``options.prompt == "CRASH"`` exits."""
+        (as a VAD in front would); ``options.prompt == "CRASH"`` exits. The info's language is
+        ``"en+lone"`` for a decode the runtime marked lone (it may use every core)."""
         if options.prompt == "CRASH":
             os._exit(3)
         duration = len(audio) / 16000
@@ -84,7 +85,8 @@ class FakeEngine:
                 time.sleep(self.step_s)
                 yield Segment(id=i, start_s=i * 0.5, end_s=(i + 1) * 0.5, text=f" word{i}")
 
-        return TranscriptInfo(language="en", language_probability=1.0, duration_s=duration), segments()
+        language = "en+lone" if options.lone else "en"
+        return TranscriptInfo(language=language, language_probability=1.0, duration_s=duration), segments()
 
     def phonemize(self, text: str, voice: str) -> PhonemeResult:
         return PhonemeResult(phonemes=text.lower(), tokens=[ord(c) for c in text])

@@ -315,6 +315,16 @@ class Settings(BaseSettings):
     )
     stt_workers: int = Field(2, ge=1, le=64, description="Worker processes per STT model.")
     stt_threads_per_worker: int = Field(1, ge=1, le=64, description="Inference threads per STT worker.")
+    stt_lone_threads: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description=(
+            "Threads for a transcription that starts while no other worker of the server is busy, so "
+            "the idle cores go to it (each STT worker keeps a second copy of the model for this, about "
+            "50 MB). 0: the machine's cores; a value not above stt_threads_per_worker turns it off."
+        ),
+    )
     stt_beam_size: int = Field(1, ge=1, le=10, description="Beam size (1 is greedy: fastest).")
     max_keywords: int = Field(
         100, ge=0, le=1000, description="Keywords a transcription request may give (400 too_many_keywords)."
@@ -571,6 +581,12 @@ class Settings(BaseSettings):
 
     def stt_model_ids(self) -> list[str]:
         return [*self.stt_models, *self.stt_model_paths]
+
+    def stt_lone_thread_count(self) -> int:
+        """Threads for a lone transcription (``stt_lone_threads``, 0 meaning the machine's cores);
+        0 when that is no more than a worker's own share (the feature is off)."""
+        threads = self.stt_lone_threads or (os.cpu_count() or 1)
+        return threads if threads > self.stt_threads_per_worker else 0
 
     @model_validator(mode="after")
     def _stt_default_exists(self) -> Settings:

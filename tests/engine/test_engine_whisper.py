@@ -467,3 +467,16 @@ def test_a_long_prompt_gives_way_to_the_new_tokens(
 )
 def test_repeats(tokens: list[int], loop: bool) -> None:
     assert whisper._repeats(tokens) is loop
+
+
+def test_a_lone_decode_uses_the_copy_on_every_core() -> None:
+    """The lone-request copy gives the same text (same weights, more threads); without one, a lone
+    decode simply runs on the worker's own threads."""
+    engine = WhisperEngine("tiny.en", lone_threads=2)
+    assert engine.lone_threads == 2 and engine._lone is not engine._model
+    engine.warm_up()
+    audio = load(FILES[0])
+    assert text_of(engine, audio) == text_of(engine, audio, TranscribeOptions(lone=True))
+    plain = WhisperEngine("tiny.en")
+    assert plain.lone_threads == 0 and plain._lone is None
+    assert text_of(plain, audio, TranscribeOptions(lone=True)) == text_of(engine, audio)

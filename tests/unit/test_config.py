@@ -96,3 +96,14 @@ def test_aliases_of_disabled_engines_fall_back_to_the_default_voice() -> None:
 def test_default_voice_needs_its_engine() -> None:
     with pytest.raises(ValidationError, match="default_voice"):
         Settings(engines=["espeak"])
+
+
+def test_lone_stt_threads_default_to_the_cores_and_are_off_when_no_wider(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    assert Settings().stt_lone_thread_count() == 4
+    assert Settings(stt_lone_threads=3).stt_lone_thread_count() == 3
+    assert Settings(stt_lone_threads=2, stt_threads_per_worker=2).stt_lone_thread_count() == 0
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    assert Settings().stt_lone_thread_count() == 0

@@ -227,6 +227,9 @@ class TranscribeOptions:
     """Find the speech with a VAD first and decode only that (whole uploaded files; the streaming
     sessions run their own VAD). Whisper given long silence makes words up ("you you you ...") and
     spends a full decode on every 30 s of it."""
+    lone: bool = False
+    """Set by the runtime, never by a client: nothing else runs on this server now, so the decode may
+    take the engine's lone-request threads (every core) instead of its share."""
 
 
 @dataclass(frozen=True)

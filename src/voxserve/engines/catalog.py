@@ -47,7 +47,10 @@ def build_engine(spec: EngineSpec) -> TTSEngine | STTEngine:
         from voxserve.engines.whisper import WhisperEngine
 
         return WhisperEngine(
-            opts.get("model", "tiny.en"), threads=spec.threads, cache_dir=opts.get("cache_dir")
+            opts.get("model", "tiny.en"),
+            threads=spec.threads,
+            cache_dir=opts.get("cache_dir"),
+            lone_threads=int(opts.get("lone_threads", 0)),
         )
     raise ValueError(f"unknown engine {spec.engine!r}")
 

@@ -312,6 +312,7 @@ class WhisperEngine:
         threads: int = 1,
         cache_dir: Path | None = None,
         compute_type: str = "int8",
+        lone_threads: int = 0,
     ) -> None:
         folder = model_folder(model, cache_dir)
         self.model = model if model in BUILTIN_MODELS else folder.name
@@ -319,24 +320,23 @@ class WhisperEngine:
         # the network and onnxruntime sends telemetry.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
-        from faster_whisper import WhisperModel
-
-        try:
-            self._model: Any = WhisperModel(
-                str(folder),
-                device="cpu",
-                compute_type=compute_type,
-                cpu_threads=max(1, threads),
-                num_workers=1,
-                local_files_only=True,
-            )
-        except (RuntimeError, ValueError, OSError) as exc:  # CTranslate2 and tokenizers raise these
-            raise EngineFailure("cannot load the Whisper model", code="model_invalid") from exc
-        self._aligned = _AlignRecorder(self._model.model)
-        self._model.model = self._aligned
+        self._model: Any = _load(folder, max(1, threads), compute_type)
+        # CTranslate2 fixes a model's threads when it loads it: a lone request gets a second copy
+        # that uses every core (tiny.en: 0.62 s instead of 0.87 s per file; two 2-thread decodes
+        # at once would lose 15 % of the throughput, so a busy server keeps to one thread each).
+        self._lone: Any = _load(folder, lone_threads, compute_type) if lone_threads > threads else None
+        self.lone_threads = lone_threads if self._lone is not None else 0
+        """Threads of the copy that serves ``TranscribeOptions.lone`` decodes; 0 without one."""
         self.multilingual: bool = bool(self._model.model.is_multilingual)
         self.languages: tuple[str, ...] = tuple(self._model.supported_languages)
         """ISO 639-1 codes the model can be told to expect (``("en",)`` for English-only models)."""
+
+    def warm_up(self) -> None:
+        """Decode half a second of silence with each copy of the model: CTranslate2's first decode
+        allocates its buffers."""
+        quiet = np.zeros(8000, dtype=np.float32)
+        for lone in (False, True) if self._lone is not None else (False,):
+            list(self.transcribe(quiet, TranscribeOptions(temperature_fallback=False, lone=lone))[1])
 
     def _check(self, options: TranscribeOptions) -> str | None:
         """Validate the options; return the language to pass on (lower case, or None to detect)."""
@@ -408,10 +408,13 @@ class WhisperEngine:
         else:
             temperatures = _FALLBACK_TEMPERATURES if options.temperature_fallback else (0.0,)
 
+        model = self._lone if options.lone and self._lone is not None else self._model
+        recorder: _AlignRecorder = model.model
+
         def run(prompt: list[int] | None, temperatures: tuple[float, ...]) -> tuple[Iterator[Any], Any]:
-            self._aligned.reset()
+            recorder.reset()
             try:
-                return self._model.transcribe(  # type: ignore[no-any-return]
+                return model.transcribe(  # type: ignore[no-any-return]
                     samples,
                     language=language,
                     task=options.task,
@@ -448,16 +451,16 @@ class WhisperEngine:
             language_probability=float(raw_info.language_probability),
             duration_s=float(raw_info.duration),
         )
-        tokens = self._token_reader() if options.word_timestamps else None
+        tokens = self._token_reader(recorder) if options.word_timestamps else None
         return info, _segments(raw_segments, tokens)
 
-    def _token_reader(self) -> _TokenReader:
+    def _token_reader(self, recorder: _AlignRecorder) -> _TokenReader:
         tokenizer = self._model.hf_tokenizer
 
         def spell(token: int) -> bytes:
             return _token_bytes(str(tokenizer.id_to_token(token) or ""))
 
-        return _TokenReader(self._aligned, spell)
+        return _TokenReader(recorder, spell)
 
     def _tokens(self, text: str) -> list[int]:
         # faster-whisper's own encoding of a prompt or hotwords: a leading space, no special tokens.
@@ -529,6 +532,26 @@ def _guarded(raw: Iterator[Any]) -> Iterator[Any]:
         except Exception as exc:  # decoding happens inside next()
             raise EngineFailure("Whisper failed to transcribe", code="transcription_failed") from exc
         yield seg
+
+
+def _load(folder: Path, threads: int, compute_type: str) -> Any:
+    """faster-whisper's model of ``folder`` on ``threads`` CPU threads, its CTranslate2 model wrapped
+    in an :class:`_AlignRecorder`."""
+    from faster_whisper import WhisperModel
+
+    try:
+        model = WhisperModel(
+            str(folder),
+            device="cpu",
+            compute_type=compute_type,
+            cpu_threads=threads,
+            num_workers=1,
+            local_files_only=True,
+        )
+    except (RuntimeError, ValueError, OSError) as exc:  # CTranslate2 and tokenizers raise these
+        raise EngineFailure("cannot load the Whisper model", code="model_invalid") from exc
+    model.model = _AlignRecorder(model.model)
+    return model
 
 
 class _AlignRecorder:

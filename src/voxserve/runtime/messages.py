@@ -151,6 +151,9 @@ class StreamCall:
     job_id: int
     method: str
     args: tuple[Any, ...] = ()
+    lone: bool = False
+    """No other worker of the server was busy when the pool sent it: the worker decodes with the
+    engine's lone-request threads (``TranscribeOptions.lone``)."""
 
 
 @dataclass(frozen=True)

@@ -262,6 +262,17 @@ class ItemStream(JobStream):
         return item.value
 
 
+class BusyLedger:
+    """How many workers are busy in this server, over all its pools (TTS and STT share the cores)."""
+
+    def __init__(self) -> None:
+        self.busy = 0
+
+
+SERVER_LEDGER = BusyLedger()
+"""The ledger every pool of the process shares unless given its own (tests)."""
+
+
 class EnginePool:
     """Worker processes for one engine, with admission control."""
 
@@ -279,8 +290,10 @@ class EnginePool:
         on_restart: Callable[[str], None] | None = None,
         on_done: Callable[[str, m.Done], None] | None = None,
         name: str | None = None,
+        ledger: BusyLedger | None = None,
     ) -> None:
         self.spec = spec
+        self.ledger = ledger or SERVER_LEDGER
         self.name = name or spec.engine
         self.size = size
         self.start_timeout_s = start_timeout_s
@@ -430,6 +443,7 @@ class EnginePool:
         finally:
             self.waiting -= 1
         self.busy += 1
+        self.ledger.busy += 1
         return worker
 
     def _lend_idle(self) -> WorkerHandle | None:
@@ -438,6 +452,7 @@ class EnginePool:
         while self.waiting == 0 and not self._closing and not self._idle.empty():
             worker = self._idle.get_nowait()
             self.busy += 1
+            self.ledger.busy += 1
             if worker.alive:
                 return worker
             self._release(worker, dead=True)
@@ -445,6 +460,7 @@ class EnginePool:
 
     def _release(self, worker: WorkerHandle, *, dead: bool = False) -> None:
         self.busy -= 1
+        self.ledger.busy -= 1
         if dead or not worker.alive:
             self._spawn(self._replace(worker))
         else:
@@ -546,11 +562,15 @@ class EnginePool:
         return ParallelSynthStream(self, worker, job)
 
     async def stream_call(self, method: str, *args: Any) -> ItemStream:
-        """Start a streaming engine method (``transcribe``) on a free worker and return its values."""
+        """Start a streaming engine method (``transcribe``) on a free worker and return its values.
+
+        When it is the only work of the server (no other worker busy in any pool, no request
+        waiting), the worker may decode on every core (``StreamCall.lone``)."""
         worker = await self._acquire()
         job_id = next(_job_ids)
+        lone = self.ledger.busy == 1 and self.waiting == 0
         try:
-            worker.send(m.StreamCall(job_id, method, args))
+            worker.send(m.StreamCall(job_id, method, args, lone=lone))
         except EngineFailure:
             self._release(worker, dead=True)
             raise

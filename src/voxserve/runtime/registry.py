@@ -37,7 +37,7 @@ from voxserve.engines.base import VoiceInfo
 from voxserve.engines.catalog import split_voice_id
 from voxserve.errors import UnknownModel, UnknownVoice
 from voxserve.runtime.messages import Done, EngineSpec
-from voxserve.runtime.pool import EnginePool
+from voxserve.runtime.pool import BusyLedger, EnginePool
 
 __all__ = [
     "ANY_ENGINE_MODEL",
@@ -229,6 +229,8 @@ class EngineRegistry:
         self._on_done = on_done
         self._on_engine_started = on_engine_started
         self._cluster: Any = None
+        self.ledger = BusyLedger()
+        """Busy workers over all this server's pools (a lone transcription may use every core)."""
         if settings.backend == "ray":  # the engines run as Ray Serve deployments (runtime/ray/)
             from voxserve.runtime.ray.cluster import RayCluster
 
@@ -253,7 +255,12 @@ class EngineRegistry:
             source: str | Path = settings.stt_model_paths.get(model_id, model_id)
             spec = EngineSpec(
                 engine="whisper",
-                options={"model": str(source), "cache_dir": settings.cache_dir},
+                options={
+                    "model": str(source),
+                    "cache_dir": settings.cache_dir,
+                    # Ray replicas have their own CPU budget per replica: no lone copy there.
+                    "lone_threads": 0 if self._cluster is not None else settings.stt_lone_thread_count(),
+                },
                 threads=settings.stt_threads_per_worker,
             )
             lazy = model_id != settings.stt_default_model
@@ -283,6 +290,7 @@ class EngineRegistry:
             on_restart=self._on_restart,
             on_done=self._on_done,
             name=name,
+            ledger=self.ledger,
         )
 
     def _all_pools(self) -> dict[str, EnginePool]:

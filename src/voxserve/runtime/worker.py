@@ -191,10 +191,13 @@ class Serve:
         if msg.method not in _STREAM_CALLS:
             raise EngineFailure(f"unknown worker call {msg.method}")
         t0 = time.perf_counter()
+        *args, options = msg.args  # both methods take the TranscribeOptions last
+        options = dataclasses.replace(options, lone=msg.lone)
         if msg.method == "transcribe_upload":
-            info, items = self._transcribe_upload(*msg.args)
+            data, max_seconds = args
+            info, items = self._transcribe_upload(data, max_seconds, options)
         else:
-            info, items = getattr(self.engine, msg.method)(*msg.args)
+            info, items = getattr(self.engine, msg.method)(*args, options)
         self.conn.send(m.Item(msg.job_id, info))
         for item in items:
             if self._cancelled(msg.job_id):

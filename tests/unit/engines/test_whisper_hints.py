@@ -45,8 +45,9 @@ def engine(
 ) -> tuple[WhisperEngine, FakeModel]:
     e = object.__new__(WhisperEngine)
     model = FakeModel(probabilities or {"de": 0.6, "fr": 0.3, "en": 0.1})
+    model.model = whisper._AlignRecorder(model)
     e._model = model
-    e._aligned = whisper._AlignRecorder(model)
+    e._lone = None
     e.model = "base" if multilingual else "tiny.en"
     e.multilingual = multilingual
     e.languages = tuple(sorted(WHISPER_LANGUAGES)) if multilingual else ("en",)

@@ -13,7 +13,7 @@ from tests.timing import scaled, until_async
 
 from voxserve.errors import EngineFailure, Unavailable, UnknownVoice, VoxserveError
 from voxserve.runtime.messages import Chunk, Done, EngineSpec, SynthRequest
-from voxserve.runtime.pool import EnginePool, collect
+from voxserve.runtime.pool import BusyLedger, EnginePool, collect
 from voxserve.text.markup import Pause, PhonemeOverride
 
 SPEC = EngineSpec(engine="fake", factory="tests.fakes:FakeEngine", options={"step_s": 0.05, "steps": 4})
@@ -232,6 +232,37 @@ async def test_an_upload_is_decoded_in_the_worker(pool: EnginePool, monkeypatch:
         await anext(long)
     assert info.value.code == "audio_too_long"
     assert pool.busy == 0
+
+
+async def test_a_transcription_is_lone_only_while_no_other_worker_of_the_server_is_busy() -> None:
+    """Idle cores go to whoever is waiting: with nothing else running, the decode may use them all
+    (``StreamCall.lone``); while a worker of another pool (TTS) is busy, it keeps to its share."""
+    import numpy as np
+    from tests.audio_helpers import silence_flac
+
+    from voxserve.engines.base import TranscribeOptions
+
+    ledger = BusyLedger()
+    tts = EnginePool(SPEC, 1, start_timeout_s=60, queue_timeout_s=5, ledger=ledger)
+    stt = EnginePool(SPEC, 1, start_timeout_s=60, queue_timeout_s=5, ledger=ledger)
+    await asyncio.gather(tts.start(), stt.start())
+    audio = np.zeros(8000, np.float32)
+
+    async def language(*args: object) -> str:
+        values = [v async for v in await stt.stream_call(*args)]  # type: ignore[arg-type]
+        return str(values[0].language)
+
+    try:
+        assert await language("transcribe", audio, TranscribeOptions()) == "en+lone"
+        assert await language("transcribe_upload", silence_flac(1.0), 60.0, TranscribeOptions()) == "en+lone"
+        speech = await tts.synth(job("one two three four five six seven eight"))
+        await anext(speech)  # the TTS worker is speaking
+        assert await language("transcribe", audio, TranscribeOptions()) == "en"
+        speech.abort()
+        await until_async(lambda: ledger.busy == 0, 10)
+        assert await language("transcribe", audio, TranscribeOptions()) == "en+lone"
+    finally:
+        await asyncio.gather(tts.stop(), stt.stop())
 
 
 async def test_stream_call_abort_cancels(pool: EnginePool) -> None:
