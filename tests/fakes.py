@@ -74,7 +74,7 @@ class FakeEngine:
     ) -> tuple[TranscriptInfo, Iterator[Segment]]:
         """One segment "word<i>" per 0.5 s of audio, none for all-zero audio with ``skip_silence``
         (as a VAD in front would); ``options.prompt == "CRASH"`` exits. The info's language is
-        ``"en+lone"`` for a decode the runtime marked lone (it may use every core)."""
+        ``"lone:<pid>"`` for a decode the runtime marked lone (it may use every core), else ``"en"``."""
         if options.prompt == "CRASH":
             os._exit(3)
         duration = len(audio) / 16000
@@ -85,7 +85,7 @@ class FakeEngine:
                 time.sleep(self.step_s)
                 yield Segment(id=i, start_s=i * 0.5, end_s=(i + 1) * 0.5, text=f" word{i}")
 
-        language = "en+lone" if options.lone else "en"
+        language = f"lone:{os.getpid()}" if options.lone else "en"
         return TranscriptInfo(language=language, language_probability=1.0, duration_s=duration), segments()
 
     def phonemize(self, text: str, voice: str) -> PhonemeResult:

@@ -36,6 +36,10 @@ class EngineSpec:
     threads: int = 1
     factory: str | None = None
     """``module:Class`` to build instead of a built-in engine (tests use this for fake engines)."""
+    lone_threads: int = 0
+    """Threads for a decode that runs while nothing else does (``TranscribeOptions.lone``): an STT
+    engine given more than ``threads`` keeps a copy of its model on that many. The pool gives it to
+    one worker of the pool only (each copy costs memory), and sends lone decodes there."""
 
 
 @dataclass(frozen=True)

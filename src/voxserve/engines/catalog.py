@@ -50,7 +50,7 @@ def build_engine(spec: EngineSpec) -> TTSEngine | STTEngine:
             opts.get("model", "tiny.en"),
             threads=spec.threads,
             cache_dir=opts.get("cache_dir"),
-            lone_threads=int(opts.get("lone_threads", 0)),
+            lone_threads=spec.lone_threads,
         )
     raise ValueError(f"unknown engine {spec.engine!r}")
 

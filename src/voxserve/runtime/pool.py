@@ -332,7 +332,11 @@ class EnginePool:
         await asyncio.shield(self._started)
 
     async def _start_all(self) -> None:
-        handles = [WorkerHandle(self.spec, next(self._counter)) for _ in range(self.size)]
+        # Only the first worker keeps a lone-request copy of its model (see stream_call).
+        lone_less = dataclasses.replace(self.spec, lone_threads=0)
+        handles = [
+            WorkerHandle(self.spec if i == 0 else lone_less, next(self._counter)) for i in range(self.size)
+        ]
         results = await asyncio.gather(
             *(h.start(self.start_timeout_s) for h in handles), return_exceptions=True
         )
@@ -476,14 +480,14 @@ class EnginePool:
         with contextlib.suppress(ValueError):
             self.workers.remove(old)
         await old.stop(timeout_s=1.0)
-        new = WorkerHandle(self.spec, next(self._counter))
+        new = WorkerHandle(old.spec, next(self._counter))  # the same kind of worker (a lone copy or not)
         for attempt in range(3):
             try:
                 await new.start(self.start_timeout_s)
                 break
             except VoxserveError as exc:
                 _log.error("restart of %s failed (attempt %d): %s", new.name, attempt + 1, exc)
-                new = WorkerHandle(self.spec, next(self._counter))
+                new = WorkerHandle(old.spec, next(self._counter))
         else:
             return
         self.workers.append(new)
@@ -565,10 +569,17 @@ class EnginePool:
         """Start a streaming engine method (``transcribe``) on a free worker and return its values.
 
         When it is the only work of the server (no other worker busy in any pool, no request
-        waiting), the worker may decode on every core (``StreamCall.lone``)."""
+        waiting), it goes to the worker with a lone-request copy of the model, which decodes on every
+        core (``StreamCall.lone``)."""
         worker = await self._acquire()
         job_id = next(_job_ids)
         lone = self.ledger.busy == 1 and self.waiting == 0
+        if lone and not worker.spec.lone_threads:
+            # Every other worker is idle: swap for the one with the copy on every core.
+            other = next((w for w in self.workers if w.spec.lone_threads and w.alive), None)
+            if other is not None and self._take_idle(other):
+                self._idle.put_nowait(worker)
+                worker = other
         try:
             worker.send(m.StreamCall(job_id, method, args, lone=lone))
         except EngineFailure:

@@ -255,13 +255,10 @@ class EngineRegistry:
             source: str | Path = settings.stt_model_paths.get(model_id, model_id)
             spec = EngineSpec(
                 engine="whisper",
-                options={
-                    "model": str(source),
-                    "cache_dir": settings.cache_dir,
-                    # Ray replicas have their own CPU budget per replica: no lone copy there.
-                    "lone_threads": 0 if self._cluster is not None else settings.stt_lone_thread_count(),
-                },
+                options={"model": str(source), "cache_dir": settings.cache_dir},
                 threads=settings.stt_threads_per_worker,
+                # Ray replicas have their own CPU budget per replica: no lone copy there.
+                lone_threads=0 if self._cluster is not None else settings.stt_lone_thread_count(),
             )
             lazy = model_id != settings.stt_default_model
             self.stt_pools[model_id] = self._pool(
