@@ -35,6 +35,11 @@ class FakeEngine:
         self.step_s = step_s
         self.steps = steps
         self._stop = threading.Event()
+        self._lone = False
+
+    def use_lone(self, on: bool) -> None:
+        """Like Piper's lone-request sessions: while on, every word spoken is marked ``@lone``."""
+        self._lone = on
 
     def interrupt(self) -> None:
         """Like onnxruntime's ``RunOptions.terminate``: the "inference" in progress raises."""
@@ -67,7 +72,8 @@ class FakeEngine:
         audio = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
         for part in np.array_split(audio, self.steps):
             time.sleep(self.step_s)
-            yield AudioPiece(audio=part, sample_rate=RATE, text=text, words=[WordTiming(text, 0.0, 0.01)])
+            word = text + ("@lone" if self._lone else "")
+            yield AudioPiece(audio=part, sample_rate=RATE, text=text, words=[WordTiming(word, 0.0, 0.01)])
 
     def transcribe(
         self, audio: np.ndarray, options: TranscribeOptions

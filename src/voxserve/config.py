@@ -89,6 +89,11 @@ ANY_ENGINE_MODEL = "voxserve"
 """voxserve's own speech model name: the voice picks the engine."""
 
 
+def _lone_threads(setting: int, per_worker: int) -> int:
+    threads = setting or (os.cpu_count() or 1)
+    return threads if threads > per_worker else 0
+
+
 def check_model_aliases(settings: Settings) -> None:
     """Raise ``ValueError`` naming ``model_aliases`` for an alias that serves nothing: its target must
     be a served model (a Whisper model id or OpenAI transcription name; an enabled engine, ``voxserve``
@@ -315,6 +320,17 @@ class Settings(BaseSettings):
     )
     stt_workers: int = Field(2, ge=1, le=64, description="Worker processes per STT model.")
     stt_threads_per_worker: int = Field(1, ge=1, le=64, description="Inference threads per STT worker.")
+    tts_lone_threads: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description=(
+            "Threads for the first fragment of a Piper synthesis that starts while no other worker of "
+            "the server is busy (first audio for a lone user); one Piper worker keeps a second session "
+            "of each voice for this (about 90 MB). 0: the machine's cores; a value not above "
+            "threads_per_worker turns it off."
+        ),
+    )
     stt_lone_threads: int = Field(
         0,
         ge=0,
@@ -585,8 +601,11 @@ class Settings(BaseSettings):
     def stt_lone_thread_count(self) -> int:
         """Threads for a lone transcription (``stt_lone_threads``, 0 meaning the machine's cores);
         0 when that is no more than a worker's own share (the feature is off)."""
-        threads = self.stt_lone_threads or (os.cpu_count() or 1)
-        return threads if threads > self.stt_threads_per_worker else 0
+        return _lone_threads(self.stt_lone_threads, self.stt_threads_per_worker)
+
+    def tts_lone_thread_count(self) -> int:
+        """Threads for a lone synthesis's first fragment (``tts_lone_threads``, as for STT)."""
+        return _lone_threads(self.tts_lone_threads, self.threads_per_worker)
 
     @model_validator(mode="after")
     def _stt_default_exists(self) -> Settings:

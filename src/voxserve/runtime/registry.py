@@ -247,7 +247,12 @@ class EngineRegistry:
                     "cache_dir": settings.cache_dir,
                     "dequantize": settings.kokoro_float_model,
                 }
-            spec = EngineSpec(engine=engine, options=options, threads=settings.threads_per_worker)
+            # Piper is the engine of the first audio (alloy and the default voice): it alone keeps a
+            # lone-request session; Ray replicas have their own CPU budget, so no lone copy there.
+            lone = settings.tts_lone_thread_count() if engine == "piper" and self._cluster is None else 0
+            spec = EngineSpec(
+                engine=engine, options=options, threads=settings.threads_per_worker, lone_threads=lone
+            )
             lazy = engine not in settings.preload_engines
             self.pools[engine] = self._pool(spec, settings.workers_per_engine, engine, lazy=lazy)
         self.stt_pools: dict[str, EnginePool] = {}

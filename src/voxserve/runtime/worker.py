@@ -25,6 +25,7 @@ import threading
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -39,6 +40,14 @@ _SILENT_PEAK = 1e-4
 
 _ALLOWED_CALLS = frozenset({"check_voice", "phonemize", "voices"})
 _STREAM_CALLS = frozenset({"transcribe", "transcribe_upload"})
+
+
+def _then(pieces: Iterator[Any], after: Callable[[], None]) -> Iterator[Any]:
+    """``pieces``, then ``after()`` once they are exhausted or abandoned."""
+    try:
+        yield from pieces
+    finally:
+        after()
 
 
 def _prepare_environment(threads: int) -> None:
@@ -319,10 +328,24 @@ class Serve:
         self.engine.check_voice(job.voice)
         sources = self._sources(job)
         out = _Output(self, job, make_encoder(job.fmt, job.sample_rate, streaming=job.streaming))
-        if getattr(job, "parallel", False) and len(sources) > 1:
-            finished = self._assemble(job, sources, out)
-        else:
-            finished = all(out.fragment(index, text, make()) for index, text, make in sources)
+        parallel = getattr(job, "parallel", False) and len(sources) > 1
+        use_lone = getattr(self.engine, "use_lone", None)
+        if getattr(job, "lone", False) and callable(use_lone):
+            # Alone on the server: the first fragment (the first audio) on every core. In a parallel
+            # job the helpers take the later fragments on their own cores, so the lone session stops
+            # there; otherwise the job keeps it (nothing else was running).
+            use_lone(True)
+            if parallel:
+                index, text, make = sources[0]
+                sources[0] = (index, text, lambda: _then(make(), lambda: use_lone(False)))
+        try:
+            if parallel:
+                finished = self._assemble(job, sources, out)
+            else:
+                finished = all(out.fragment(index, text, make()) for index, text, make in sources)
+        finally:
+            if callable(use_lone):
+                use_lone(False)
         if not finished:
             self.conn.send(m.Done(job.job_id, out.samples / job.sample_rate, 0.0, cancelled=True))
             return

@@ -8,6 +8,7 @@ the same request spoken by one worker.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 from collections.abc import AsyncIterator, Iterator
@@ -20,7 +21,7 @@ from tests.timing import scaled, until_async
 from voxserve.engines.base import AudioPiece
 from voxserve.errors import EngineFailure
 from voxserve.runtime.messages import Chunk, Done, EngineSpec, SynthRequest
-from voxserve.runtime.pool import EnginePool, ParallelSynthStream, SynthStream, WorkerHandle
+from voxserve.runtime.pool import BusyLedger, EnginePool, ParallelSynthStream, SynthStream, WorkerHandle
 from voxserve.text.markup import Pause, PhonemeOverride
 
 FAST = EngineSpec(engine="fake", factory="tests.fakes:FakeEngine", options={"step_s": 0.01, "steps": 3})
@@ -264,3 +265,32 @@ async def test_every_worker_warms_up_before_it_is_ready(tmp_path: Path) -> None:
         assert len(audio(await chunks_of(await pool.synth(job(*TEXTS))))) > 0
     finally:
         await pool.stop()
+
+
+async def test_a_lone_request_speaks_its_first_fragment_on_every_core() -> None:
+    """Alone on the server, a synthesis goes to the worker with the lone-request sessions, which
+    speaks the first fragment on them (the first audio); helpers take the later fragments. A
+    request that is not parallel keeps them throughout; with another worker busy, none."""
+    lone_spec = dataclasses.replace(FAST, lone_threads=2)
+    ledger = BusyLedger()
+    pool = EnginePool(lone_spec, 2, start_timeout_s=60, queue_timeout_s=30, ledger=ledger)
+    other = EnginePool(FAST, 1, start_timeout_s=60, queue_timeout_s=30, ledger=ledger)
+    await asyncio.gather(pool.start(), other.start())
+
+    def marked(chunks: list[Chunk]) -> list[bool]:
+        return [all(w.word.endswith("@lone") for w in c.words) for c in chunks if c.fragment >= 0]
+
+    try:
+        for _ in range(2):  # whichever worker the queue hands out first
+            chunks = await chunks_of(await pool.synth(job(*TEXTS)))
+            assert marked(chunks) == [True] + [False] * (len(TEXTS) - 1)
+            await settled(pool)
+        chunks = await chunks_of(await pool.synth(job(*TEXTS[:3], parallel=False)))
+        assert marked(chunks) == [True, True, True]
+        busy = await other.synth(job("one two three four", parallel=False))
+        await anext(busy)  # the other pool's worker is speaking
+        chunks = await chunks_of(await pool.synth(job(*TEXTS)))
+        assert not any(marked(chunks))
+        busy.abort()
+    finally:
+        await asyncio.gather(pool.stop(), other.stop())
