@@ -332,7 +332,7 @@ class EnginePool:
         await asyncio.shield(self._started)
 
     async def _start_all(self) -> None:
-        # Only the first worker keeps a lone-request copy of its model (see stream_call).
+        # Only the first worker keeps a lone-request copy of its model (see _lone).
         lone_less = dataclasses.replace(self.spec, lone_threads=0)
         handles = [
             WorkerHandle(self.spec if i == 0 else lone_less, next(self._counter)) for i in range(self.size)
