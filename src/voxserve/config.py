@@ -337,8 +337,8 @@ class Settings(BaseSettings):
         le=64,
         description=(
             "Threads for a transcription that starts while no other worker of the server is busy, so "
-            "the idle cores go to it (each STT worker keeps a second copy of the model for this, about "
-            "50 MB). 0: the machine's cores; a value not above stt_threads_per_worker turns it off."
+            "the idle cores go to it (one worker per STT model keeps a second copy of the model for this, "
+            "about 90 MB). 0: the machine's cores; a value not above stt_threads_per_worker turns it off."
         ),
     )
     stt_beam_size: int = Field(1, ge=1, le=10, description="Beam size (1 is greedy: fastest).")

@@ -269,10 +269,6 @@ class BusyLedger:
         self.busy = 0
 
 
-SERVER_LEDGER = BusyLedger()
-"""The ledger every pool of the process shares unless given its own (tests)."""
-
-
 class EnginePool:
     """Worker processes for one engine, with admission control."""
 
@@ -293,7 +289,8 @@ class EnginePool:
         ledger: BusyLedger | None = None,
     ) -> None:
         self.spec = spec
-        self.ledger = ledger or SERVER_LEDGER
+        self.ledger = ledger or BusyLedger()
+        """Shared by the pools of one server (the registry gives them one); a pool alone counts itself."""
         self.name = name or spec.engine
         self.size = size
         self.start_timeout_s = start_timeout_s
