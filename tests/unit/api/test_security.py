@@ -25,6 +25,7 @@ from voxserve.api import security
 from voxserve.api.app import create_app
 from voxserve.api.security import UI_COOKIE, KeyRing, SecurityMiddleware, origin_allowed, request_principal
 from voxserve.config import Settings
+from voxserve.ui import LazyUI
 
 KEYS = ["key-one-0123456789", "key-two-abcdefghij"]
 AUTH = {"Authorization": f"Bearer {KEYS[1]}"}
@@ -94,8 +95,12 @@ def _stack_with_recorder(app: FastAPI) -> tuple[ASGIApp, _Recorder]:
 
 @pytest.fixture(scope="module")
 def keyed_app() -> FastAPI:
-    """The whole app (the Gradio UI included) with two keys; nothing started."""
-    return create_app(Settings(api_keys=KEYS, ui_enabled=True))
+    """The whole app (the Gradio UI included, built as on a first visit so that the walk reaches its
+    routes) with two keys; nothing started."""
+    app = create_app(Settings(api_keys=KEYS, ui_enabled=True))
+    (ui,) = [r.app for r in app.routes if isinstance(r, Mount) and isinstance(r.app, LazyUI)]
+    ui.build_without_starting()
+    return app
 
 
 @pytest.fixture(scope="module")
