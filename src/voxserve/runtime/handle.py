@@ -33,8 +33,11 @@ DEAD = object()
 class WorkerHandle:
     """One worker process, seen from the event loop."""
 
-    def __init__(self, spec: m.EngineSpec, index: int) -> None:
+    def __init__(self, spec: m.EngineSpec, index: int, *, busy: Any = None) -> None:
         self.spec = spec
+        self.busy = busy
+        """The server's shared busy-worker count (:class:`~voxserve.runtime.pool.BusyLedger`), for
+        the worker's lone checks; None: a job marked lone runs lone."""
         self.name = f"{spec.engine}-{index}"
         self.process: Any = None
         self.pid: int | None = None
@@ -55,7 +58,7 @@ class WorkerHandle:
         interrupts_in, interrupts_out = ctx.Pipe(duplex=False)
         self.process = ctx.Process(
             target=worker_main,
-            args=(self.spec, child, interrupts_in),
+            args=(self.spec, child, interrupts_in, self.busy),
             name=f"voxserve-{self.name}",
             daemon=True,
         )

@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import itertools
 import logging
+import multiprocessing
 import os
 import shutil
 import tempfile
@@ -263,10 +264,24 @@ class ItemStream(JobStream):
 
 
 class BusyLedger:
-    """How many workers are busy in this server, over all its pools (TTS and STT share the cores)."""
+    """How many workers are busy in this server, over all its pools (TTS and STT share the cores).
+
+    The count lives in shared memory that the workers read too: a job marked lone when it was
+    dispatched checks it again right before its inference, and runs on its one thread if another job
+    has started since (two requests that arrive together would otherwise share the cores between
+    three threads: the second one's first audio 200 -> 240-290 ms, the first one's no better)."""
 
     def __init__(self) -> None:
-        self.busy = 0
+        self.shared: Any = multiprocessing.get_context("spawn").RawValue("i", 0)
+        """What :class:`WorkerHandle` gives its worker process (``.value``: the count)."""
+
+    @property
+    def busy(self) -> int:
+        return int(self.shared.value)
+
+    @busy.setter
+    def busy(self, count: int) -> None:
+        self.shared.value = count
 
 
 class EnginePool:
@@ -331,9 +346,7 @@ class EnginePool:
     async def _start_all(self) -> None:
         # Only the first worker keeps a lone-request copy of its model (see _lone).
         lone_less = dataclasses.replace(self.spec, lone_threads=0)
-        handles = [
-            WorkerHandle(self.spec if i == 0 else lone_less, next(self._counter)) for i in range(self.size)
-        ]
+        handles = [self._handle(self.spec if i == 0 else lone_less) for i in range(self.size)]
         results = await asyncio.gather(
             *(h.start(self.start_timeout_s) for h in handles), return_exceptions=True
         )
@@ -355,6 +368,9 @@ class EnginePool:
             len(self.workers),
             [w.pid for w in self.workers],
         )
+
+    def _handle(self, spec: m.EngineSpec) -> WorkerHandle:
+        return WorkerHandle(spec, next(self._counter), busy=self.ledger.shared)
 
     async def stop(self) -> None:
         self._closing = True
@@ -490,14 +506,14 @@ class EnginePool:
         with contextlib.suppress(ValueError):
             self.workers.remove(old)
         await old.stop(timeout_s=1.0)
-        new = WorkerHandle(old.spec, next(self._counter))  # the same kind of worker (a lone copy or not)
+        new = self._handle(old.spec)  # the same kind of worker (a lone copy or not)
         for attempt in range(3):
             try:
                 await new.start(self.start_timeout_s)
                 break
             except VoxserveError as exc:
                 _log.error("restart of %s failed (attempt %d): %s", new.name, attempt + 1, exc)
-                new = WorkerHandle(old.spec, next(self._counter))
+                new = self._handle(old.spec)
         else:
             return
         self.workers.append(new)

@@ -78,9 +78,10 @@ def _prepare_environment(threads: int) -> None:
         os.environ[var] = str(threads)
 
 
-def worker_main(spec: Any, conn: Connection, interrupts: Connection | None = None) -> None:
+def worker_main(spec: Any, conn: Connection, interrupts: Connection | None = None, busy: Any = None) -> None:
     """Entry point of a worker process (``spec`` is an :class:`EngineSpec`; ``interrupts`` carries
-    the ids of cancelled jobs, see the module docstring)."""
+    the ids of cancelled jobs, see the module docstring; ``busy`` is the server's shared count of busy
+    workers, see :meth:`Serve.alone`)."""
     _prepare_environment(spec.threads)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker[{os.getpid()}] %(message)s")
     logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # one line per decode is noise
@@ -106,17 +107,20 @@ def worker_main(spec: Any, conn: Connection, interrupts: Connection | None = Non
         conn.send(m.Ready(pid=os.getpid(), voices=voices))
     except OSError:
         return  # the server stopped while this worker was starting
-    Serve(engine, conn, interrupts).run()
+    Serve(engine, conn, interrupts, busy).run()
 
 
 class Serve:
     """The worker's message loop."""
 
-    def __init__(self, engine: Any, conn: Connection, interrupts: Connection | None = None) -> None:
+    def __init__(
+        self, engine: Any, conn: Connection, interrupts: Connection | None = None, busy: Any = None
+    ) -> None:
         from voxserve.engines.base import Interruptible
 
         self.engine = engine
         self.conn = conn
+        self._busy = busy
         self._interruptible = isinstance(engine, Interruptible)
         self._job_lock = threading.Lock()
         self._current_job: int | None = None
@@ -139,6 +143,11 @@ class Serve:
         self._assigned: dict[int, int] = {}
         self._worked = False
         """A job ran since the heap was last trimmed."""
+
+    def alone(self) -> bool:
+        """Whether this worker's job is still the only work of the server (a job marked lone asks just
+        before its inference; without the shared count it trusts the mark)."""
+        return self._busy is None or int(self._busy.value) <= 1
 
     def _next(self) -> Any:
         if self.backlog:
@@ -230,7 +239,7 @@ class Serve:
             raise EngineFailure(f"unknown worker call {msg.method}")
         t0 = time.perf_counter()
         *args, options = msg.args  # both methods take the TranscribeOptions last
-        options = dataclasses.replace(options, lone=msg.lone)
+        options = dataclasses.replace(options, lone=msg.lone and self.alone())
         if msg.method == "transcribe_upload":
             data, max_seconds = args
             info, items = self._transcribe_upload(data, max_seconds, options)
@@ -360,13 +369,16 @@ class Serve:
         parallel = getattr(job, "parallel", False) and len(sources) > 1
         use_lone = getattr(self.engine, "use_lone", None)
         if getattr(job, "lone", False) and callable(use_lone):
-            # Alone on the server: the first fragment (the first audio) on every core. In a parallel
-            # job the helpers take the later fragments on their own cores, so the lone session stops
-            # there; otherwise the job keeps it (nothing else was running).
-            use_lone(True)
-            if parallel:
-                index, text, make = sources[0]
-                sources[0] = (index, text, lambda: _then(make(), lambda: use_lone(False)))
+            # Alone on the server: the first fragment (the first audio) on every core, if no other job
+            # started since the dispatch. In a parallel job the helpers take the later fragments on
+            # their own cores, so the lone session stops there; otherwise the job keeps it.
+            index, text, make = sources[0]
+
+            def first(make: Any = make) -> Any:
+                use_lone(self.alone())
+                return _then(make(), lambda: use_lone(False)) if parallel else make()
+
+            sources[0] = (index, text, first)
         try:
             if parallel:
                 finished = self._assemble(job, sources, out)
