@@ -1,4 +1,5 @@
-"""An onnxruntime session whose runs another thread can stop: :class:`InterruptibleSession`.
+"""An onnxruntime session whose runs another thread can stop (:class:`InterruptibleSession`), and one
+memory arena for all the sessions of a process (:func:`use_process_arena`).
 
 onnxruntime checks ``RunOptions.terminate`` between the nodes of a graph, so setting it from another
 thread ends a run within milliseconds (measured: a 0.75 s Piper run stopped 50 ms after it began, when
@@ -8,9 +9,35 @@ session, so a worker can honour a cancel mid-sentence (see :class:`voxserve.engi
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
-__all__ = ["InterruptibleSession"]
+__all__ = ["InterruptibleSession", "use_process_arena"]
+
+_arena_lock = threading.Lock()
+_arena_registered = False
+
+
+def use_process_arena(options: Any) -> None:
+    """Make the session created with ``options`` take its CPU memory from the process's one arena.
+
+    Each onnxruntime session otherwise grows an arena of its own to its largest run and keeps it: a
+    Piper voice with a session for one thread and one for every core held both. Sharing one arena,
+    the worker held 242 MB instead of 280 after its warm-up and 326-418 MB instead of 531-676 after
+    long sentences on both sessions, at the same speed (medians of 9 runs, 10 and 19 words, 1 and 2
+    threads, within 10 ms)."""
+    global _arena_registered
+    import onnxruntime as ort
+
+    with _arena_lock:
+        if not _arena_registered:
+            info = ort.OrtMemoryInfo(
+                "Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT
+            )
+            # 0 / -1: onnxruntime's defaults (no limit, extend by powers of two, default chunk sizes).
+            ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, 0, -1, -1))
+            _arena_registered = True
+    options.add_session_config_entry("session.use_env_allocators", "1")
 
 
 class InterruptibleSession:

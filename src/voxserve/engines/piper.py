@@ -27,7 +27,7 @@ from voxserve.engines.base import (
     VoiceInfo,
     WordTiming,
 )
-from voxserve.engines.onnx_run import InterruptibleSession
+from voxserve.engines.onnx_run import InterruptibleSession, use_process_arena
 from voxserve.engines.onnx_weights import large_float_weights
 from voxserve.errors import InvalidValue, UnknownVoice
 
@@ -60,6 +60,7 @@ def _session(
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     for name, value in (weights or {}).items():
         opts.add_initializer(name, value)  # used in place: the caller keeps ``value`` alive
+    use_process_arena(opts)
     return InterruptibleSession(
         onnxruntime.InferenceSession(str(model), sess_options=opts, providers=["CPUExecutionProvider"])
     )
