@@ -130,7 +130,10 @@ def test_realtime_takes_the_realtime_only_names(light: Server) -> None:
             events = collect_until(ws, lambda e: e["type"].endswith((".completed", "error")), timeout_s=60)
         assert not [e for e in events if e["type"] == "error"], events
         wrong, words = errors(u.text, str(events[-1]["transcript"]))
-        assert wrong / words <= 0.15, (model, events[-1])
+        # The names are what is tested: the transcript has to be this speech, not an exact one. The
+        # file has 4 errors in 31 words decoded as is; resampled to 24 kHz and back, tiny.en heard "The
+        # cut on his" as "The kadana's" (7 errors) on an AVX-512 machine and not on the one before.
+        assert wrong / words <= 0.25, (model, events[-1])
 
 
 def ws_error_count(server: Server, code: str, route: str) -> float:
