@@ -141,7 +141,7 @@ def test_interrupt_stops_the_lone_session_too(lone_engine: Any) -> None:
         lone_engine.use_lone(False)
 
 
-_RSS_PROBE = """
+_PROBE_HEAD = """
 import sys
 from voxserve.engines.piper import PiperEngine
 from voxserve.runtime.worker import release_free_memory
@@ -151,23 +151,23 @@ def rss():
     for line in open("/proc/self/status"):
         if line.startswith("VmRSS"):
             return int(line.split()[1]) // 1024
+"""
+"""What each memory probe below starts with: the engine, and this process's RSS in MB once its free
+heap is handed back."""
 
+_RSS_PROBE = (
+    _PROBE_HEAD
+    + """
 before = rss()
 engine = PiperEngine(threads=1, lone_threads=int(sys.argv[1]))
 print(rss() - before)
 """
+)
 
 
-_ARENA_PROBE = """
-from voxserve.engines.piper import PiperEngine
-from voxserve.runtime.worker import release_free_memory
-
-def rss():
-    release_free_memory()
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS"):
-            return int(line.split()[1]) // 1024
-
+_ARENA_PROBE = (
+    _PROBE_HEAD
+    + """
 LONG = "Many of the people who run this server do so on small boards, where every megabyte counts. " * 2
 engine = PiperEngine(threads=1, lone_threads=2)
 voice = next(iter(engine._voices))
@@ -177,6 +177,7 @@ engine.use_lone(True)
 list(engine.synthesize(LONG, voice, 1.0))
 print(rss() - before)
 """
+)
 
 
 def _probe_mb(code: str, *args: str) -> int:

@@ -55,21 +55,24 @@ class LazyUI:
         self._lock = asyncio.Lock()
 
     @property
+    def _gradio(self) -> Any:
+        """The Gradio app, started or only built; None before either."""
+        return self._inner if self._inner is not None else self._app_only
+
+    @property
     def built(self) -> bool:
         """Whether the Gradio app exists (someone visited the UI)."""
-        return self._inner is not None or self._app_only is not None
+        return self._gradio is not None
 
     @property
     def routes(self) -> list[Any]:
         """The Gradio app's routes once built (Starlette's ``Mount.routes`` reads them), else none."""
-        inner = self._inner if self._inner is not None else self._app_only
-        return list(inner.routes) if inner is not None else []
+        return list(self._gradio.routes) if self._gradio is not None else []
 
     @property
     def blocks(self) -> Any:
         """The UI's ``gr.Blocks`` once built, else None."""
-        inner = self._inner if self._inner is not None else self._app_only
-        return inner.get_blocks() if inner is not None else None
+        return self._gradio.get_blocks() if self._gradio is not None else None
 
     def build_without_starting(self) -> None:
         """Build the Gradio app now and route to it, without its start-up events: for walking the
