@@ -21,6 +21,12 @@ costs. The goal: the framework path adds at most 50 ms.
    the difference is what the framework path itself adds), and one that commits once, 0.5 s after
    the end of speech (``ref-commit``: the difference adds what the framework's VAD costs, committing
    at every short pause and later than an ideal client).
+   The committing frameworks and their replays go through a relay (benchmarks/wiretap.py) that notes
+   when each commit and transcript passes, so their commit → final splits into voxserve's part (commit
+   received → transcript sent, framework against replay: two runs of the same commits, whose
+   difference is decode-to-decode variation and the framework process's share of the CPU) and the
+   framework's own path (its VAD's decision → commit on the wire, transcript on the wire → its final
+   frame: one clock, ``time.monotonic()``, in every process).
 2. **Text → first audio** through each framework's TTS (pipecat ``OpenAITTSService``, LiveKit
    ``openai.TTS.synthesize`` with its defaults, mp3 over SSE, and with pcm); reference: the same
    ``POST /v1/audio/speech`` through httpx (first body chunk), and ``WS /v1/stream/speak``
@@ -34,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import dataclasses
 import json
 import os
 import statistics
@@ -49,6 +56,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.stt_bench import load16k, pct, speech_regions  # noqa: E402
+from benchmarks.wiretap import WireTap, commit_to_final, framework_delays  # noqa: E402
 from tests.e2e.agents.agent_io import LEAD_S, Microphone, read_wav  # noqa: E402
 from tests.e2e.agents.frameworks import GAP_S, drive  # noqa: E402
 from tests.e2e.conftest import Server, start_server, stop_server  # noqa: E402
@@ -194,7 +202,7 @@ async def reference_realtime(
                 await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
             await mic.silence_until(answered, GAP_S, 20)
         reader.cancel()
-    return {"spans": spans, "finals": finals, "commits": commits}
+    return {"spans": spans, "finals": finals, "commits": commits, "t0": mic.t0}
 
 
 async def rest_first_audio(url: str, text: str, body: dict[str, Any], client: httpx.AsyncClient) -> float:
@@ -247,6 +255,10 @@ def ms(values: list[float]) -> str:
     return f"{pct(values, 0.5) * 1000:.0f} / {pct(values, 0.9) * 1000:.0f} ms"
 
 
+def median_ms(values: list[float]) -> float:
+    return statistics.median(values) * 1000 if values else float("nan")
+
+
 def diff(a: list[float], b: list[float]) -> str:
     if not a or not b:
         return "—"
@@ -280,27 +292,44 @@ def main() -> None:
                 slot["commit"] += lat["commit"]
                 missing[name] = missing.get(name, 0) + lat["missing"]
 
-            for _ in range(args.rounds):
-                run = drive("run_pipecat.py", "realtime-stt", {**job, "stop_secs": STOP_S}, tmp, 600, server)
-                commits = [v["t"] for v in run["vad"] if v["event"] == "stopped"]
-                add("pipecat", final_latencies(run.result, offsets, commits))
+            own: dict[str, tuple[list[float], list[float]]] = {}
+
+            def framework_and_replay(name: str, run: Any, commits: list[float], n0: int) -> None:
+                """A committing framework's run (through the tap from session ``n0`` on), then the
+                same commits replayed by the reference client through the tap."""
+                add(name, final_latencies(run.result, offsets, commits))
+                wire = tap.since(n0)
+                add(f"{name}-wire", {"eos": [], "commit": commit_to_final(wire), "missing": 0})
+                out, back = framework_delays(wire, run["t0"], commits, run["finals"])
+                slot = own.setdefault(name, ([], []))
+                slot[0].extend(out)
+                slot[1].extend(back)
                 replay = commits_per_file(run.result["spans"], commits)
-                ref = asyncio.run(reference_realtime(server.url, files, offsets, False, replay))
-                add("ref-pipecat", final_latencies(ref, offsets, ref["commits"]))
-                run = drive("run_livekit.py", "stream", {**job, "use_realtime": True}, tmp, 600, server)
-                add("livekit", final_latencies(run.result, offsets))
-                run = drive(
-                    "run_livekit.py", "stream", {**job, "model": "gpt-realtime-whisper"}, tmp, 600, server
-                )
-                commits = [s["t"] for s in run["speech"] if s["event"] == "end_of_speech"]
-                add("livekit-whisper", final_latencies(run.result, offsets, commits))
-                replay = commits_per_file(run.result["spans"], commits)
-                ref = asyncio.run(reference_realtime(server.url, files, offsets, False, replay))
-                add("ref-livekit-whisper", final_latencies(ref, offsets, ref["commits"]))
-                ref = asyncio.run(reference_realtime(server.url, files, offsets, server_vad=True))
-                add("ref-vad", final_latencies(ref, offsets))
-                ref = asyncio.run(reference_realtime(server.url, files, offsets, server_vad=False))
-                add("ref-commit", final_latencies(ref, offsets, ref["commits"]))
+                n1 = len(tap.sessions)
+                ref = asyncio.run(reference_realtime(tap.url, files, offsets, False, replay))
+                add(f"ref-{name}", final_latencies(ref, offsets, ref["commits"]))
+                wire = tap.since(n1)
+                add(f"ref-{name}-wire", {"eos": [], "commit": commit_to_final(wire), "missing": 0})
+
+            with WireTap(server.url.replace("http://", "ws://", 1)).running() as tap:
+                tapped = dataclasses.replace(server, url=tap.url)
+                for _ in range(args.rounds):
+                    n0 = len(tap.sessions)
+                    job_pc = {**job, "stop_secs": STOP_S}
+                    run = drive("run_pipecat.py", "realtime-stt", job_pc, tmp, 600, tapped)
+                    commits = [v["t"] for v in run["vad"] if v["event"] == "stopped"]
+                    framework_and_replay("pipecat", run, commits, n0)
+                    run = drive("run_livekit.py", "stream", {**job, "use_realtime": True}, tmp, 600, server)
+                    add("livekit", final_latencies(run.result, offsets))
+                    n0 = len(tap.sessions)
+                    job_lk = {**job, "model": "gpt-realtime-whisper"}
+                    run = drive("run_livekit.py", "stream", job_lk, tmp, 600, tapped)
+                    commits = [s["t"] for s in run["speech"] if s["event"] == "end_of_speech"]
+                    framework_and_replay("livekit-whisper", run, commits, n0)
+                    ref = asyncio.run(reference_realtime(server.url, files, offsets, server_vad=True))
+                    add("ref-vad", final_latencies(ref, offsets))
+                    ref = asyncio.run(reference_realtime(server.url, files, offsets, server_vad=False))
+                    add("ref-commit", final_latencies(ref, offsets, ref["commits"]))
             for name, label, ref_name in [
                 ("pipecat", f"pipecat OpenAIRealtimeSTTService, Silero stop_secs {STOP_S}", "ref-pipecat"),
                 ("pipecat", f"pipecat OpenAIRealtimeSTTService, Silero stop_secs {STOP_S}", "ref-commit"),
@@ -312,6 +341,27 @@ def main() -> None:
                 ),
                 ("livekit-whisper", "LiveKit openai.STT(model=gpt-realtime-whisper), its VAD", "ref-commit"),
             ]:
+                if ref_name == f"ref-{name}":  # the committing frameworks: the wire's view first
+                    a, r = acc[f"{name}-wire"], acc[f"{ref_name}-wire"]
+                    rows.append(
+                        (
+                            f"{label}: commit → final at the wire (voxserve's part)",
+                            ms(a["commit"]),
+                            ms(r["commit"]),
+                            diff(a["commit"], r["commit"]),
+                            f"{ref_name} (tapped)",
+                        )
+                    )
+                    out, back = own[name]
+                    rows.append(
+                        (
+                            f"{label}: its own path, commit decision → wire + wire → final frame",
+                            f"{ms(out)} + {ms(back)}",
+                            "—",
+                            f"{median_ms(out) + median_ms(back):+.0f} ms",
+                            "wire tap",
+                        )
+                    )
                 a, r = acc[name], acc[ref_name]
                 rows.append(
                     (

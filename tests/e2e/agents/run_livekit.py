@@ -175,7 +175,8 @@ async def stream(job: dict[str, Any], result: dict[str, Any]) -> None:
         reader.cancel()
         await speech_stream.aclose()
         await stt.aclose()
-    result.update(spans=spans, finals=finals, interims=interims, speech=speech)
+    # t0 is on time.monotonic(), one clock for every process (agents_bench's wire tap).
+    result.update(spans=spans, finals=finals, interims=interims, speech=speech, t0=mic.t0)
 
 
 async def main() -> None:

@@ -158,6 +158,7 @@ async def listen(job: dict[str, Any], stt: FrameProcessor, result: dict[str, Any
         interims=recorder.interims,
         vad=recorder.vad,
         connects=connects,
+        t0=recorder.t0,  # on time.monotonic(), one clock for every process (agents_bench's wire tap)
     )
 
 
