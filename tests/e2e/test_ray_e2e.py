@@ -2,13 +2,19 @@
 
 A Ray head (``ray start --head --block``, stopped by its PID) runs in Ray's single-machine mode on
 127.0.0.1: Ray 2.60 in cluster mode swaps a node IP of 127.0.0.1 for the machine's routable address and
-listens on every interface, so a second node process cannot join a loopback-only head (see
-docs/scaling.md); every listening socket of the cluster and the front ends is checked to be on
-127.0.0.1. A front end joins it with ``--ray-address``; the engines (Piper, Whisper tiny.en) run as
-Serve deployments, one replica each. Covered: speech (REST), transcription (REST and WebSocket), a
-replica killed with SIGKILL mid-request (``worker_crashed`` for that request only, the other engine
-goes on, Ray replaces the replica), a second front end that scales Piper to two replicas and shares
-them, and the cluster gone (``/ready`` and requests answer 503 at once; the front end stays up).
+listens on every interface (see docs/scaling.md). A second node joins it: ``ray start --address=...``
+refuses to start a worker node in single-machine mode, so ``tests/e2e/ray_node.py`` starts one as Ray's
+own ``ray.cluster_utils.Cluster.add_node`` does (``ray._private.node.Node(..., head=False)``), also on
+127.0.0.1. Every listening socket of both nodes, the front ends and the helper drivers is checked to be
+on 127.0.0.1. A front end joins the head with ``--ray-address``; the engines (Piper, Whisper tiny.en)
+run as Serve deployments, one replica each. Covered: speech (REST), transcription (REST and
+WebSocket), a replica killed with SIGKILL mid-request (``worker_crashed`` for that request only, the
+other engine goes on, Ray replaces the replica), the second node joining, a front end that scales
+Piper to two replicas with one of them on the second node (a helper driver holds the head's last free
+CPU while it deploys), then that whole node killed with SIGKILL mid-request (the request on its
+replica ends as a worker crash, the concurrent one on the head's replica completes, Ray replaces the
+lost replica on the head), another front end sharing the two replicas, and the cluster gone
+(``/ready`` and requests answer 503 at once; the front end stays up).
 
 The tests share one cluster and run in file order (the last one stops the cluster). Ray is a test
 dependency (scripts/setup installs the ``ray`` extra): without it this file fails, it does not skip.
@@ -19,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -28,6 +35,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -42,8 +50,18 @@ from websockets.sync.client import connect
 pytestmark = pytest.mark.e2e
 
 RAY = Path(sys.executable).with_name("ray")
+NODE = Path(__file__).with_name("ray_node.py")
+LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1"}
 LONG = " ".join(f"Sentence {i} keeps the replica busy for a while longer." for i in range(60))
 SPEECH = {"model": "tts-1", "voice": "alloy", "response_format": "wav"}
+
+
+@dataclass
+class Node:
+    """The second node: ``ray_node.py node``, whose process tree is every process of the node."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
 
 
 @dataclass
@@ -122,6 +140,88 @@ def kill_head(cluster: Cluster) -> None:
     cluster.process.wait(scaled(10))
 
 
+def start_node(tmp: Path, cluster: Cluster) -> Node:
+    """A second Ray node (2 CPUs) joined to the head, on 127.0.0.1 (``tests/e2e/ray_node.py``)."""
+    log = tmp / "ray-node.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(NODE), "node", cluster.address, "2"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=cluster.env,
+        )
+    node = Node(proc, log)
+    try:
+        until(
+            lambda: proc.poll() is None and re.search(r"^node [0-9a-f]+$", _text(log), re.M),
+            120,
+            0.2,
+            message="the second Ray node registered",
+        )
+    except AssertionError:
+        stop_tree(proc)
+        raise AssertionError(f"the second Ray node did not start:\n{_text(log)}") from None
+    return node
+
+
+def hold_head_cpus(tmp: Path, cluster: Cluster, cpus: int) -> subprocess.Popen[bytes]:
+    """A Ray driver that keeps ``cpus`` CPUs of the head reserved until it is stopped."""
+    log = tmp / "ray-hold.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(NODE), "hold", cluster.address, str(cpus)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=cluster.env,
+        )
+    try:
+        until(
+            lambda: proc.poll() is None and "held" in _text(log).splitlines(),
+            120,
+            0.2,
+            message="the head's CPUs held",
+        )
+    except AssertionError:
+        stop_tree(proc)
+        raise AssertionError(f"could not hold the head's CPUs:\n{_text(log)}") from None
+    return proc
+
+
+def alive_nodes(cluster: Cluster) -> list[dict[str, Any]]:
+    """The cluster's alive nodes as Ray sees them (``ray.nodes()`` in a driver of its own)."""
+    out = subprocess.run(
+        [sys.executable, str(NODE), "nodes", cluster.address],
+        capture_output=True,
+        env=cluster.env,
+        timeout=scaled(120),
+        check=True,
+    )
+    nodes: list[dict[str, Any]] = json.loads(out.stdout.decode().strip().splitlines()[-1])
+    return nodes
+
+
+def _text(log: Path) -> str:
+    return log.read_text(errors="replace")
+
+
+def stop_tree(process: subprocess.Popen[bytes], grace_s: float = 60) -> None:
+    """SIGTERM, then SIGKILL to every process of its tree if it has not ended after ``grace_s``."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(scaled(grace_s))
+        except subprocess.TimeoutExpired:
+            kill_tree(process)
+
+
+def kill_tree(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL to ``process`` and every process below it at once, as in a crash of the machine."""
+    for pid in tree(process.pid):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    process.wait(scaled(10))
+
+
 def front_end(tmp: Path, cluster: Cluster, **extra: str) -> Server:
     env = {
         **cluster.env,
@@ -149,6 +249,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 
 @pytest.fixture(scope="module")
+def second_node(tmp_path_factory: pytest.TempPathFactory, cluster: Cluster) -> Iterator[Node]:
+    node = start_node(tmp_path_factory.mktemp("node"), cluster)
+    try:
+        yield node
+    finally:
+        stop_tree(node.process)
+
+
+@pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, cluster: Cluster) -> Iterator[Server]:
     srv = front_end(tmp_path_factory.mktemp("front"), cluster)
     try:
@@ -170,10 +279,15 @@ def tree(pid: int) -> list[int]:
 
 
 def replica_pids(cluster: Cluster, app: str = "vxtest-piper") -> list[int]:
-    """The processes of an application's replicas on this test's cluster (Ray titles them
+    """The processes of an application's replicas on this test's head node (Ray titles them
     ``ray::ServeReplica:APP:engine``; other clusters on the machine are not looked at)."""
+    return replicas_under(cluster.process.pid, app)
+
+
+def replicas_under(root: int, app: str = "vxtest-piper") -> list[int]:
+    """The processes of an application's replicas in the process tree of ``root`` (a node)."""
     pids = []
-    for pid in tree(cluster.process.pid):
+    for pid in tree(root):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
@@ -230,7 +344,7 @@ def test_speech_over_rest_from_a_replica(cluster: Cluster, server: Server) -> No
     assert r.status_code == 200 and r.content[:4] == b"RIFF" and len(r.content) > 50_000
     # Every socket of the cluster and the front end listens on loopback only.
     pids = tree(cluster.process.pid) + tree(server.process.pid) + replica_pids(cluster)
-    assert listening(pids) <= {"127.0.0.1", "::ffff:127.0.0.1"}
+    assert listening(pids) <= LOOPBACK
 
 
 def test_transcription_over_rest_and_a_round_trip(server: Server) -> None:
@@ -315,9 +429,86 @@ def test_a_replica_killed_mid_request_fails_that_request_only(cluster: Cluster, 
     assert 'voxserve_worker_restarts_total{engine="piper"} 1.0' in metrics
 
 
-def test_a_second_front_end_scales_piper_to_two_replicas_and_shares_them(
+def test_a_second_node_joins_on_loopback(cluster: Cluster, second_node: Node) -> None:
+    nodes = alive_nodes(cluster)
+    assert len(nodes) == 2, nodes
+    assert {n["address"] for n in nodes} == {"127.0.0.1"}
+    (joined,) = [n for n in nodes if not n["head"]]
+    assert joined["resources"].get("voxserve_test_node") == 1
+    # Every process of the second node (raylet, agents, workers) listens on loopback only.
+    assert listening(tree(second_node.process.pid)) <= LOOPBACK
+
+
+def read_to_end(chunks: Iterator[bytes]) -> tuple[int, Exception | None]:
+    """The bytes of a streamed body, and the transfer error that ended it early, if any."""
+    n = 0
+    try:
+        for chunk in chunks:
+            n += len(chunk)
+    except httpx.RemoteProtocolError as e:
+        return n, e
+    return n, None
+
+
+def test_a_node_killed_mid_request_fails_that_request_only(
+    tmp_path_factory: pytest.TempPathFactory, cluster: Cluster, server: Server, second_node: Node
+) -> None:
+    tmp = tmp_path_factory.mktemp("front3")
+    assert len(replica_pids(cluster)) == 1
+    body = SPEECH | {"input": LONG, "response_format": "pcm"}
+    with contextlib.ExitStack() as stack:
+        # A front end scales Piper to two replicas of 1.2 CPUs (Whisper: 0.5) while a driver holds
+        # the head's last free CPU. A redeploy restarts every replica of both pools, in any order; at
+        # any moment each node (2 CPUs free) has room for one Piper replica and the Whisper one, never
+        # for two Piper replicas: one lands on the head, one on the second node.
+        hold = hold_head_cpus(tmp, cluster, 1)
+        stack.callback(stop_tree, hold)
+        third = front_end(
+            tmp,
+            cluster,
+            VOXSERVE_RAY_REPLICAS='{"piper": 2}',
+            VOXSERVE_RAY_CPUS_PER_REPLICA='{"piper": 1.2, "whisper-tiny.en": 0.5}',
+        )
+        stack.callback(stop_server, third)
+        (remote,) = replicas_under(second_node.process.pid)
+        (local,) = replica_pids(cluster)
+        pids = tree(second_node.process.pid) + tree(hold.pid) + tree(third.process.pid)
+        assert listening(pids) <= LOOPBACK
+        stop_tree(hold)  # the head has room for a replacement (and Whisper's, were it there) again
+        # Two long requests, one per replica: Serve routes the second to the replica that is idle.
+        client = stack.enter_context(httpx.Client(timeout=scaled(60)))
+        streams = []
+        for _ in range(2):
+            r = stack.enter_context(client.stream("POST", f"{third.url}/v1/audio/speech", json=body))
+            assert r.status_code == 200
+            chunks = r.iter_raw()
+            next(chunks)
+            streams.append(chunks)
+        kill_tree(second_node.process)  # the whole node at once: raylet, agents, the replica
+        # One request ends with a transfer error (never as complete, shorter audio), the other one
+        # goes on to its end.
+        (lost, lost_error), (kept, kept_error) = sorted(
+            (read_to_end(chunks) for chunks in streams), key=lambda o: o[1] is None
+        )
+        assert isinstance(lost_error, httpx.RemoteProtocolError) and kept_error is None
+        assert kept > 1_000_000 and lost < kept
+        # The front ends stay ready; Ray replaces the lost replica, on the head.
+        until(lambda: ready(third.url).status_code == 200, 60, 0.5, message="the front end ready")
+        assert ready(server.url).status_code == 200
+        until(lambda: len(replica_pids(cluster)) == 2, 180, 0.5, message="a replacement on the head")
+        assert local in replica_pids(cluster)
+        again = until(lambda: (x := speak(third.url, "Back again.")).status_code == 200 and x, 60, 0.5)
+        assert again and len(again.content) > 10_000
+        metrics = httpx.get(f"{third.url}/metrics").text
+        assert 'voxserve_worker_restarts_total{engine="piper"} 1.0' in metrics
+    # The front end that scaled Piper left; its two replicas stay for the others.
+    assert len(replica_pids(cluster)) == 2
+
+
+def test_a_second_front_end_shares_the_two_replicas(
     tmp_path_factory: pytest.TempPathFactory, cluster: Cluster, server: Server
 ) -> None:
+    # Piper runs two replicas, both on the head, since the node test; this front end deploys the same.
     second = front_end(tmp_path_factory.mktemp("front2"), cluster, VOXSERVE_RAY_REPLICAS='{"piper": 2}')
     try:
         until(lambda: len(replica_pids(cluster)) == 2, 120, 0.5, message="two piper replicas")

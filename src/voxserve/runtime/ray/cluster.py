@@ -63,7 +63,8 @@ def ray_environment(address: str | None) -> dict[str, str]:
 
     On loopback, Ray's single-machine mode: in cluster mode Ray 2.60 replaces a node IP of 127.0.0.1
     with the machine's routable address and its gRPC servers listen on every interface; in
-    single-machine mode every server listens on 127.0.0.1 only (and no other node can join)."""
+    single-machine mode every server listens on 127.0.0.1 only (``ray start --address`` then refuses
+    to start another node; the e2e test starts one through Ray's own node API, tests/e2e/ray_node.py)."""
     env = {
         "RAY_USAGE_STATS_ENABLED": "0",
         "RAY_gcs_rpc_server_reconnect_timeout_s": str(365 * 24 * 3600),
