@@ -54,6 +54,8 @@ NODE = Path(__file__).with_name("ray_node.py")
 LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1"}
 LONG = " ".join(f"Sentence {i} keeps the replica busy for a while longer." for i in range(60))
 SPEECH = {"model": "tts-1", "voice": "alloy", "response_format": "wav"}
+SCALED_CPUS = '{"piper": 1.2, "whisper-tiny.en": 0.5}'
+"""CPUs per replica of the front ends that run Piper on two replicas (see the node test)."""
 
 
 @dataclass
@@ -467,7 +469,7 @@ def test_a_node_killed_mid_request_fails_that_request_only(
             tmp,
             cluster,
             VOXSERVE_RAY_REPLICAS='{"piper": 2}',
-            VOXSERVE_RAY_CPUS_PER_REPLICA='{"piper": 1.2, "whisper-tiny.en": 0.5}',
+            VOXSERVE_RAY_CPUS_PER_REPLICA=SCALED_CPUS,
         )
         stack.callback(stop_server, third)
         (remote,) = replicas_under(second_node.process.pid)
@@ -508,10 +510,19 @@ def test_a_node_killed_mid_request_fails_that_request_only(
 def test_a_second_front_end_shares_the_two_replicas(
     tmp_path_factory: pytest.TempPathFactory, cluster: Cluster, server: Server
 ) -> None:
-    # Piper runs two replicas, both on the head, since the node test; this front end deploys the same.
-    second = front_end(tmp_path_factory.mktemp("front2"), cluster, VOXSERVE_RAY_REPLICAS='{"piper": 2}')
+    # Piper runs two replicas, both on the head, since the node test; this front end deploys the same
+    # settings as the one that scaled it there, so its deploy changes nothing: no replica restarts
+    # (each would cut the requests the other front ends have on it).
+    before = {app: sorted(replica_pids(cluster, app)) for app in ("vxtest-piper", "vxtest-whisper-tiny.en")}
+    assert len(before["vxtest-piper"]) == 2 and len(before["vxtest-whisper-tiny.en"]) == 1
+    second = front_end(
+        tmp_path_factory.mktemp("front2"),
+        cluster,
+        VOXSERVE_RAY_REPLICAS='{"piper": 2}',
+        VOXSERVE_RAY_CPUS_PER_REPLICA=SCALED_CPUS,
+    )
     try:
-        until(lambda: len(replica_pids(cluster)) == 2, 120, 0.5, message="two piper replicas")
+        assert {app: sorted(replica_pids(cluster, app)) for app in before} == before
         assert ready(second.url).json()["engines"]["piper"]["workers"] == 2
         results: dict[str, int] = {}
 

@@ -47,3 +47,20 @@ def test_the_builder_builds_a_named_pool(monkeypatch: pytest.MonkeyPatch) -> Non
     assert build({"pool": "whisper-tiny.en"})._bound_deployment.name == "engine"
     with pytest.raises(ValueError, match="unknown voxserve pool 'kokoro'"):
         build({"pool": "kokoro"})
+
+
+def test_the_code_version_is_what_the_replica_runs() -> None:
+    """Same settings, same version (a redeploy changes nothing); a new replica count keeps it (Serve
+    only scales); other CPUs or another engine make a new one (Serve restarts the replicas)."""
+
+    def version(s: Settings, pool: str = "piper") -> str:
+        spec, size = pool_specs(s)[pool]
+        deployment = engine_application(s, pool, spec, size)._bound_deployment
+        assert isinstance(deployment.version, str) and len(deployment.version) == 16
+        return str(deployment.version)
+
+    base = version(settings())
+    assert version(settings()) == base
+    assert version(settings(ray_replicas={"piper": 3})) == base
+    assert version(settings(ray_cpus_per_replica={"piper": 1.5})) != base
+    assert version(settings(), "whisper-tiny.en") != base

@@ -11,13 +11,16 @@ they look the applications up instead of deploying their own (docs/scaling.md).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
+from voxserve import __version__
 from voxserve.config import Settings
 from voxserve.engines.base import EngineSpec
 from voxserve.runtime.ray.replica import EngineReplica
 
-__all__ = ["build", "engine_application", "pool_specs"]
+__all__ = ["build", "code_version", "engine_application", "pool_specs"]
 
 
 def engine_application(settings: Settings, pool_name: str, spec: EngineSpec, replicas: int) -> Any:
@@ -61,7 +64,21 @@ def engine_application(settings: Settings, pool_name: str, spec: EngineSpec, rep
     else:
         options["num_replicas"] = settings.ray_replicas.get(pool_name, replicas)
     deployment = serve.deployment(**options)(EngineReplica)
-    return deployment.bind(spec, settings.worker_start_timeout_s, settings.worker_cancel_grace_s)
+    args = (spec, settings.worker_start_timeout_s, settings.worker_cancel_grace_s)
+    # Serve gives every deploy made from code a random code version, and a new version restarts every
+    # replica: each front end that started cut the requests of the front ends already sharing them. A
+    # version made of what a replica runs instead makes a redeploy with the same settings change
+    # nothing and a new replica count only add or remove replicas (Serve's own versions are private;
+    # the attribute is what serve.run reads).
+    deployment._version = code_version(args, actor)
+    return deployment.bind(*args)
+
+
+def code_version(args: tuple[Any, ...], actor: dict[str, Any]) -> str:
+    """What a replica runs, as a short stable hash: voxserve's version, the replica's arguments (the
+    engine spec) and its actor options (CPUs, GPUs, thread variables)."""
+    text = json.dumps([__version__, repr(args), actor], sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def pool_specs(settings: Settings) -> dict[str, tuple[EngineSpec, int]]:

@@ -8,7 +8,7 @@ the front end and reaches the engines through deployment handles.
 Each engine pool is one Serve application named ``{ray_app_prefix}-{pool}`` (``voxserve-piper``,
 ``voxserve-whisper-tiny.en``) holding one deployment. Front ends that share a cluster share its
 deployments: the first one deploys, the others find the same application (a redeploy with the same
-settings changes nothing).
+settings changes nothing: ``apps.code_version``).
 
 The cluster is watched with a plain TCP connect to its GCS port every ``ray_probe_s``: when it stops
 answering, ``available`` turns false, :meth:`RayCluster.on_lost` listeners fail the requests in flight
