@@ -663,14 +663,20 @@ class StreamingSession:
             self._enqueue(utt.speculative, events)
 
     def _heard_since_partial(self, utt: _Utterance) -> bool:
-        """Whether a partial would show anything new. Manual commits with speculation: only if the
-        VAD heard speech since the last partial's audio. Between a client's turns the "utterance" is
-        silence: its partials were "" or the prompt made up again ("1. Three. 8. 8. 8."), and they
-        kept a worker busy that the next early final needed (a pipecat session: 0.9–1.1 s decodes
-        beside them)."""
+        """Whether a partial is wanted now. Manual commits with speculation: only while the VAD hears
+        speech (in its last frame: a dip only delays a partial by a frame), and only if it heard some
+        since the last partial's audio. Between a client's turns the "utterance" is silence: its
+        partials were "" or the prompt made up again ("1. Three. 8. 8. 8."), and they kept a worker
+        busy that the next early final needed (a pipecat session: 0.9–1.1 s decodes beside them). In
+        a pause, as with server VAD once speech stops, the early final is the next decode: a partial
+        started there held a worker until after it began, so it ran on one core, not every core."""
         if self._spec_vad is None:
             return True
-        return utt.heard_end is not None and utt.heard_end > utt.last_partial_end
+        return (
+            utt.heard_end is not None
+            and utt.heard_end > utt.last_partial_end
+            and self._pos - utt.heard_end < self._frame
+        )
 
     def _final_goes_out_now(self) -> bool:
         """Whether a final enqueued now would be sent at once (the slot is free, or a partial holds it
