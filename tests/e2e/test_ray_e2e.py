@@ -347,6 +347,19 @@ def test_speech_over_rest_from_a_replica(cluster: Cluster, server: Server) -> No
     # Every socket of the cluster and the front end listens on loopback only.
     pids = tree(cluster.process.pid) + tree(server.process.pid) + replica_pids(cluster)
     assert listening(pids) <= LOOPBACK
+    # The engine runs at nice 0, as a local worker does (Ray's worker processes default to 15).
+    for pid in replica_pids(cluster):
+        assert niceness(pid) == {0}
+
+
+def niceness(pid: int) -> set[int]:
+    """The nice values of every thread of ``pid``."""
+    found = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            stat = (task / "stat").read_text()
+            found.add(int(stat[stat.rindex(")") + 2 :].split()[16]))
+    return found
 
 
 def test_transcription_over_rest_and_a_round_trip(server: Server) -> None:

@@ -20,7 +20,10 @@ from voxserve.config import Settings
 from voxserve.engines.base import EngineSpec
 from voxserve.runtime.ray.replica import EngineReplica
 
-__all__ = ["build", "code_version", "engine_application", "pool_specs"]
+__all__ = ["REPLICA_NICENESS_VAR", "build", "code_version", "engine_application", "pool_specs"]
+
+REPLICA_NICENESS_VAR = "RAY_worker_niceness"
+"""Ray's setting of the nice value its worker processes take (15 by default), set to 0 for replicas."""
 
 
 def engine_application(settings: Settings, pool_name: str, spec: EngineSpec, replicas: int) -> Any:
@@ -32,6 +35,13 @@ def engine_application(settings: Settings, pool_name: str, spec: EngineSpec, rep
     threads = str(spec.threads)
     env = {"ORT_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1"}
     env |= {var: threads for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    # Ray starts its worker processes at nice 15 (``worker_niceness``) so that its own daemons come
+    # first; an engine replica is the work itself, and a local worker process runs at nice 0. At 15, a
+    # replica's engine thread got a few percent of a core beside other busy processes at 0 (a 0.5 s
+    # decode had not ended after 30 s beside 8 of them, and the replica was replaced as hung; the STT
+    # final at load 10-14 was 2.8 s against 0.6 s locally). Ray's core worker reads the variable as
+    # the process starts (Ray's own job supervisor is started at 0 the same way).
+    env[REPLICA_NICENESS_VAR] = "0"
     actor: dict[str, Any] = {
         "num_cpus": settings.ray_cpus_per_replica.get(pool_name, float(spec.threads)),
         "runtime_env": {"env_vars": env},
