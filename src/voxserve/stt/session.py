@@ -636,9 +636,9 @@ class StreamingSession:
         if self._state is _State.SPEECH and self._partial_samples and self._current().speculative is None:
             self._pump(events)
             utt = self._current()
-            heard = self._heard_since_partial(utt)
+            wanted = self._partial_wanted(utt)
             while self._pos >= utt.partial_tick:
-                if heard:  # a partial of silence is not wanted, so not dropped either
+                if wanted:  # a partial of a pause is not wanted, so not dropped either
                     self._dropped_partials += 1
                 utt.partial_tick += self._partial_samples
         self._check_lag(events)
@@ -662,7 +662,7 @@ class StreamingSession:
             utt.speculative = self._final_job(utt, speculative=True)
             self._enqueue(utt.speculative, events)
 
-    def _heard_since_partial(self, utt: _Utterance) -> bool:
+    def _partial_wanted(self, utt: _Utterance) -> bool:
         """Whether a partial is wanted now. Manual commits with speculation: only while the VAD hears
         speech (in its last frame: a dip only delays a partial by a frame), and only if it heard some
         since the last partial's audio. Between a client's turns the "utterance" is silence: its
@@ -926,7 +926,7 @@ class StreamingSession:
             and self._partial_samples
             and self._pos - utt.last_partial_end
             >= (self._partial_samples if utt.partial_sent else self._first_partial_samples)
-            and self._heard_since_partial(utt)
+            and self._partial_wanted(utt)
         ):
             utt.partial_sent = True
             utt.last_partial_end = self._pos
