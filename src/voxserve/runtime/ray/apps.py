@@ -12,10 +12,10 @@ they look the applications up instead of deploying their own (docs/scaling.md).
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 from typing import Any
 
-from voxserve import __version__
 from voxserve.config import Settings
 from voxserve.engines.base import EngineSpec
 from voxserve.runtime.ray.replica import EngineReplica
@@ -87,7 +87,9 @@ def engine_application(settings: Settings, pool_name: str, spec: EngineSpec, rep
 def code_version(args: tuple[Any, ...], actor: dict[str, Any]) -> str:
     """What a replica runs, as a short stable hash: voxserve's version, the replica's arguments (the
     engine spec) and its actor options (CPUs, GPUs, thread variables)."""
-    text = json.dumps([__version__, repr(args), actor], sort_keys=True, default=repr)
+    # The installed distribution's version: the package's __version__ is a layer above the runtime.
+    version = importlib.metadata.version("voxserve")
+    text = json.dumps([version, repr(args), actor], sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
