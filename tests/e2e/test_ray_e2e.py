@@ -32,7 +32,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,95 +98,55 @@ def start_head(tmp: Path) -> Cluster:
     port = free_port()
     env = ray_env()
     log = tmp / "ray-head.log"
+    command = [
+        str(RAY),
+        "start",
+        "--head",
+        "--block",
+        "--node-ip-address=127.0.0.1",
+        f"--port={port}",
+        "--num-cpus=3",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+    ]
+    proc = spawn(command, env, log, lambda: gcs_answers(port), 90, "the Ray head")
+    return Cluster(f"127.0.0.1:{port}", proc, env, log)
+
+
+def spawn(
+    command: list[str],
+    env: dict[str, str],
+    log: Path,
+    ready: Callable[[], object],
+    timeout_s: float,
+    what: str,
+) -> subprocess.Popen[bytes]:
+    """Start ``command`` (output to ``log``) and wait until it runs and ``ready()``; if it does not in
+    ``timeout_s`` (scaled), stop its process tree and fail with its log."""
     with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [
-                str(RAY),
-                "start",
-                "--head",
-                "--block",
-                "--node-ip-address=127.0.0.1",
-                f"--port={port}",
-                "--num-cpus=3",
-                "--include-dashboard=false",
-                "--disable-usage-stats",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    cluster = Cluster(f"127.0.0.1:{port}", proc, env, log)
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
-        until(lambda: proc.poll() is None and gcs_answers(port), 90, 0.2, message="Ray head GCS")
+        until(lambda: proc.poll() is None and ready(), timeout_s, 0.2, message=what)
     except AssertionError:
-        stop_head(cluster)
-        raise AssertionError(f"the Ray head did not start:\n{log.read_text(errors='replace')}") from None
-    return cluster
-
-
-def stop_head(cluster: Cluster) -> None:
-    """SIGTERM to ``ray start --block`` stops every process of the node (it drains first)."""
-    if cluster.process.poll() is None:
-        cluster.process.send_signal(signal.SIGTERM)
-        try:
-            cluster.process.wait(scaled(60))
-        except subprocess.TimeoutExpired:
-            kill_head(cluster)
-
-
-def kill_head(cluster: Cluster) -> None:
-    """SIGKILL to every process of the head node at once: the cluster is gone, as in a crash."""
-    for pid in tree(cluster.process.pid):
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
-    cluster.process.wait(scaled(10))
+        stop_tree(proc)
+        raise AssertionError(f"{what} did not start:\n{_text(log)}") from None
+    return proc
 
 
 def start_node(tmp: Path, cluster: Cluster) -> Node:
     """A second Ray node (2 CPUs) joined to the head, on 127.0.0.1 (``tests/e2e/ray_node.py``)."""
     log = tmp / "ray-node.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, str(NODE), "node", cluster.address, "2"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=cluster.env,
-        )
-    node = Node(proc, log)
-    try:
-        until(
-            lambda: proc.poll() is None and re.search(r"^node [0-9a-f]+$", _text(log), re.M),
-            120,
-            0.2,
-            message="the second Ray node registered",
-        )
-    except AssertionError:
-        stop_tree(proc)
-        raise AssertionError(f"the second Ray node did not start:\n{_text(log)}") from None
-    return node
+    command = [sys.executable, str(NODE), "node", cluster.address, "2"]
+    registered = re.compile(r"^node [0-9a-f]+$", re.M)
+    proc = spawn(command, cluster.env, log, lambda: registered.search(_text(log)), 120, "the second Ray node")
+    return Node(proc, log)
 
 
 def hold_head_cpus(tmp: Path, cluster: Cluster, cpus: int) -> subprocess.Popen[bytes]:
     """A Ray driver that keeps ``cpus`` CPUs of the head reserved until it is stopped."""
     log = tmp / "ray-hold.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, str(NODE), "hold", cluster.address, str(cpus)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=cluster.env,
-        )
-    try:
-        until(
-            lambda: proc.poll() is None and "held" in _text(log).splitlines(),
-            120,
-            0.2,
-            message="the head's CPUs held",
-        )
-    except AssertionError:
-        stop_tree(proc)
-        raise AssertionError(f"could not hold the head's CPUs:\n{_text(log)}") from None
-    return proc
+    command = [sys.executable, str(NODE), "hold", cluster.address, str(cpus)]
+    return spawn(command, cluster.env, log, lambda: "held" in _text(log).splitlines(), 120, "the CPU hold")
 
 
 def alive_nodes(cluster: Cluster) -> list[dict[str, Any]]:
@@ -247,7 +207,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     try:
         yield head
     finally:
-        stop_head(head)
+        stop_tree(head.process)  # SIGTERM to `ray start --block` stops every process of the node
 
 
 @pytest.fixture(scope="module")
@@ -558,7 +518,7 @@ def test_a_second_front_end_shares_the_two_replicas(
 
 
 def test_the_cluster_gone_is_503_at_once_and_the_front_end_stays(cluster: Cluster, server: Server) -> None:
-    kill_head(cluster)
+    kill_tree(cluster.process)  # every process of the head at once: the cluster is gone, as in a crash
     until(lambda: ready(server.url).status_code == 503, 30, 0.2, message="/ready says the cluster is gone")
     body = ready(server.url).json()
     assert body["engines"]["piper"]["cluster"] == "unavailable"
