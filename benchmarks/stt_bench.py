@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import sys
 import tempfile
 import time
@@ -33,6 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.looplag import lag_buckets, lag_p99  # noqa: E402
 from tests.e2e.conftest import start_server, stop_server  # noqa: E402
 from tests.speech_dev import Utterance, utterances  # noqa: E402
 from tests.wer import errors  # noqa: E402
@@ -164,14 +164,6 @@ def pct(values: list[float], q: float) -> float:
     return v[min(len(v) - 1, int(q * len(v)))] if v else float("nan")
 
 
-def lag_buckets(url: str) -> dict[float, float]:
-    text = httpx.get(f"{url}/metrics").text
-    return {
-        float("inf") if le == "+Inf" else float(le): float(v)
-        for le, v in re.findall(r'voxserve_event_loop_lag_seconds_bucket\{le="([^"]+)"\} (\S+)', text)
-    }
-
-
 def playlist(
     audios: list[np.ndarray], regions: list[list[tuple[float, float]]], first: int, gap_s: float = 1.0
 ) -> tuple[np.ndarray, list[tuple[float, float]]]:
@@ -200,9 +192,7 @@ async def concurrent(
     lat: list[float] = []
     for (_, spans), res in zip(lists, results, strict=True):
         lat.extend(latencies(res["events"], spans)[0])
-    after = lag_buckets(url)
-    delta = {le: after[le] - before.get(le, 0.0) for le in after}
-    p99 = next(le for le in sorted(delta) if delta[le] >= 0.99 * delta[float("inf")])
+    p99 = lag_p99(before, lag_buckets(url))
     return pct(lat, 0.5), pct(lat, 0.9), p99, len(lat)
 
 

@@ -11,19 +11,25 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
 from voxserve.engines.base import (
     AudioPiece,
+    ChatTurn,
+    GenerateEnd,
+    GenerateInfo,
+    GenerateOptions,
     PhonemeResult,
     Segment,
+    TextDelta,
     TranscribeOptions,
     TranscriptInfo,
     VoiceInfo,
     WordTiming,
 )
-from voxserve.errors import InvalidValue, UnknownVoice
+from voxserve.errors import InvalidRequest, InvalidValue, UnknownVoice
 
 RATE = 16000
 
@@ -115,3 +121,50 @@ class EnergyVad:
 
     def process(self, frame: np.ndarray) -> float:
         return 1.0 if float(np.sqrt(np.mean(frame**2))) > 0.01 else 0.0
+
+
+class FakeLLM:
+    """A deterministic fake language model (the worker-side engine of ``/v1/chat/completions`` tests).
+
+    A token is one word. The answer is ``You said <last user message>`` and then ``word1 word2 ...``
+    up to the token budget, one token every ``step_s``; the context window is ``context_tokens`` words
+    of the joined messages. A user message ``CRASH`` exits the process after two tokens."""
+
+    name = "llama"
+
+    def __init__(self, step_s: float = 0.01, context_tokens: int = 64) -> None:
+        self.model = "fake-llm"
+        self.step_s = step_s
+        self.context_tokens = context_tokens
+        self.generated = 0
+        """Tokens produced by this process so far (a cancelled answer stops adding to it)."""
+
+    def generate(
+        self, messages: list[ChatTurn], options: GenerateOptions
+    ) -> tuple[GenerateInfo, Iterator[Any]]:
+        prompt = sum(len(m.content.split()) + 1 for m in messages)
+        if prompt >= self.context_tokens:
+            raise InvalidRequest(
+                f"the messages take {prompt} tokens", code="context_length_exceeded", param="messages"
+            )
+        budget = self.context_tokens - prompt
+        limit = budget if options.max_tokens is None else min(options.max_tokens, budget)
+        user = next((m.content for m in reversed(messages) if m.role == "user"), "")
+        words = ["You", "said", *user.split(), *(f"word{i}" for i in range(1, 10_000))][:limit]
+
+        def run() -> Iterator[Any]:
+            text = ""
+            for i, word in enumerate(words):
+                if user == "CRASH" and i == 2:
+                    os._exit(3)
+                time.sleep(self.step_s)
+                self.generated += 1
+                piece = word if i == 0 else " " + word
+                if any(s in text + piece for s in options.stop):
+                    yield GenerateEnd("stop", prompt, i)
+                    return
+                text += piece
+                yield TextDelta(piece)
+            yield GenerateEnd("length" if len(words) == limit else "stop", prompt, len(words))
+
+        return GenerateInfo(self.model, prompt, self.context_tokens), run()

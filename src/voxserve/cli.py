@@ -78,6 +78,7 @@ def _serve(args: argparse.Namespace) -> int:
         llm_base_url=args.llm_base_url,
         llm_model=args.llm_model,
         llm_api_key=args.llm_api_key,
+        llm_model_path=args.llm_model_path,
         api_keys=args.api_key,
         allow_unauthenticated=args.allow_unauthenticated or None,
         ssl_certfile=args.ssl_certfile,
@@ -238,6 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--llm-base-url", help="OpenAI-compatible chat endpoint for the voice chat")
     serve.add_argument("--llm-model", help="model name sent to that endpoint")
     serve.add_argument("--llm-api-key", help="bearer token for that endpoint (or VOXSERVE_LLM_API_KEY)")
+    serve.add_argument(
+        "--llm-model-path",
+        help="a GGUF chat model of your own for the embedded LLM (default: the packaged one)",
+    )
     serve.add_argument(
         "--api-key",
         action="append",

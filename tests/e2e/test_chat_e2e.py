@@ -223,16 +223,6 @@ def test_bad_config_closes_1008(chat_server: Server, config: dict[str, Any], cod
         assert ws.close_code == 1008
 
 
-def test_without_an_llm_the_chat_says_so(server: Server) -> None:
-    with connect(server.url.replace("http://", "ws://") + "/v1/stream/chat") as ws:
-        event = json.loads(ws.recv(timeout=scaled(30)))
-        assert event["type"] == "error" and event["code"] == "llm_not_configured"
-        assert "--llm-base-url" in event["message"]
-        with pytest.raises(ConnectionClosed):
-            ws.recv(timeout=scaled(10))
-        assert ws.close_code == 1008
-
-
 def test_chats_over_max_chat_sessions_close_1013(chat_server: Server) -> None:
     with connect(chat_url(chat_server)) as first, connect(chat_url(chat_server)) as second:
         for ws in (first, second):  # N = max_chat_sessions = 2: both accepted

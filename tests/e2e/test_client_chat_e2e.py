@@ -144,25 +144,3 @@ def test_a_bad_config_is_a_client_error(client: Client) -> None:
     chat = client.chat()
     with pytest.raises(RuntimeError, match="not open"):
         chat.say("Hello?")
-
-
-def test_without_an_llm_chat_raises_llm_not_configured(server: Server) -> None:
-    with Client(server.url, timeout=30) as c:
-        with pytest.raises(ClientError) as info, c.chat():
-            pass
-        assert info.value.code == "llm_not_configured"
-        assert "--llm-base-url" in info.value.message
-        with pytest.raises(ClientError) as info:
-            c.ask("Hello?")
-        assert info.value.code == "llm_not_configured"
-
-
-async def test_async_without_an_llm_chat_raises_llm_not_configured(server: Server) -> None:
-    async with AsyncClient(server.url, timeout=30) as c, asyncio.timeout(scaled(60)):
-        with pytest.raises(ClientError) as info:
-            async with c.chat():
-                pass
-        assert info.value.code == "llm_not_configured"
-        with pytest.raises(ClientError) as info:
-            await c.ask("Hello?")
-        assert info.value.code == "llm_not_configured"

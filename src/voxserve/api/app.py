@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from voxserve import __version__
 from voxserve.api import (
+    chat_completions,
     chat_ws,
     dev,
     realtime,
@@ -320,6 +321,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(stream_ws.router)
     app.include_router(speak_ws.router)
     app.include_router(chat_ws.router)
+    app.include_router(chat_completions.router)
     app.include_router(realtime.router)
     app.include_router(system.router)
     app.add_middleware(

@@ -35,7 +35,7 @@ from voxserve.chat.pipeline import (
     UserSpeechStarted,
     VoiceChat,
 )
-from voxserve.chat.setup import NO_LLM, make_llm
+from voxserve.chat.setup import make_llm, no_llm_message
 from voxserve.errors import InvalidRequest
 from voxserve.protocol import chat as wire
 from voxserve.protocol.common import AudioMessage, CancelMessage, EndMessage, ErrorEvent, TextMessage
@@ -78,9 +78,9 @@ class ChatHandler:
     async def open(cls, conn: WsConnection, state: AppState) -> ChatHandler:
         """Check that an LLM is configured, read the config, start the chat, answer ``ready``."""
         # ``app.state.llm`` wins over the settings: tests and embedders can set their own client.
-        llm: ChatLLM | None = getattr(conn.ws.app.state, "llm", None) or make_llm(state.settings)
+        llm: ChatLLM | None = getattr(conn.ws.app.state, "llm", None) or make_llm(state)
         if llm is None:
-            raise InvalidRequest(NO_LLM, code="llm_not_configured")
+            raise InvalidRequest(no_llm_message(state), code="llm_not_configured")
         settings = state.settings
         config = wire.parse_config(
             await conn.receive_config(), max_system_prompt_chars=settings.max_input_chars
@@ -124,7 +124,7 @@ class ChatHandler:
                     sample_rate=settings.output_sample_rate,
                     input_sample_rate_hz=config.sample_rate_hz,
                     encoding=config.encoding,
-                    llm_model=settings.llm_model,
+                    llm_model=getattr(llm, "model", settings.llm_model),
                 )
             )
         except BaseException:

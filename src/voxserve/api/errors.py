@@ -36,6 +36,7 @@ _PARAM_CODES = {
     "input": "invalid_input",
     "voice": "invalid_voice",
     "model": "invalid_model",
+    "messages": "invalid_messages",
 }
 
 

@@ -10,11 +10,15 @@ from voxserve.text.normalize import NormalizationOptions
 
 __all__ = [
     "CaptionedSpeechRequest",
+    "ChatCompletionRequest",
+    "ChatContentPart",
+    "ChatMessageModel",
     "NormalizationOptionsModel",
     "PhonemeSpeechRequest",
     "PhonemizeRequest",
     "SpeechJobRequest",
     "SpeechRequest",
+    "StreamOptions",
     "VoiceRef",
 ]
 
@@ -107,3 +111,49 @@ class PhonemeSpeechRequest(BaseModel):
 
 def voice_value(voice: str | VoiceRef) -> str | dict[str, Any]:
     return {"id": voice.id} if isinstance(voice, VoiceRef) else voice
+
+
+class ChatContentPart(BaseModel):
+    """One part of a message's content: only text parts (``{"type": "text", "text": ...}``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessageModel(BaseModel):
+    """One message of ``POST /v1/chat/completions``; ``developer`` is read as ``system``."""
+
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[ChatContentPart]
+    name: str | None = Field(None, max_length=64)
+
+    def text(self) -> str:
+        return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    """OpenAI's chat-completions request, the parameters a local model can honour. Others (tools,
+    ``n`` above 1, logprobs) are refused as unknown fields rather than silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(min_length=1, max_length=256)
+    messages: list[ChatMessageModel] = Field(min_length=1, max_length=1000)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    stop: str | list[str] | None = None
+    n: int | None = Field(None, ge=1, le=1)
+    seed: int | None = None
+    user: str | None = Field(None, max_length=256)

@@ -74,13 +74,15 @@ def _model(model_id: str) -> dict[str, object]:
 
 def _model_names(request: Request) -> list[str]:
     state = get_state(request)
-    return list(dict.fromkeys([*state.model_ids(), *state.stt_model_ids()]))
+    chat = state.registry.chat_model_names()
+    return list(dict.fromkeys([*state.model_ids(), *state.stt_model_ids(), *chat]))
 
 
 @router.get("/v1/models", tags=["models"])
 async def list_models(request: Request) -> JSONResponse:
     """Every model name accepted: speech (OpenAI's names, ``voxserve``, the engines), transcription
-    (OpenAI's names, the Whisper model ids) and the ``model_aliases``."""
+    (OpenAI's names, the Whisper model ids), chat (the embedded language model) and the
+    ``model_aliases``."""
     return JSONResponse({"object": "list", "data": [_model(m) for m in _model_names(request)]})
 
 

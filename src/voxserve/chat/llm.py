@@ -40,6 +40,9 @@ class LLMError(Unavailable):
 class ChatLLM(Protocol):
     """What the voice chat needs from a language model."""
 
+    model: str
+    """The model's name, as the chat's ``ready`` event reports it."""
+
     def stream(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
         """Yield the answer's text as it is generated."""
         ...

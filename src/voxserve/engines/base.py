@@ -16,11 +16,17 @@ from voxserve.audio.pcm import STT_SAMPLE_RATE, FloatAudio
 __all__ = [
     "STT_SAMPLE_RATE",
     "AudioPiece",
+    "ChatTurn",
     "EngineSpec",
     "FloatAudio",
+    "GenerateEnd",
+    "GenerateInfo",
+    "GenerateOptions",
+    "LLMEngine",
     "PhonemeResult",
     "WARM_UP_TEXTS",
     "TTSEngine",
+    "TextDelta",
     "VoiceInfo",
     "WarmUp",
     "WordTiming",
@@ -258,4 +264,81 @@ class STTEngine(Protocol):
         self, audio: FloatAudio, options: TranscribeOptions
     ) -> tuple[TranscriptInfo, Iterator[Segment]]:
         """Transcribe 16 kHz mono float32 audio; segments are produced lazily."""
+        ...
+
+
+# --- language model ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChatTurn:
+    """One message of a conversation, as the model's chat template reads it."""
+
+    role: str
+    """``system``, ``user`` or ``assistant``."""
+    content: str
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    """How to generate (a subset of OpenAI's chat-completion parameters)."""
+
+    max_tokens: int | None = None
+    """At most this many new tokens; None: as many as the context window leaves."""
+    temperature: float = 0.7
+    """0 picks the most likely token every time (the same answer each time)."""
+    top_p: float = 1.0
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    repeat_penalty: float = 1.1
+    """llama.cpp's penalty on recently used tokens (1: none). The small default model loops at 1
+    ("la Femme, la Femme, ..." for the capital of France, greedy); 1.1 ends its answer."""
+    stop: tuple[str, ...] = ()
+    """Generation ends before any of these strings (they are not part of the answer)."""
+    seed: int | None = None
+    lone: bool = False
+    """Set by the runtime (as for :class:`TranscribeOptions`); a language model ignores it."""
+
+
+@dataclass(frozen=True)
+class GenerateInfo:
+    """What the engine knows before the first token: the prompt is accepted and fits."""
+
+    model: str
+    prompt_tokens: int
+    context_tokens: int
+    """The model's context window as loaded: prompt and answer together."""
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """The next piece of the answer's text (one token, or a few held back by a stop string)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class GenerateEnd:
+    """The last item of a generation."""
+
+    finish_reason: str
+    """``stop`` (the model ended its turn, or a stop string) or ``length`` (the token budget)."""
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@runtime_checkable
+class LLMEngine(Protocol):
+    """A language model that answers a conversation (one model per instance)."""
+
+    name: str
+    model: str
+    """The model id this instance serves."""
+    context_tokens: int
+
+    def generate(
+        self, messages: list[ChatTurn], options: GenerateOptions
+    ) -> tuple[GenerateInfo, Iterator[TextDelta | GenerateEnd]]:
+        """Check the prompt (``context_length_exceeded`` when it does not fit) and return, lazily, the
+        answer's deltas and then one :class:`GenerateEnd`."""
         ...

@@ -8,21 +8,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from voxserve.engines.base import EngineSpec, STTEngine, TTSEngine
+from voxserve.config import EMBEDDED_LLM_MODEL
+from voxserve.engines.base import EngineSpec, LLMEngine, STTEngine, TTSEngine
 
 __all__ = ["ENGINE_NAMES", "build_engine", "split_voice_id"]
 
 ENGINE_NAMES = ("piper", "espeak", "kokoro")
 
 
-def build_engine(spec: EngineSpec) -> TTSEngine | STTEngine:
+def build_engine(spec: EngineSpec) -> TTSEngine | STTEngine | LLMEngine:
     """Construct the engine ``spec`` names (in the calling process)."""
     opts = spec.options
     if spec.factory is not None:
         import importlib
 
         module, _, attr = spec.factory.partition(":")
-        engine: TTSEngine | STTEngine = getattr(importlib.import_module(module), attr)(**opts)
+        engine: TTSEngine | STTEngine | LLMEngine = getattr(importlib.import_module(module), attr)(**opts)
         return engine
     if spec.engine == "piper":
         from voxserve.engines.piper import PiperEngine, default_voice_paths
@@ -51,6 +52,15 @@ def build_engine(spec: EngineSpec) -> TTSEngine | STTEngine:
             threads=spec.threads,
             cache_dir=opts.get("cache_dir"),
             lone_threads=spec.lone_threads,
+        )
+    if spec.engine == "llama":
+        from voxserve.engines.llama import LlamaEngine
+
+        return LlamaEngine(
+            opts.get("model_path"),
+            model_id=str(opts.get("model_id") or EMBEDDED_LLM_MODEL),
+            threads=spec.threads,
+            context_tokens=int(opts.get("context_tokens", 2048)),
         )
     raise ValueError(f"unknown engine {spec.engine!r}")
 

@@ -269,6 +269,29 @@ class EngineRegistry:
             self.stt_pools[model_id] = self._pool(
                 spec, settings.stt_workers, f"whisper-{model_id}", lazy=lazy
             )
+        self.llm_pool: EnginePool | None = None
+        """The embedded language model's pool (one worker, lazy), None when it is off or missing."""
+        self.llm_model: str | None = None
+        """The id the embedded model is served under (``/v1/models``, ``/v1/chat/completions``)."""
+        self.llm_missing: str | None = None
+        """Why there is no embedded model although ``llm_embedded`` is on (shown to clients)."""
+        if settings.llm_embedded:
+            from voxserve.engines.llama import find_model
+
+            path, self.llm_missing = find_model(settings.llm_model_path)
+            if path is not None:
+                self.llm_model = settings.llm_model_id()
+                options = {
+                    "model_path": str(path),
+                    "model_id": self.llm_model,
+                    "context_tokens": settings.llm_context_tokens,
+                }
+                spec = EngineSpec(
+                    engine="llama",
+                    options=options,
+                    threads=settings.llm_thread_count(),
+                )
+                self.llm_pool = self._pool(spec, 1, "llm", lazy=True)
         self._background: set[asyncio.Task[None]] = set()
 
     def _pool(self, spec: EngineSpec, size: int, name: str, *, lazy: bool) -> TimedPool:
@@ -297,7 +320,10 @@ class EngineRegistry:
 
     def _all_pools(self) -> dict[str, EnginePool]:
         """Every pool by its name in ``/ready`` (``piper``, ``whisper/tiny.en``)."""
-        return {**self.pools, **{f"whisper/{m}": pool for m, pool in self.stt_pools.items()}}
+        pools = {**self.pools, **{f"whisper/{m}": pool for m, pool in self.stt_pools.items()}}
+        if self.llm_pool is not None:
+            pools["llm"] = self.llm_pool
+        return pools
 
     def needed(self) -> list[EnginePool]:
         """The pools the server starts with and that ``/ready`` waits for: ``preload_engines`` and the
@@ -315,7 +341,8 @@ class EngineRegistry:
         await asyncio.gather(*(pool.start() for pool in needed))
         if self.settings.engine_start != "background":
             return  # lazy: each starts when a request first needs it
-        for engine, pool in self.pools.items():
+        lazy = {**self.pools, **({"llm": self.llm_pool} if self.llm_pool is not None else {})}
+        for engine, pool in lazy.items():
             if isinstance(pool, TimedPool) and pool.lazy and pool.state == "not_started":
                 pool.trigger = "background"
                 task = asyncio.create_task(self._start_quietly(pool), name=f"start-{engine}")
@@ -352,7 +379,7 @@ class EngineRegistry:
     async def stop(self) -> None:
         for task in list(self._background):
             task.cancel()
-        pools = [*self.pools.values(), *self.stt_pools.values()]
+        pools = list(self._all_pools().values())
         await asyncio.gather(*(p.stop() for p in pools), return_exceptions=True)
         if self._cluster is not None:
             await self._cluster.stop()
@@ -424,6 +451,13 @@ class EngineRegistry:
         that lets the voice pick (OpenAI's names, ``voxserve``); ``model_not_found`` (404) otherwise."""
         return resolve_tts_model(self.settings, self.pools, name)
 
+    def chat_model_names(self) -> list[str]:
+        """Every chat model name accepted: the embedded model's id and its aliases (none without it)."""
+        if self.llm_model is None:
+            return []
+        aliases = [a for a, t in self.settings.model_aliases.items() if t == self.llm_model]
+        return [self.llm_model, *aliases]
+
     def stt_model_names(self) -> list[str]:
         """Every transcription model name accepted (``GET /v1/models`` lists them)."""
         return stt_model_names(self.settings, self.stt_pools)
@@ -435,4 +469,6 @@ class EngineRegistry:
     def stats(self) -> dict[str, Any]:
         out = {engine: pool.stats() for engine, pool in self.pools.items()}
         out |= {f"whisper/{m}": pool.stats() for m, pool in self.stt_pools.items() if pool.workers}
+        if self.llm_pool is not None and self.llm_pool.workers:
+            out["llm"] = self.llm_pool.stats()
         return out

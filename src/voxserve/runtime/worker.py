@@ -42,7 +42,7 @@ _TRIM_AFTER_IDLE_S = 0.5
 """How long a worker waits after a job, with nothing to do, before it hands its free heap back."""
 
 _ALLOWED_CALLS = frozenset({"check_voice", "phonemize", "voices"})
-_STREAM_CALLS = frozenset({"transcribe", "transcribe_upload"})
+_STREAM_CALLS = frozenset({"transcribe", "transcribe_upload", "generate"})
 
 
 def _then(pieces: Iterator[Any], after: Callable[[], None]) -> Iterator[Any]:
@@ -238,7 +238,7 @@ class Serve:
         if msg.method not in _STREAM_CALLS:
             raise EngineFailure(f"unknown worker call {msg.method}")
         t0 = time.perf_counter()
-        *args, options = msg.args  # both methods take the TranscribeOptions last
+        *args, options = msg.args  # each takes its options (Transcribe-, GenerateOptions) last
         options = dataclasses.replace(options, lone=msg.lone and self.alone())
         if msg.method == "transcribe_upload":
             data, max_seconds = args

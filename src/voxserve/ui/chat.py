@@ -19,7 +19,7 @@ import gradio as gr
 
 from voxserve.chat.llm import ChatLLM
 from voxserve.chat.pipeline import ChatError, ChatEvent, ResponseDelta, ResponseDone, VoiceChat
-from voxserve.chat.setup import NO_LLM, make_llm
+from voxserve.chat.setup import make_llm, no_llm_message
 from voxserve.engines.base import TranscribeOptions
 from voxserve.tts.speak import SpeakConfig, open_speak_session, resolve_speak_voice
 from voxserve.tts.stream import AudioData, SpeakEvent
@@ -178,11 +178,11 @@ async def _transcribe(ctx: UiContext, path: str) -> str:
 
 def build_chat_tab(ctx: UiContext) -> None:
     sessions = _ChatSessions(ctx)
-    configured = ctx.state.settings.llm_base_url is not None
+    configured = make_llm(ctx.state) is not None
     rate = ctx.state.settings.output_sample_rate
     with gr.Tab("Chat", id="chat"):
         if not configured:
-            gr.Markdown(f"**{NO_LLM}.**", elem_id="chat-no-llm")
+            gr.Markdown(f"**{no_llm_message(ctx.state)}.**", elem_id="chat-no-llm")
         reply_audio = gr.Audio(
             label="Spoken reply",
             streaming=True,
@@ -213,9 +213,9 @@ def build_chat_tab(ctx: UiContext) -> None:
             if not text:
                 raise gr.Error("Type or say something first.")
             prefix = f"*(heard: “{heard}”)*\n\n" if heard else ""
-            llm = getattr(ctx.app.state, "llm", None) or make_llm(ctx.state.settings)
+            llm = getattr(ctx.app.state, "llm", None) or make_llm(ctx.state)
             if llm is None:
-                yield prefix + NO_LLM, gr.skip()
+                yield prefix + no_llm_message(ctx.state), gr.skip()
                 return
             await asyncio.to_thread(ensure_ffmpeg, ctx.state.settings.cache_dir)
             session = await sessions.get(request.session_hash or "", llm)

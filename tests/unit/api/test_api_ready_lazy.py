@@ -60,6 +60,7 @@ async def test_ready_waits_for_the_startup_engines_and_lists_the_lazy_ones(
         "espeak": "not_started",
         "kokoro": "not_started",
         "whisper/base": "not_started",
+        "llm": "not_started",  # the embedded language model: never started by the server itself
     }
     assert body["engines"]["piper"]["state"] == "ready" and body["engines"]["piper"]["lazy"] is False
     assert body["engines"]["kokoro"]["state"] == "not_started" and body["engines"]["kokoro"]["workers"] == 0

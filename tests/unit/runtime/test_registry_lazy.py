@@ -40,6 +40,7 @@ def fake_registry(**overrides: Any) -> tuple[EngineRegistry, list[tuple[str, str
             "stt_workers": 1,
             "worker_start_timeout_s": 60,
             "ui_enabled": False,
+            "llm_embedded": False,  # the embedded LLM's lazy pool: tests/unit/api/test_api_ready_lazy.py
             **overrides,
         }
     )
