@@ -9,7 +9,9 @@ and measures, on the 20 voice-assistant questions of ``benchmarks/llm_questions.
    is correct when it holds one of the question's key words, as a whole word), first token p50/p90,
    tokens/s p50, each with its ratio to the engine, and the server's event-loop lag p99 while it
    generates;
-3. the voice-chat turn (``WS /v1/stream/chat``): a spoken question (the server's default voice
+3. a client that hangs up mid-answer: how much later than on an idle model the next request is
+   answered (the time the abandoned generation kept the worker);
+4. the voice-chat turn (``WS /v1/stream/chat``): a spoken question (the server's default voice
    speaking it, resampled to 16 kHz) streamed in real time, from the end of its speech to the first
    audio of the answer, p50/p90.
 
@@ -122,6 +124,39 @@ def server_answers(
     return firsts, rates, lag_p99(before, lag_buckets(server.url)), answers
 
 
+def hang_up_delays(server: Server, runs: int) -> list[float]:
+    """How long a hung-up answer keeps the model busy: a long streamed answer is abandoned after 10
+    tokens, and a one-token request sent at once gets its answer this much later than one sent to an
+    idle model (one worker: it waits until the abandoned generation has stopped)."""
+    import openai
+
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", timeout=120, max_retries=0)
+    model = next(m.id for m in client.models.list() if "instruct" in m.id or m.id.endswith(".gguf"))
+    short = {"model": model, "messages": messages("Say yes."), "max_tokens": 1, "temperature": 0}
+
+    def one_token() -> float:
+        t0 = time.perf_counter()
+        client.chat.completions.create(**short)
+        return time.perf_counter() - t0
+
+    idle = statistics.median([one_token() for _ in range(5)])
+    delays: list[float] = []
+    for _ in range(runs):
+        stream = client.chat.completions.create(
+            model=model,
+            messages=messages("Tell me a very long story about the sea."),  # type: ignore[arg-type]
+            max_tokens=1000,
+            temperature=1.0,
+            stream=True,
+        )
+        for i, _chunk in enumerate(stream):
+            if i == 10:
+                break
+        stream.close()
+        delays.append(one_token() - idle)
+    return delays
+
+
 def spoken(server: Server, text: str) -> bytes:
     """``text`` in the server's default voice, as 16 kHz s16le PCM (what a microphone would send)."""
     import soxr
@@ -194,6 +229,7 @@ def main() -> None:
     )
     try:
         s_first, s_rate, lag, answers = server_answers(server, questions, args.rounds)
+        hang_ups = hang_up_delays(server, 5 * args.rounds)
         turns: list[float] = []
         audio = [spoken(server, q["q"]) for q in questions[: args.turns]]
         chat_turn(server, audio[0])  # the first chat starts the chat's pieces; not counted
@@ -212,6 +248,10 @@ def main() -> None:
         ("server: first token p50, ÷ engine", f"{s50 / e50:.2f}"),
         ("server: tokens/s p50 (÷ engine)", f"{sr:.0f} ({sr / er:.2f})"),
         ("server: event-loop lag p99 while generating", f"≤ {lag * 1000:.0f} ms"),
+        (
+            f"client hangs up mid-answer → model free, p50 / max ({len(hang_ups)} runs)",
+            f"{statistics.median(hang_ups) * 1000:.0f} / {max(hang_ups) * 1000:.0f} ms",
+        ),
         (
             f"voice chat: end of speech → first answer audio, p50 / p90 ({len(turns)} turns)",
             f"{statistics.median(turns):.2f} / {pct(turns, 0.9):.2f} s",

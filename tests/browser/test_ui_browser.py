@@ -152,38 +152,43 @@ def test_transcribe_tab_transcribes_an_uploaded_file(ui_server: Server) -> None:
         _assert_offline(b)
 
 
+def _chat_audio(b: Browser) -> dict[str, float | bool] | None:
+    state: dict[str, float | bool] | None = b.page.evaluate(
+        """() => {
+          const a = document.querySelector('#chat-audio audio');
+          if (!a || !a.currentSrc) return null;
+          return {t: a.currentTime, d: a.duration, paused: a.paused, ended: a.ended};
+        }"""
+    )
+    return state
+
+
+def _chat_reply(b: Browser) -> str:
+    messages = b.page.locator("#chat-history .message").all_inner_texts()
+    return " ".join(messages[-1].split()) if len(messages) >= 2 else ""
+
+
+def _reply_is_heard(b: Browser) -> None:
+    until(
+        lambda: (s := _chat_audio(b)) is not None and float(s["t"]) > 0,
+        60,
+        0.1,
+        message=lambda: f"the spoken reply plays: {_chat_audio(b)}",
+    )
+
+
 def test_chat_tab_answers_in_text_and_speech(ui_server: Server) -> None:
+    # The server has no LLM settings: the embedded model answers (its words vary: it samples).
     with browser(ui_server.url) as b:
         b.open_ui()
         b.page.get_by_role("tab", name="Chat").click()
-        b.page.fill("#chat-message textarea", "What is the weather like")
+        assert b.page.locator("#chat-no-llm").count() == 0, "the Chat tab says no LLM is configured"
+        b.page.fill("#chat-message textarea", "What is the capital of France?")
         b.page.press("#chat-message textarea", "Enter")
-
-        def reply() -> str:
-            messages = b.page.locator("#chat-history .message").all_inner_texts()
-            return messages[-1] if len(messages) >= 2 else ""
-
-        expected = "You said: What is the weather like. This is sentence number 1 of the answer."
-        until(
-            lambda: " ".join(reply().split()) == expected, 45, 0.1, message=lambda: f"the answer: {reply()!r}"
-        )
-
-        def audio() -> dict[str, float | bool] | None:
-            state: dict[str, float | bool] | None = b.page.evaluate(
-                """() => {
-                  const a = document.querySelector('#chat-audio audio');
-                  if (!a || !a.currentSrc) return null;
-                  return {t: a.currentTime, d: a.duration, paused: a.paused, ended: a.ended};
-                }"""
-            )
-            return state
-
-        until(
-            lambda: (s := audio()) is not None and float(s["t"]) > 0,
-            45,
-            0.1,
-            message=lambda: f"the spoken reply plays: {audio()}",
-        )
+        words = lambda: len(_chat_reply(b).split())  # noqa: E731
+        until(lambda: words() >= 2, 60, 0.1, message=lambda: f"the answer: {_chat_reply(b)!r}")
+        assert "no LLM is configured" not in _chat_reply(b)
+        _reply_is_heard(b)
         _assert_offline(b)
 
 
@@ -206,17 +211,13 @@ def test_chat_tab_answers_a_spoken_message(ui_server: Server, tmp_path: Path) ->
         b.page.click("#chat-message button[aria-label='Attach audio']")
         b.page.click("#chat-message button[aria-label='Submit']")
 
-        def reply() -> str:
-            messages = b.page.locator("#chat-history .message").all_inner_texts()
-            return " ".join(messages[-1].split()) if len(messages) >= 2 else ""
+        def answer() -> str:
+            # The reply shows what was heard, then the embedded model's answer after it.
+            reply = _chat_reply(b)
+            return reply.split("”", 1)[1].strip(" )*") if "heard: “" in reply and "”" in reply else ""
 
-        until(
-            lambda: "This is sentence number 1 of the answer." in reply(),
-            60,
-            0.1,
-            message=lambda: f"the answer to the spoken message: {reply()!r}",
-        )
-        heard = reply().split("heard: “", 1)[-1].split("”", 1)[0]
+        until(lambda: len(answer().split()) >= 2, 60, 0.1, message=lambda: f"the answer: {_chat_reply(b)!r}")
+        heard = _chat_reply(b).split("heard: “", 1)[-1].split("”", 1)[0]
         assert wer(utterance.text, heard) <= 0.35, heard
-        assert "You said: " + heard.rstrip(".?!")[:20] in reply()
+        _reply_is_heard(b)
         _assert_offline(b)
