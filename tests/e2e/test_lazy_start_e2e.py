@@ -1,6 +1,7 @@
 """``voxserve serve`` with the default engines starts only what the defaults need: Piper and the
-default Whisper model. espeak and Kokoro start on the first request that names one of their voices,
-and that request is served; ``/ready`` lists them by state and never waits for them."""
+default Whisper model. espeak and Kokoro start on the first request that names one of their voices
+(the embedded LLM on the first chat), and that request is served; ``/ready`` lists them by state
+and never waits for them."""
 
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ def test_only_the_default_engines_start_and_a_lazy_one_starts_on_first_use(lazy_
     ready = httpx.get(f"{url}/ready", timeout=10)
     assert ready.status_code == 200
     body = ready.json()
-    assert body["lazy"] == {"espeak": "not_started", "kokoro": "not_started", "whisper/base": "not_started"}
+    lazy = dict.fromkeys(["espeak", "kokoro", "whisper/base", "llm"], "not_started")
+    assert body["lazy"] == lazy
     workers = [p for e in body["engines"].values() for p in e["pids"]]
     assert len(workers) == 2  # one Piper worker, one tiny.en worker
     # Besides the workers, only multiprocessing's resource tracker.
@@ -60,7 +62,7 @@ def test_only_the_default_engines_start_and_a_lazy_one_starts_on_first_use(lazy_
 
     body = httpx.get(f"{url}/ready", timeout=10).json()
     assert body["status"] == "ready"
-    assert body["lazy"] == {"espeak": "ready", "kokoro": "not_started", "whisper/base": "not_started"}
+    assert body["lazy"] == lazy | {"espeak": "ready"}
     assert body["engines"]["espeak"]["start_s"] > 0
     assert "espeak: started on first use in" in lazy_server.log_text()
     metrics = httpx.get(f"{url}/metrics", timeout=10).text

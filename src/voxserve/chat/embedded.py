@@ -27,7 +27,6 @@ class EmbeddedChatLLM:
 
     async def stream(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
         turns = [ChatTurn(m.role, m.content) for m in messages]
-        await self._pool.start()  # lazy: the first chat loads the model
         stream = await self._pool.stream_call("generate", turns, self._options)
         try:
             async for item in stream:
