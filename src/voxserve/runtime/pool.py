@@ -302,12 +302,18 @@ class EnginePool:
         on_done: Callable[[str, m.Done], None] | None = None,
         name: str | None = None,
         ledger: BusyLedger | None = None,
+        initial: int | None = None,
     ) -> None:
+        """``initial``: how many of the ``size`` workers :meth:`start` starts (default all); the others
+        start in the background on the pool's first request (each idle worker holds its own model:
+        a pool nobody has used yet keeps one)."""
         self.spec = spec
         self.ledger = ledger or BusyLedger()
         """Shared by the pools of one server (the registry gives them one); a pool alone counts itself."""
         self.name = name or spec.engine
         self.size = size
+        self.initial = size if initial is None else max(1, min(initial, size))
+        self._grown = self.initial >= size
         self.start_timeout_s = start_timeout_s
         self.cancel_grace_s = cancel_grace_s
         self.queue_timeout_s = queue_timeout_s
@@ -338,7 +344,8 @@ class EnginePool:
         return bool(self.workers) and any(w.alive for w in self.workers)
 
     async def start(self) -> None:
-        """Start every worker (concurrently); idempotent and safe to await from many requests."""
+        """Start the pool's ``initial`` workers (concurrently); idempotent and safe to await from many
+        requests."""
         if self._started is None:
             self._started = asyncio.create_task(self._start_all(), name=f"start-{self.name}")
         await asyncio.shield(self._started)
@@ -346,19 +353,10 @@ class EnginePool:
     async def _start_all(self) -> None:
         # Only the first worker keeps a lone-request copy of its model (see _lone).
         lone_less = dataclasses.replace(self.spec, lone_threads=0)
-        handles = [self._handle(self.spec if i == 0 else lone_less) for i in range(self.size)]
-        results = await asyncio.gather(
-            *(h.start(self.start_timeout_s) for h in handles), return_exceptions=True
-        )
-        for handle, result in zip(handles, results, strict=True):
-            if isinstance(result, BaseException):
-                _log.error("worker %s failed to start: %s", handle.name, result)
-                continue
-            self.workers.append(handle)
-            self._idle.put_nowait(handle)
+        errors = await self._start_workers([self.spec] + [lone_less] * (self.initial - 1))
         if not self.workers:
             self._started = None  # let a later request try again
-            first = results[0]
+            first = errors[0] if errors else None
             raise first if isinstance(first, VoxserveError) else EngineFailure("no worker could start")
         self.voices = self.workers[0].voices
         self._spawn(self._watch())
@@ -368,6 +366,39 @@ class EnginePool:
             len(self.workers),
             [w.pid for w in self.workers],
         )
+
+    def _grow(self) -> None:
+        """Start the workers a pool started with fewer than ``size`` did not, in the background: after
+        its first job, or as soon as a request finds no idle worker. Not at the first request: a
+        worker's start (model load, warm-up) takes a core for about a second, which the first request,
+        alone on the server, uses (its first fragment runs on every core)."""
+        if self._grown or self._closing:
+            return
+        self._grown = True
+        self._spawn(self._add_workers(self.size - len(self.workers)))
+
+    async def _add_workers(self, count: int) -> None:
+        await self._start_workers([dataclasses.replace(self.spec, lone_threads=0)] * count)
+        _log.info("%s: started on first use: now %d worker(s)", self.name, len(self.workers))
+
+    async def _start_workers(self, specs: list[m.EngineSpec]) -> list[BaseException]:
+        """Start a worker for each spec, concurrently; those that answer the handshake join the pool.
+        The start errors, in order."""
+        handles = [self._handle(spec) for spec in specs]
+        results = await asyncio.gather(
+            *(h.start(self.start_timeout_s) for h in handles), return_exceptions=True
+        )
+        errors: list[BaseException] = []
+        for handle, result in zip(handles, results, strict=True):
+            if isinstance(result, BaseException):
+                _log.error("worker %s failed to start: %s", handle.name, result)
+                errors.append(result)
+            elif self._closing:
+                await handle.stop()
+            else:
+                self.workers.append(handle)
+                self._idle.put_nowait(handle)
+        return errors
 
     def _handle(self, spec: m.EngineSpec) -> WorkerHandle:
         return WorkerHandle(spec, next(self._counter), busy=self.ledger.shared)
@@ -446,6 +477,8 @@ class EnginePool:
 
     async def _acquire(self) -> WorkerHandle:
         await self.start()
+        if self._idle.empty():
+            self._grow()  # a request has to wait: the other workers start now
         self.check_admission()
         self.waiting += 1
         try:
@@ -491,6 +524,7 @@ class EnginePool:
     def _release(self, worker: WorkerHandle, *, dead: bool = False) -> None:
         self.busy -= 1
         self.ledger.busy -= 1
+        self._grow()  # after the pool's first job, not during it: their start costs CPU
         if dead or not worker.alive:
             self._spawn(self._replace(worker))
         else:

@@ -316,6 +316,7 @@ class EngineRegistry:
             on_done=self._on_done,
             name=name,
             ledger=self.ledger,
+            initial=1 if s.lean_start else None,
         )
 
     def _all_pools(self) -> dict[str, EnginePool]:

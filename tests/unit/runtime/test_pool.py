@@ -358,3 +358,41 @@ async def test_bad_override_fails_before_any_audio(pool: EnginePool) -> None:
         await anext(stream)
     assert exc.value.code == "invalid_phonemes" and exc.value.param == "input"
     assert "word" in exc.value.message
+
+
+async def test_a_lean_pool_starts_one_worker_and_the_others_on_its_first_request() -> None:
+    spec = dataclasses.replace(SPEC, lone_threads=2)
+    p = EnginePool(spec, 3, start_timeout_s=60, queue_timeout_s=30, initial=1)
+    try:
+        await p.start()
+        assert len(p.workers) == 1 and p.workers[0].spec.lone_threads == 2  # it keeps the lone copy
+        # The first request is served by the running worker; the others start once it is done.
+        stream = await p.synth(job("hello there"))
+        audio = await collect(stream)
+        assert audio
+        await wait_for(lambda: len(p.workers) == 3 and p.idle_workers == 3)
+        assert [w.spec.lone_threads for w in p.workers] == [2, 0, 0]  # one lone copy, as before
+        assert len({w.pid for w in p.workers}) == 3
+        # Three requests at once now each get a worker.
+        streams = [await p.synth(job("one")) for _ in range(3)]
+        assert p.busy == 3
+        assert all(await asyncio.gather(*(collect(s) for s in streams)))
+        pids = [w.pid for w in p.workers]
+    finally:
+        await p.stop()
+    await wait_for(lambda: all(process_gone(pid) for pid in pids if pid))
+
+
+async def test_a_lean_pool_grows_at_once_when_a_request_must_wait() -> None:
+    p = EnginePool(SPEC, 2, start_timeout_s=60, queue_timeout_s=30, initial=1)
+    try:
+        await p.start()
+        first = await p.synth(job("one two three four five six"))
+        assert len(p.workers) == 1
+        second = await p.synth(job("seven"))  # no idle worker: served by the one started for it
+        assert len(p.workers) == 2
+        assert all(await asyncio.gather(collect(first), collect(second)))
+        pids = [w.pid for w in p.workers]
+    finally:
+        await p.stop()
+    await wait_for(lambda: all(process_gone(pid) for pid in pids if pid))

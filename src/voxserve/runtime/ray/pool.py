@@ -198,6 +198,8 @@ class RayPool(TimedPool):
         else:
             self.size = settings.ray_replicas.get(self.name, self.size)
         self._idle = asyncio.Queue(maxsize=self.size)
+        # Every slot from the start: Ray Serve starts and scales the replicas (ray_autoscaling).
+        self.initial, self._grown = self.size, True
         self.handle: Any = None
         self.replica_pids: list[int] = []
         cluster.on_lost(self._on_cluster_lost)
