@@ -78,7 +78,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     """Answer a conversation with the embedded model (OpenAI's request and response shapes).
 
     Example: ``openai.OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="...").chat.completions.
-    create(model="smollm2-360m-instruct", messages=[{"role": "user", "content": "Hi"}],
+    create(model="smollm2-135m-instruct", messages=[{"role": "user", "content": "Hi"}],
     stream=True)``.
     """
     state = get_state(request)

@@ -305,8 +305,9 @@ class EnginePool:
         initial: int | None = None,
     ) -> None:
         """``initial``: how many of the ``size`` workers :meth:`start` starts (default all); the others
-        start in the background on the pool's first request (each idle worker holds its own model:
-        a pool nobody has used yet keeps one)."""
+        start in the background after the pool's first job, or when a request finds no worker idle
+        (see :meth:`_grow`; each idle worker holds its own model: a pool nobody has used yet keeps
+        one)."""
         self.spec = spec
         self.ledger = ledger or BusyLedger()
         """Shared by the pools of one server (the registry gives them one); a pool alone counts itself."""
