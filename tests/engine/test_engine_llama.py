@@ -91,3 +91,13 @@ def test_a_users_own_gguf_file_loads_under_its_name(tmp_path: Path) -> None:
     assert engine.model == "my-model"
     text, _ = answer(engine, [ChatTurn("user", "Say hello.")], GenerateOptions(max_tokens=8, temperature=0.0))
     assert text.strip()
+
+
+def test_the_repeat_penalty_ends_an_answer_the_model_would_loop_on(engine: LlamaEngine) -> None:
+    # Greedy, with no system prompt, SmolLM2-135M repeats "la Femme, la Femme, ..." to the token limit
+    # for this question at a repeat penalty of 1 (docs/llm.md); the default 1.1 lets it end.
+    question = [ChatTurn("user", "What is the capital of France?")]
+    _, looped = answer(engine, question, GenerateOptions(max_tokens=100, temperature=0.0, repeat_penalty=1.0))
+    assert looped.finish_reason == "length"
+    _, end = answer(engine, question, GenerateOptions(max_tokens=100, temperature=0.0))
+    assert end.finish_reason == "stop"

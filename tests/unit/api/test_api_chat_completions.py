@@ -178,3 +178,20 @@ async def test_without_a_model_the_route_says_why(env: Env) -> None:
     r = await http.post("/v1/chat/completions", json={"model": "fake-llm", "messages": HELLO})
     assert r.status_code == 503
     assert r.json()["error"]["code"] == "llm_not_available"
+
+
+async def test_the_limits_on_stop_strings_and_messages_at_n_and_n_plus_1(env: Env) -> None:
+    _, http, _ = env
+
+    async def status(**fields: Any) -> int:
+        body = {"model": "fake-llm", "messages": HELLO, "max_tokens": 2} | fields
+        return (await http.post("/v1/chat/completions", json=body)).status_code
+
+    assert await status(stop=["a", "b", "c", "d"]) == 200
+    assert await status(stop=["a", "b", "c", "d", "e"]) == 422
+    assert await status(stop=["x" * 100]) == 200
+    assert await status(stop=["x" * 101]) == 422
+    one = {"role": "user", "content": "hi"}
+    # 1000 messages pass the schema (this fake model's window then refuses them); 1001 do not.
+    assert await status(messages=[one] * 1000) == 400
+    assert await status(messages=[one] * 1001) == 422
