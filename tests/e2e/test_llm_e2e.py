@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -72,7 +73,14 @@ def test_bad_requests_are_refused_with_openai_errors(oai: openai.OpenAI) -> None
     assert unknown.value.code == "model_not_found"
 
 
-def test_a_client_that_hangs_up_frees_the_model(server: Server, oai: openai.OpenAI) -> None:
+def _llm_cancels(server: Server) -> float:
+    metrics = httpx.get(f"{server.url}/metrics", timeout=scaled(5)).text
+    found = re.search(r'voxserve_tts_jobs_cancelled_total\{engine="llm"\} (\S+)', metrics)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_a_client_that_hangs_up_stops_the_model(server: Server, oai: openai.OpenAI) -> None:
+    before = _llm_cancels(server)
     stream = oai.chat.completions.create(
         model=EMBEDDED_LLM_MODEL,
         messages=[{"role": "user", "content": "Write a very long story about the sea."}],
@@ -84,13 +92,14 @@ def test_a_client_that_hangs_up_frees_the_model(server: Server, oai: openai.Open
         if i == 5:
             break
     stream.close()
+    # The worker confirms the cancel: the answer was stopped, not left to run to its 1500 tokens.
+    until(lambda: _llm_cancels(server) == before + 1, 30, message="the worker confirms the cancel")
 
     def llm_idle() -> bool:
         engines = httpx.get(f"{server.url}/ready", timeout=scaled(5)).json()["engines"]
         return engines["llm"]["busy"] == 0
 
     until(llm_idle, 30, message="the model's worker is idle again")
-    # The worker stopped the abandoned answer: the next one starts at once, whole.
     answer = oai.chat.completions.create(model=EMBEDDED_LLM_MODEL, messages=QUESTION, max_tokens=40)  # type: ignore[arg-type]
     assert answer.choices[0].message.content
 

@@ -472,8 +472,10 @@ class EnginePool:
 
     def check_admission(self) -> None:
         """Raise ``at_capacity`` now if a job submitted now would be refused: lets a route refuse
-        before it spends time on the request (planning text, decoding an upload)."""
-        if self.waiting >= self.max_queued and self._idle.empty():
+        before it spends time on the request (planning text, decoding an upload). A pool not started
+        yet refuses nothing: its start gives it idle workers (with ``max_queued_requests`` 0 a lazy
+        engine's first request was refused)."""
+        if self.workers and self.waiting >= self.max_queued and self._idle.empty():
             raise Unavailable(f"the {self.name} engine is at capacity; retry shortly")
 
     async def _acquire(self) -> WorkerHandle:

@@ -4,6 +4,7 @@ real model is exercised in tests/engine/test_engine_llama.py and tests/e2e."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,7 +19,6 @@ from voxserve.api.app import create_app
 from voxserve.api.state import AppState
 from voxserve.config import Settings
 from voxserve.runtime.messages import EngineSpec
-from voxserve.runtime.registry import TimedPool
 
 FAKE_LLM = EngineSpec(engine="llama", factory="tests.fakes:FakeLLM", options={"step_s": 0.01})
 
@@ -133,28 +133,6 @@ async def test_bad_requests_get_openai_shaped_errors(
         assert error["code"] == code and error["message"], error
 
 
-async def test_a_client_that_hangs_up_stops_the_generation(env: Env) -> None:
-    client, _, state = env
-    pool = state.registry.llm_pool
-    assert isinstance(pool, TimedPool)
-    stream = await client.chat.completions.create(
-        model="fake-llm",
-        messages=HELLO,  # type: ignore[arg-type]
-        max_tokens=5000,  # 50 s of tokens
-        stream=True,
-    )
-    got = 0
-    async for _chunk in stream:
-        got += 1
-        if got == 3:
-            break
-    await stream.close()
-    # The worker is free again long before the 5000 tokens would have been generated.
-    await until_async(lambda: pool.busy == 0 and pool.idle_workers == 1, timeout=10, message="worker freed")
-    answer = await client.chat.completions.create(model="fake-llm", messages=HELLO, max_tokens=3)  # type: ignore[arg-type]
-    assert answer.choices[0].message.content == "You said hello"
-
-
 async def test_a_worker_crash_mid_answer_ends_the_stream_with_an_error(env: Env) -> None:
     client, http, _ = env
     async with http.stream(
@@ -195,3 +173,19 @@ async def test_the_limits_on_stop_strings_and_messages_at_n_and_n_plus_1(env: En
     # 1000 messages pass the schema (this fake model's window then refuses them); 1001 do not.
     assert await status(messages=[one] * 1000) == 400
     assert await status(messages=[one] * 1001) == 422
+
+
+async def test_over_capacity_a_request_is_refused_503_at_once(env: Env) -> None:
+    _, http, state = env
+    pool = state.registry.llm_pool
+    assert pool is not None
+    pool.max_queued = 0  # no queue: a request that finds the one worker busy is refused
+    # (httpx's ASGI transport runs a request to its end: the first one runs as a task meanwhile.)
+    first = asyncio.create_task(
+        http.post("/v1/chat/completions", json={"model": "fake-llm", "messages": HELLO, "max_tokens": 50})
+    )
+    await until_async(lambda: pool.busy == 1, timeout=10, message="the first answer is being generated")
+    r = await http.post("/v1/chat/completions", json={"model": "fake-llm", "messages": HELLO})
+    assert r.status_code == 503 and r.headers["Retry-After"] == "1"
+    assert r.json()["error"]["code"] == "at_capacity"
+    assert (await first).status_code == 200

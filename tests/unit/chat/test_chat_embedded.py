@@ -3,6 +3,7 @@ worker process here), and how :func:`make_llm` chooses."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from voxserve.chat.embedded import EmbeddedChatLLM
 from voxserve.chat.llm import ChatMessage, OpenAIChatLLM
 from voxserve.chat.setup import make_llm, no_llm_message
 from voxserve.config import Settings
-from voxserve.runtime.messages import EngineSpec
+from voxserve.runtime.messages import Done, EngineSpec
 from voxserve.runtime.registry import TimedPool
 
 FAKE_LLM = EngineSpec(engine="llama", factory="tests.fakes:FakeLLM", options={"step_s": 0.01})
@@ -47,10 +48,15 @@ async def test_without_an_llm_url_the_chat_uses_the_embedded_model(state: AppSta
 async def test_leaving_the_answer_early_stops_the_worker(state: AppState) -> None:
     pool = state.registry.llm_pool
     assert isinstance(pool, TimedPool)
-    llm = EmbeddedChatLLM(pool, "fake-llm", max_tokens=5000)
+    pool.spec = dataclasses.replace(FAKE_LLM, options={"step_s": 0.01, "context_tokens": 100_000})
+    done: list[Done] = []
+    pool.on_done = lambda name, d: done.append(d)
+    llm = EmbeddedChatLLM(pool, "fake-llm", max_tokens=50_000)  # 500 s of tokens
     stream = llm.stream([ChatMessage("user", "hello")])
     assert await anext(stream) == "You"
     await stream.aclose()  # a barge-in: the pipeline cancels the answer's task
+    # The worker confirms the cancel (a Done marked cancelled), long before the answer's end.
+    await until_async(lambda: [d.cancelled for d in done] == [True], timeout=10, message="cancel confirmed")
     await until_async(lambda: pool.busy == 0 and pool.idle_workers == 1, timeout=10, message="worker freed")
 
 

@@ -396,3 +396,15 @@ async def test_a_lean_pool_grows_at_once_when_a_request_must_wait() -> None:
     finally:
         await p.stop()
     await wait_for(lambda: all(process_gone(pid) for pid in pids if pid))
+
+
+async def test_a_pool_not_started_yet_admits_its_first_request_even_with_no_queue() -> None:
+    p = EnginePool(SPEC, 1, start_timeout_s=60, queue_timeout_s=30, max_queued=0)
+    try:
+        p.check_admission()  # a lazy engine's first request: its start brings an idle worker
+        stream = await p.synth(job("one two three"))
+        with pytest.raises(Unavailable):
+            p.check_admission()  # now the one worker is busy and nobody may wait
+        assert await collect(stream)
+    finally:
+        await p.stop()
