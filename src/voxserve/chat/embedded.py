@@ -19,7 +19,7 @@ __all__ = ["EmbeddedChatLLM"]
 class EmbeddedChatLLM:
     """A :class:`~voxserve.chat.llm.ChatLLM` on the embedded model's pool."""
 
-    def __init__(self, pool: EnginePool, model: str, *, max_tokens: int, temperature: float = 0.7) -> None:
+    def __init__(self, pool: EnginePool, model: str, *, max_tokens: int, temperature: float = 0.0) -> None:
         self._pool = pool
         self.model = model
         """The model id (the chat's ``ready`` event names it)."""

@@ -37,4 +37,6 @@ def make_llm(state: AppState) -> ChatLLM | None:
     pool, model = state.registry.llm_pool, state.registry.llm_model
     if pool is None or model is None:
         return None
-    return EmbeddedChatLLM(pool, model, max_tokens=settings.llm_max_tokens)
+    return EmbeddedChatLLM(
+        pool, model, max_tokens=settings.llm_max_tokens, temperature=settings.llm_temperature
+    )
