@@ -82,14 +82,23 @@ def engine_direct(questions: list[dict[str, Any]], rounds: int) -> tuple[list[fl
     return firsts, rates
 
 
+def openai_client(server: Server) -> tuple[Any, str]:
+    """The official client on ``server``, and the embedded model's id (which it must list)."""
+    import openai
+
+    from voxserve.config import EMBEDDED_LLM_MODEL
+
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", timeout=120, max_retries=0)
+    if EMBEDDED_LLM_MODEL not in {m.id for m in client.models.list()}:
+        raise RuntimeError(f"the server does not serve {EMBEDDED_LLM_MODEL}: is the llm extra installed?")
+    return client, EMBEDDED_LLM_MODEL
+
+
 def server_answers(
     server: Server, questions: list[dict[str, Any]], rounds: int
 ) -> tuple[list[float], list[float], float, list[dict[str, Any]]]:
     """First-token times, tokens/s, loop-lag p99 and the answers, through the official client."""
-    import openai
-
-    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", timeout=120, max_retries=0)
-    model = next(m.id for m in client.models.list() if "instruct" in m.id or m.id.endswith(".gguf"))
+    client, model = openai_client(server)
     client.chat.completions.create(model=model, messages=messages("Hi"), max_tokens=2)  # type: ignore[arg-type]
     firsts: list[float] = []
     rates: list[float] = []
@@ -128,10 +137,7 @@ def hang_up_delays(server: Server, runs: int) -> list[float]:
     """How long a hung-up answer keeps the model busy: a long streamed answer is abandoned after 10
     tokens, and a one-token request sent at once gets its answer this much later than one sent to an
     idle model (one worker: it waits until the abandoned generation has stopped)."""
-    import openai
-
-    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", timeout=120, max_retries=0)
-    model = next(m.id for m in client.models.list() if "instruct" in m.id or m.id.endswith(".gguf"))
+    client, model = openai_client(server)
     short = {"model": model, "messages": messages("Say yes."), "max_tokens": 1, "temperature": 0}
 
     def one_token() -> float:
