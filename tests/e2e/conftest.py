@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import ssl
@@ -22,11 +23,25 @@ from tests.timing import WaitTimeout, scaled, until
 pytestmark = pytest.mark.e2e
 
 
+# Ports for the servers the tests start: above Ray's worker ports (10002-19999) and below the kernel's
+# ephemeral range (32768-60999 here). A port the kernel handed out (``bind(0)``) is free only until
+# the server binds it, seconds later; meanwhile any outgoing connection may take it as its local
+# port (Ray's processes open many), and the server exits with "address already in use" (it did, in
+# a clean-clone CI run). Nothing takes a port from this range unless it names it.
+_TEST_PORTS = range(20000, 32768)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A loopback port that is free now and outside the ranges other processes draw from."""
+    for _ in range(200):
+        port = random.choice(_TEST_PORTS)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {_TEST_PORTS}")
 
 
 @dataclass
