@@ -24,13 +24,29 @@ none (gap 0)       0.100 / 0.090 +1.0                         0.201 / 0.088 +11.
 audio + prefix     0.077 / 0.090 -1.3   0.136 / 0.088 +4.8    0.161 / 0.088 +7.3   0.154 / 0.090 +6.4
 =================  ===================  ====================  ===================  ====================
 
+Measured 2026-12-07 (2 cores, idle; ``--min-pause-ms 300``), the earlier finals' audio heard again
+(``context_audio_s``: the server's default 10 s, across pauses up to 2.5 s; see
+:mod:`voxserve.stt.context`), text context always:
+
+==================  ===================  ====================  ====================
+audio s : gap s     files                paused (>= 300 ms)    conversation
+==================  ===================  ====================  ====================
+0 (before)          0.110 / 0.094 +1.6   0.121 / 0.095 +2.6    0.104 / 0.094 +1.0
+10 : 2.5 (default)  0.084 / 0.094 -1.0   0.106 / 0.095 +1.1    0.107 / 0.094 +1.3
+10 : 1.5                                 0.117 / 0.095 +2.2    0.110 / 0.094 +1.7
+20 : 2.5                                 0.106 / 0.095 +1.1    0.104 / 0.094 +1.0
+==================  ===================  ====================  ====================
+
+Runs of the same settings differ by about 0.3 points (CTranslate2 on 2 threads is not bit-exact).
+``--context-audio 0:0,10:2.5`` compares them.
+
 "audio + prefix" (tried, not built): the previous final's audio (<= 10 s) before the utterance, 0.3 s
 apart, with its text as Whisper's ``prefix``, and the prefix cut from the result (decoded alone when
 the result does not continue the prefix). It helps a pause inside a word-by-word sentence and hurts
 everything else, so the default stays the text of the previous finals, always. Most errors left
 are the first words after a pause ("tore down" heard as "toward down" after "A severe storm.").
 
-Usage: python benchmarks/stream_wer_bench.py [--gaps inf,0,1,2] [--threads 2]
+Usage: python benchmarks/stream_wer_bench.py [--gaps inf,0,1,2] [--context-audio 0:0,10:2.5] [--threads 2]
 """
 
 from __future__ import annotations
@@ -105,7 +121,9 @@ def stream_text(engine: WhisperEngine, config: SessionConfig, vad: SileroVadMode
         while events:
             event = events.pop(0)
             if isinstance(event, DecodeRequest):
-                opts = dataclasses.replace(options, prompt=event.prompt or None)
+                opts = dataclasses.replace(
+                    options, prompt=event.prompt or None, word_timestamps=event.keep_from_s is not None
+                )
                 _, segments = engine.transcribe(event.audio, opts)
                 events.extend(session.on_decode_result(event.request_id, list(segments)))
             elif isinstance(event, Final):
@@ -136,6 +154,11 @@ def main() -> None:
     parser.add_argument("--pause-s", type=float, default=1.2)
     parser.add_argument("--gap-s", type=float, default=2.0)
     parser.add_argument("--sets", default="files,paused,conversation", help="which sets to run")
+    parser.add_argument(
+        "--context-audio",
+        default=None,
+        help="context_audio_s:context_audio_gap_s pairs to compare, e.g. 0:0,10:2.5 (default: the server's)",
+    )
     parser.add_argument(
         "--show", action="store_true", help="print each stream's transcript beside the batch one"
     )
@@ -176,12 +199,20 @@ def main() -> None:
         f"pauses >= {args.min_pause_ms} ms stretched to {args.pause_s} s; turns {args.gap_s} s apart"
     )
     print(
-        f"{'context_max_gap_s':>18} "
+        f"{'text gap, audio s:gap':>22} "
         + " ".join(f"{k:>22}" for k in sets)
         + "   (WER stream / batch, +points)"
     )
-    for gap in (float(g) for g in args.gaps.split(",")):
-        config = dataclasses.replace(base, context_max_gap_s=gap)
+    audio_pairs = (
+        [tuple(float(x) for x in pair.split(":")) for pair in args.context_audio.split(",")]
+        if args.context_audio
+        else [(base.context_audio_s, base.context_audio_gap_s)]
+    )
+    variants = [(float(g), a, ag) for g in args.gaps.split(",") for a, ag in audio_pairs]
+    for gap, audio_s, audio_gap_s in variants:
+        config = dataclasses.replace(
+            base, context_max_gap_s=gap, context_audio_s=audio_s, context_audio_gap_s=audio_gap_s
+        )
         cells = []
         started = time.monotonic()
         for key, streams in sets.items():
@@ -196,8 +227,9 @@ def main() -> None:
                     print(f"  {key} {e}/{n}: {hypothesis!r}\n    batch: {b!r}\n    truth: {reference!r}")
             w = corpus_wer(pairs)
             cells.append(f"{w:6.3f} / {batch[key]:5.3f} {100 * (w - batch[key]):+5.1f}")
+        label = f"{gap:g}, {audio_s:g}:{audio_gap_s:g}"
         print(
-            f"{gap:>18g} " + " ".join(f"{c:>22}" for c in cells) + f"   ({time.monotonic() - started:.0f} s)"
+            f"{label:>22} " + " ".join(f"{c:>22}" for c in cells) + f"   ({time.monotonic() - started:.0f} s)"
         )
 
 

@@ -403,6 +403,14 @@ class Settings(BaseSettings):
         description="Manual commits (Realtime turn_detection null): silence after speech after which "
         "the utterance is decoded ahead of the client's commit (0: wait for the commit).",
     )
+    stt_context_audio_s: float = Field(
+        10.0,
+        ge=0,
+        le=20,
+        description="Streaming finals: the previous finals' audio (back this many seconds, across "
+        "pauses up to 2.5 s) is decoded again before a new utterance, which keeps only its own words "
+        "(0: each utterance alone).",
+    )
 
     # --- voice chat (an OpenAI-compatible LLM) ------------------------------------------------------
     llm_base_url: str | None = Field(

@@ -48,8 +48,9 @@ class DecodeRequest:
 
     ``audio`` (16 kHz float32; the driver must not modify it: a failed final is re-sent with the
     same array) is the whole utterance so far, prefix padding included, plus tail padding for
-    finals; ``start_s`` is the stream time of ``audio[0]``. Word times in the result are taken
-    relative to ``audio[0]``.
+    finals; ``start_s`` is the stream time of ``audio[0]`` (with ``keep_from_s``: ``start_s +
+    keep_from_s`` is the stream time of the utterance's own piece). Word times in the result are
+    taken relative to ``audio[0]``.
     """
 
     request_id: int
@@ -58,6 +59,10 @@ class DecodeRequest:
     audio: FloatAudio
     start_s: float
     prompt: str
+    keep_from_s: float | None = None
+    """Set when ``audio`` begins with earlier speech heard again for context
+    (:attr:`~voxserve.stt.session.SessionConfig.context_audio_s`): the session keeps only the words
+    whose middle is at or after this time in ``audio``, so the driver must ask for word times."""
 
 
 @dataclass(frozen=True, slots=True)

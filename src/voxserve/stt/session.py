@@ -104,6 +104,7 @@ from voxserve.engines.base import FloatAudio, Segment
 from voxserve.errors import Unavailable
 from voxserve.stt.agreement import LocalAgreement
 from voxserve.stt.buffers import EMPTY, SampleBuffer, SampleRing
+from voxserve.stt.context import Heard, HeardSpeech, Joined, keep_after
 from voxserve.stt.events import (
     DecodeRequest,
     Event,
@@ -196,6 +197,12 @@ class SessionConfig:
     """The previous Finals' text is put in the prompt (after ``prompt``) of an utterance that starts
     at most this many seconds after the last Final's end: continuity within a speaker's sentence, no
     priming by an unrelated earlier turn ("1. 2. 3." made "eight of spades" come out as "8. 8. 4.")."""
+    context_audio_s: float = 10.0
+    """A final decode hears the audio of the previous finals again first, back to this many seconds
+    before its speech starts, and keeps only its own words (:mod:`voxserve.stt.context`); 0 never.
+    Whisper hears a short piece after a pause much better inside the speech before it."""
+    context_audio_gap_s: float = 2.5
+    """Longest pause between finals that ``context_audio_s`` still reaches across."""
 
     @property
     def uses_vad(self) -> bool:
@@ -215,6 +222,8 @@ class SessionConfig:
             "partial_interval_ms",
             "first_partial_ms",
             "commit_speculation_ms",
+            "context_audio_s",
+            "context_audio_gap_s",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
@@ -268,6 +277,9 @@ class _FinalJob:
     """True while the utterance is still in its silence window: its result may yet be dropped."""
     attempts: int = 0
     result: Final | None = None
+    heard: FloatAudio = field(default_factory=lambda: EMPTY)
+    """Its audio when the utterance ended, kept until its Final is out, then given to later finals
+    to hear again (:attr:`SessionConfig.context_audio_s`)."""
 
 
 @dataclass(eq=False)
@@ -298,6 +310,8 @@ class _InFlight:
     audio_end_s: float
     issued_at: int
     job: _FinalJob | None
+    joined: Joined | None = None
+    """Earlier speech put before the final's audio: the result keeps only the words after it."""
     """The final job, or None for a partial (or, with manual commits, a speculative final whose
     utterance went on: its answer is shown as a partial, and a final may preempt it like a partial)."""
     cancelled: bool = False
@@ -310,6 +324,11 @@ class _InFlight:
 
 def _transcript(segments: Sequence[Segment]) -> str:
     return " ".join(text for s in segments if (text := s.text.strip()))
+
+
+def _own(inflight: _InFlight, segments: Sequence[Segment]) -> Sequence[Segment]:
+    """The words of a joined decode that belong to its utterance (all of them otherwise)."""
+    return segments if inflight.joined is None else keep_after(segments, inflight.joined)
 
 
 def _confidence(segments: Sequence[Segment]) -> float:
@@ -387,6 +406,12 @@ class StreamingSession:
         self._last_lag_report: int | None = None
         self._context = ""
         self._context_end_s = 0.0
+        self._heard = HeardSpeech(
+            max_s=c.context_audio_s,
+            max_gap_s=c.context_audio_gap_s,
+            max_total_s=c.max_utterance_s,
+            sample_rate=sr,
+        )
         self._early_used = 0
         self._early_dropped = 0
 
@@ -464,13 +489,14 @@ class StreamingSession:
             return []
         ahead = self._ahead
         if ahead is not None and ahead.request_id == request_id:
-            ahead.segments = segments  # delivered when the final before it is
+            ahead.segments = _own(ahead, segments)  # delivered when the final before it is
             return []
         inflight = self._inflight
         if inflight is None or inflight.request_id != request_id:
             return []
         self._inflight = None
         events: list[Event] = []
+        segments = _own(inflight, segments)
         if not inflight.cancelled:
             if inflight.job is None or inflight.demoted:
                 self._deliver_partial(inflight, segments, events)
@@ -788,8 +814,12 @@ class StreamingSession:
         job = utt.speculative
         new_job: _FinalJob | None = None
         if job is None:
-            new_job = self._final_job(utt, speculative=False)
+            job = new_job = self._final_job(utt, speculative=False)
+            job.heard = job.audio if self._heard.enabled else EMPTY
         else:
+            # What a later final hears again: the utterance with all its tail padding (an early
+            # decode heard only the silence fed when it began).
+            job.heard = self._final_audio(utt) if self._heard.enabled else EMPTY
             job.speculative = False
             self._early_used += 1
             # A manual commit may come after more silence than the early decode heard: the Final
@@ -798,7 +828,7 @@ class StreamingSession:
             if job.result is not None:
                 result = dataclasses.replace(job.result, end_s=job.end_s)
                 events.append(result)
-                self._remember(result)
+                self._remember(result, job)
             elif job in self._queue:
                 # Not sent yet: send it with the full tail padding instead.
                 audio = self._final_audio(utt)
@@ -965,12 +995,30 @@ class StreamingSession:
         self._queued_samples -= job.audio.size
         job.attempts += 1
         inflight = self._issue(job.utterance_id, job.audio_start_s + job.audio.size / self._sr, job)
-        prompt = self._prompt(job.start_s)
-        events.append(
-            DecodeRequest(
-                inflight.request_id, job.utterance_id, "final", job.audio, job.audio_start_s, prompt
+        joined = self._heard.join(job.audio, job.audio_start_s, job.start_s) if self._heard.enabled else None
+        if joined is None:
+            request = DecodeRequest(
+                inflight.request_id,
+                job.utterance_id,
+                "final",
+                job.audio,
+                job.audio_start_s,
+                self._prompt(job.start_s),
             )
-        )
+        else:
+            inflight.joined = joined
+            # start_s: where the joined audio would begin in the stream if its earlier speech sat
+            # right before the job's own piece (the session maps the kept words to the job's audio).
+            request = DecodeRequest(
+                inflight.request_id,
+                job.utterance_id,
+                "final",
+                joined.audio,
+                job.audio_start_s + joined.offset_s - joined.keep_from_s,
+                joined.prompt,
+                keep_from_s=joined.keep_from_s,
+            )
+        events.append(request)
         return inflight
 
     def _take_abandoned(self, request_id: int) -> bool:
@@ -1020,7 +1068,7 @@ class StreamingSession:
             job.result = final  # becomes the Final if the silence lasts
         else:
             events.append(final)
-            self._remember(final)
+            self._remember(final, job)
 
     def _check_lag(self, events: list[Event]) -> None:
         lag = self.lag_s
@@ -1045,7 +1093,12 @@ class StreamingSession:
         recent = start_s - self._context_end_s <= self._config.context_max_gap_s
         return " ".join(p for p in (self._config.prompt.strip(), self._context if recent else "") if p)
 
-    def _remember(self, final: Final) -> None:
+    def _remember(self, final: Final, job: _FinalJob) -> None:
+        if job.heard.size:
+            # Its own prompt (what came before it) goes with it, for a decode that starts with it.
+            prompt = self._prompt(final.start_s)
+            self._heard.add(Heard(job.heard, job.audio_start_s, final.start_s, final.end_s, prompt))
+            job.heard = EMPTY
         self._context_end_s = final.end_s
         context = f"{self._context} {final.text}".strip()
         if len(context) > PROMPT_CONTEXT_CHARS:

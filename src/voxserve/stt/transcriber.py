@@ -50,6 +50,7 @@ def session_config(
         interim_results=interim,
         commit_speculation_ms=settings.stt_commit_speculation_ms,
         commit_speculation_threshold=settings.vad_threshold,
+        context_audio_s=settings.stt_context_audio_s,
     )
 
 
@@ -221,6 +222,9 @@ class Transcriber:
         options = self.options
         if request.prompt:
             options = dataclasses.replace(options, prompt=request.prompt)
+        if request.keep_from_s is not None:
+            # Earlier speech heard again: the session keeps the words after it, by their times.
+            options = dataclasses.replace(options, word_timestamps=True)
         if request.kind == "partial":
             # Partials carry no words, and a poor one is soon replaced: no temperature fallback.
             options = dataclasses.replace(options, word_timestamps=False, temperature_fallback=False)

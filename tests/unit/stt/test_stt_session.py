@@ -316,7 +316,9 @@ def test_feed_sizes_do_not_matter() -> None:
     audio = join(silence(0.7), tone(1.3), silence(0.9), tone(0.8), silence(1.0))
     results = []
     for chunk in (1, 37, 512, 1000, audio.size):
-        d = make(SessionConfig(partial_interval_ms=0))
+        # Without earlier speech heard again: whether the second final hears the first depends on
+        # whether the first was out when the second was asked for (with one feed, it was not).
+        d = make(SessionConfig(partial_interval_ms=0, context_audio_s=0))
         d.feed(audio, chunk)
         d.finish()
         results.append([(f.start_s, f.end_s, f.text) for f in d.finals()])
@@ -1097,7 +1099,8 @@ def test_a_final_carries_the_duration_weighted_confidence_of_its_segments(
 
 
 def test_prompt_carries_previous_finals() -> None:
-    d = make(SessionConfig(prompt="Glossary: voxserve."))
+    # A final that hears the earlier speech again is prompted with what came before that instead.
+    d = make(SessionConfig(prompt="Glossary: voxserve.", context_audio_s=0))
     d.feed(join(silence(0.5), tone(1.0), silence(1.0), tone(1.0), silence(1.0)))
     first, second = d.final_requests()
     assert first.prompt == "Glossary: voxserve."
@@ -1109,7 +1112,7 @@ def test_previous_finals_reach_only_an_utterance_starting_within_the_context_gap
     gap_s: float, carried: bool
 ) -> None:
     # The second utterance starts 1.75 s after the first one's speech ends (its Final's end_s).
-    d = make(SessionConfig(prompt="Glossary.", context_max_gap_s=gap_s))
+    d = make(SessionConfig(prompt="Glossary.", context_max_gap_s=gap_s, context_audio_s=0))
     d.feed(join(silence(0.5), tone(1.0), silence(1.75), tone(1.0), silence(1.0)))
     first, second = d.final_requests()
     assert first.prompt == "Glossary."
@@ -1147,7 +1150,9 @@ def test_config_rejects_nonsense(kwargs: dict[str, float]) -> None:
 def committed_twice(**config: object) -> tuple[Driver, DecodeRequest, DecodeRequest]:
     """Manual commits, no partials: one second of speech committed, then half a second, with the
     decoder holding both answers."""
-    session = StreamingSession(SessionConfig(vad_threshold=None, partial_interval_ms=0, **config))  # type: ignore[arg-type]
+    session = StreamingSession(
+        SessionConfig(vad_threshold=None, partial_interval_ms=0, context_audio_s=0, **config)  # type: ignore[arg-type]
+    )
     d = Driver(session, delay=None)
     d.feed(tone(1.0))
     d.take(session.commit())
@@ -1170,7 +1175,9 @@ def test_a_final_waiting_behind_a_final_is_decoded_beside_it_and_comes_out_after
 
 
 def test_without_finals_ahead_the_second_final_waits() -> None:
-    session = StreamingSession(SessionConfig(vad_threshold=None, partial_interval_ms=0, finals_ahead=False))
+    session = StreamingSession(
+        SessionConfig(vad_threshold=None, partial_interval_ms=0, finals_ahead=False, context_audio_s=0)
+    )
     d = Driver(session, delay=None)
     d.feed(tone(1.0))
     d.take(session.commit())
@@ -1212,3 +1219,82 @@ def test_the_final_ahead_comes_out_when_the_one_before_fails_for_good() -> None:
     out = d.fail(retry)
     assert [type(e) for e in out] == [UtteranceFailed, Final]
     assert d.session.idle
+
+
+# --- earlier speech heard again (context_audio_s) ----------------------------------------------------
+
+
+def two_utterances(
+    pause_s: float, **config: object
+) -> tuple[Driver, DecodeRequest, DecodeRequest, FloatAudio]:
+    """Speech from 0.5 to 1.5 s, ``pause_s`` of silence, one more second of speech."""
+    d = make(SessionConfig(partial_interval_ms=0, prompt="Glossary.", **config))  # type: ignore[arg-type]
+    audio = join(silence(0.5), tone(1.0), silence(pause_s), tone(1.0), silence(1.0))
+    d.feed(audio)
+    d.finish()
+    first, second = d.final_requests()
+    return d, first, second, audio
+
+
+def test_a_final_hears_the_previous_final_again_and_keeps_only_its_own_words() -> None:
+    d, first, second, audio = two_utterances(0.9)
+    one, two = d.finals()
+    assert first.keep_from_s is None
+    assert second.keep_from_s is not None
+    keep = round(second.keep_from_s * SR)
+    # The first utterance's audio (prefix padding, speech, then half of the pause shortened to 0.4 s:
+    # more than its early decode heard), then the second one's own audio from half of the shortened
+    # pause before its speech.
+    assert keep == round((one.end_s + 0.2 - first.start_s) * SR) > first.audio.size
+    heard_from = round(first.start_s * SR)
+    assert np.array_equal(second.audio[:keep], audio[heard_from : heard_from + keep])
+    own_from = round((two.start_s - 0.2) * SR)
+    assert np.array_equal(second.audio[keep:], audio[own_from : own_from + second.audio.size - keep])
+    # start_s + keep_from_s is the stream time of the own piece.
+    assert second.start_s + second.keep_from_s == pytest.approx(two.start_s - 0.2)
+    # Only words of the second utterance are kept, timed in the stream, and the text is theirs.
+    assert two.words and all(w.start_s >= one.end_s for w in two.words)
+    assert all(two.start_s - 0.3 <= w.start_s < w.end_s <= two.end_s + 0.3 for w in two.words)
+    assert two.text == " ".join(w.word for w in two.words)
+    assert len(two.words) >= 4  # one second of speech: four words of a quarter second
+    # What came before everything it heard: only the server's prompt.
+    assert second.prompt == "Glossary."
+
+
+def test_a_pause_longer_than_the_context_gap_is_not_reached_across() -> None:
+    d, _, second, _ = two_utterances(2.8, context_audio_gap_s=2.5)
+    assert second.keep_from_s is None
+    assert second.prompt == "Glossary. " + d.finals()[0].text  # the text context still carries
+
+
+def test_no_earlier_speech_is_heard_with_context_audio_off() -> None:
+    _, _, second, _ = two_utterances(0.9, context_audio_s=0)
+    assert second.keep_from_s is None
+
+
+def test_earlier_speech_is_heard_back_to_context_audio_s() -> None:
+    audio = join(silence(0.5), tone(1.0), silence(0.7), tone(1.0), silence(0.7), tone(1.0), silence(1.0))
+    heard = {}
+    for limit in (10.0, 2.0):
+        d = make(SessionConfig(partial_interval_ms=0, context_audio_s=limit))
+        d.feed(audio)
+        d.finish()
+        first, second, third = d.final_requests()
+        assert second.keep_from_s is not None and third.keep_from_s is not None
+        heard[limit] = third.keep_from_s
+    # 10 s: both earlier utterances; 2 s (speech starts 1.7 s apart): only the one just before.
+    assert heard[10.0] > 2.0 > heard[2.0] > 1.0
+
+
+def test_a_joined_final_that_fails_is_retried_joined() -> None:
+    d = make(SessionConfig(partial_interval_ms=0), delay=None)
+    d.feed(join(silence(0.5), tone(1.0), silence(0.9)))
+    d.answer()
+    d.feed(join(tone(1.0), silence(1.0)))
+    (second,) = [r for r in d.pending if r.kind == "final"]
+    assert second.keep_from_s is not None
+    d.fail(second)
+    (retry,) = [r for r in d.pending if r.kind == "final"]
+    assert retry.keep_from_s == second.keep_from_s and np.array_equal(retry.audio, second.audio)
+    d.answer(retry)
+    assert len(d.finals()) == 2 and d.finals()[1].text
