@@ -204,14 +204,18 @@ def main() -> None:
         + "   (WER stream / batch, +points)"
     )
     audio_pairs = (
-        [tuple(float(x) for x in pair.split(":")) for pair in args.context_audio.split(",")]
+        [(*(float(x) for x in pair.split(":")), math.inf)[:3] for pair in args.context_audio.split(",")]
         if args.context_audio
-        else [(base.context_audio_s, base.context_audio_gap_s)]
+        else [(base.context_audio_s, base.context_audio_gap_s, base.context_audio_below_s)]
     )
-    variants = [(float(g), a, ag) for g in args.gaps.split(",") for a, ag in audio_pairs]
-    for gap, audio_s, audio_gap_s in variants:
+    variants = [(float(g), *pair) for g in args.gaps.split(",") for pair in audio_pairs]
+    for gap, audio_s, audio_gap_s, below_s in variants:
         config = dataclasses.replace(
-            base, context_max_gap_s=gap, context_audio_s=audio_s, context_audio_gap_s=audio_gap_s
+            base,
+            context_max_gap_s=gap,
+            context_audio_s=audio_s,
+            context_audio_gap_s=audio_gap_s,
+            context_audio_below_s=below_s,
         )
         cells = []
         started = time.monotonic()
@@ -227,7 +231,7 @@ def main() -> None:
                     print(f"  {key} {e}/{n}: {hypothesis!r}\n    batch: {b!r}\n    truth: {reference!r}")
             w = corpus_wer(pairs)
             cells.append(f"{w:6.3f} / {batch[key]:5.3f} {100 * (w - batch[key]):+5.1f}")
-        label = f"{gap:g}, {audio_s:g}:{audio_gap_s:g}"
+        label = f"{gap:g}, {audio_s:g}:{audio_gap_s:g}:{below_s:g}"
         print(
             f"{label:>22} " + " ".join(f"{c:>22}" for c in cells) + f"   ({time.monotonic() - started:.0f} s)"
         )

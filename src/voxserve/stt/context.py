@@ -18,7 +18,10 @@ change beyond the run-to-run spread). Through the server (``WS /v1/stream/transc
 the same 17 files): 0.117 → 0.100 against batch 0.087. Shorter reach is worse (6 s: 0.090 files, 0.117
 paused; pauses up to 1.5 s only: 0.117 paused). The price is a longer final decode (the decoder reads
 the earlier words again): p50 0.37 → 0.57 s on 2 threads, mostly hidden behind the silence that ends
-an utterance (the final is decoded when the silence begins).
+an utterance (the final is decoded when the silence begins). So only utterances with under 3 s of
+speech do it (``SessionConfig.context_audio_below_s``): the longer ones have context of their own.
+One failure seen: a short noise after the last sentence, heard after it, became "We'll see." (decoded
+alone it gave nothing).
 """
 
 from __future__ import annotations

@@ -1267,6 +1267,13 @@ def test_a_pause_longer_than_the_context_gap_is_not_reached_across() -> None:
     assert second.prompt == "Glossary. " + d.finals()[0].text  # the text context still carries
 
 
+def test_an_utterance_with_enough_speech_of_its_own_is_decoded_alone() -> None:
+    _, _, second, _ = two_utterances(0.9, context_audio_below_s=1.0)  # one second of speech
+    assert second.keep_from_s is None
+    _, _, second, _ = two_utterances(0.9, context_audio_below_s=1.2)
+    assert second.keep_from_s is not None
+
+
 def test_no_earlier_speech_is_heard_with_context_audio_off() -> None:
     _, _, second, _ = two_utterances(0.9, context_audio_s=0)
     assert second.keep_from_s is None

@@ -12,12 +12,13 @@ from tests.audio_helpers import sine16k as tone
 from tests.fakes import EnergyVad
 
 from voxserve.audio.decode import PcmConverter
-from voxserve.engines.base import TranscribeOptions
+from voxserve.config import Settings
+from voxserve.engines.base import Segment, TranscribeOptions, Word
 from voxserve.errors import VoxserveError
 from voxserve.runtime.messages import EngineSpec, SynthRequest
 from voxserve.runtime.pool import EnginePool
 from voxserve.stt.session import Final, Partial, SessionConfig
-from voxserve.stt.transcriber import Transcriber
+from voxserve.stt.transcriber import Transcriber, session_config
 
 SPEC = EngineSpec(engine="fake", factory="tests.fakes:FakeEngine", options={"step_s": 0.01, "steps": 2})
 
@@ -157,3 +158,52 @@ async def test_partials_decode_greedily_without_words_and_finals_with_both(
     assert any(isinstance(e, Partial) for e in events) and any(isinstance(e, Final) for e in events)
     kinds = {(o.word_timestamps, o.temperature_fallback) for o in seen}
     assert kinds == {(False, False), (True, True)}  # partials, finals
+
+
+class RecordingPool:
+    """A pool that answers every decode with one word per request and records the options."""
+
+    size = 1
+    idle_workers = 1
+
+    def __init__(self) -> None:
+        self.options: list[TranscribeOptions] = []
+
+    async def stream_call(self, method: str, audio: np.ndarray, options: TranscribeOptions) -> Any:
+        self.options.append(options)
+        end = audio.size / 16000
+
+        async def answer() -> AsyncIterator[Any]:
+            yield None  # the transcript info
+            yield Segment(0, 0.0, end, " word", (Word(" word", end - 0.5, end - 0.1),))
+
+        return answer()
+
+
+async def test_a_final_that_hears_earlier_speech_asks_for_word_times() -> None:
+    pool = RecordingPool()
+    events: list[Any] = []
+
+    async def emit(event: Any) -> None:
+        events.append(event)
+
+    t = Transcriber(
+        pool, SessionConfig(partial_interval_ms=0), EnergyVad(), emit, options=TranscribeOptions()
+    )  # type: ignore[arg-type]
+    for chunk in (np.zeros(8000, np.float32), tone(1.0), np.zeros(14400, np.float32), tone(1.0)):
+        await t.feed(chunk)
+    await t.finish(timeout_s=20)
+    await t.close()
+    assert len([e for e in events if isinstance(e, Final)]) == 2
+    # The first final is decoded alone, as asked; the second hears the first again, with word times.
+    assert [o.word_timestamps for o in pool.options] == [False, True]
+
+
+def test_the_context_audio_setting_reaches_the_session() -> None:
+    assert session_config(Settings(ui_enabled=False)).context_audio_s == 10.0
+    assert session_config(Settings(ui_enabled=False, stt_context_audio_s=0)).context_audio_s == 0.0
+    assert Settings(stt_context_audio_s=20).stt_context_audio_s == 20
+    with pytest.raises(ValueError, match="stt_context_audio_s"):
+        Settings(stt_context_audio_s=20.5)
+    with pytest.raises(ValueError, match="stt_context_audio_s"):
+        Settings(stt_context_audio_s=-1)
