@@ -44,7 +44,7 @@ Whisper end a segment and lose the thread, as if the pieces were decoded apart."
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Heard:
-    """One delivered final's audio, kept to be heard again before the next utterances."""
+    """One ended utterance's audio, kept to be heard again before the next utterances."""
 
     audio: FloatAudio
     audio_start_s: float
@@ -89,7 +89,7 @@ class HeardSpeech:
         return self._max_s > 0
 
     def add(self, heard: Heard) -> None:
-        """Keep ``heard`` (a final just delivered); forget what no later final can reach."""
+        """Keep ``heard`` (an utterance just ended); forget what no later final can reach."""
         if not self.enabled:
             return
         self._pieces.append(heard)
@@ -102,6 +102,8 @@ class HeardSpeech:
         chain: list[Heard] = []
         next_start = speech_start_s
         for piece in reversed(self._pieces):
+            if piece.speech_start_s >= speech_start_s:
+                continue  # the utterance itself (kept when it ended), or a later one
             if (
                 piece.speech_end_s > next_start
                 or next_start - piece.speech_end_s > self._max_gap_s

@@ -283,9 +283,6 @@ class _FinalJob:
     """True while the utterance is still in its silence window: its result may yet be dropped."""
     attempts: int = 0
     result: Final | None = None
-    heard: FloatAudio = field(default_factory=lambda: EMPTY)
-    """Its audio when the utterance ended, kept until its Final is out, then given to later finals
-    to hear again (:attr:`SessionConfig.context_audio_s`)."""
 
 
 @dataclass(eq=False)
@@ -817,15 +814,13 @@ class StreamingSession:
     def _end_utterance(self, events: list[Event]) -> None:
         utt = self._current()
         events.append(SpeechStopped(utt.id, utt.speech_end / self._sr))
+        start_s = utt.start / self._sr
+        prompt = self._prompt(start_s)  # what came before it, before its own Final adds to that
         job = utt.speculative
         new_job: _FinalJob | None = None
         if job is None:
-            job = new_job = self._final_job(utt, speculative=False)
-            job.heard = job.audio if self._heard.enabled else EMPTY
+            new_job = self._final_job(utt, speculative=False)
         else:
-            # What a later final hears again: the utterance with all its tail padding (an early
-            # decode heard only the silence fed when it began).
-            job.heard = self._final_audio(utt) if self._heard.enabled else EMPTY
             job.speculative = False
             self._early_used += 1
             # A manual commit may come after more silence than the early decode heard: the Final
@@ -834,13 +829,20 @@ class StreamingSession:
             if job.result is not None:
                 result = dataclasses.replace(job.result, end_s=job.end_s)
                 events.append(result)
-                self._remember(result, job)
+                self._remember(result)
             elif job in self._queue:
                 # Not sent yet: send it with the full tail padding instead.
                 audio = self._final_audio(utt)
                 self._queued_samples += audio.size - job.audio.size
                 job.audio = audio
             # Otherwise it is in flight and its result becomes the Final.
+        if self._heard.enabled:
+            # Later finals hear it again: the utterance with all its tail padding (an early decode
+            # heard only the silence fed when it began), kept now rather than when its Final is out,
+            # so that a final decoded ahead of it (finals_ahead) hears it too.
+            audio = new_job.audio if new_job is not None else self._final_audio(utt)
+            end_s = utt.speech_end / self._sr
+            self._heard.add(Heard(audio, self._buffer_start / self._sr, start_s, end_s, prompt))
         self._reset_utterance_state()
         if new_job is not None:
             self._enqueue(new_job, events)
@@ -1078,7 +1080,7 @@ class StreamingSession:
             job.result = final  # becomes the Final if the silence lasts
         else:
             events.append(final)
-            self._remember(final, job)
+            self._remember(final)
 
     def _check_lag(self, events: list[Event]) -> None:
         lag = self.lag_s
@@ -1103,12 +1105,7 @@ class StreamingSession:
         recent = start_s - self._context_end_s <= self._config.context_max_gap_s
         return " ".join(p for p in (self._config.prompt.strip(), self._context if recent else "") if p)
 
-    def _remember(self, final: Final, job: _FinalJob) -> None:
-        if job.heard.size:
-            # Its own prompt (what came before it) goes with it, for a decode that starts with it.
-            prompt = self._prompt(final.start_s)
-            self._heard.add(Heard(job.heard, job.audio_start_s, final.start_s, final.end_s, prompt))
-            job.heard = EMPTY
+    def _remember(self, final: Final) -> None:
         self._context_end_s = final.end_s
         context = f"{self._context} {final.text}".strip()
         if len(context) > PROMPT_CONTEXT_CHARS:
