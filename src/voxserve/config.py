@@ -407,7 +407,7 @@ class Settings(BaseSettings):
         10.0,
         ge=0,
         le=20,
-        description="Streaming finals: the previous finals' audio (back this many seconds, across "
+        description="Streaming finals: the previous utterances' audio (back this many seconds, across "
         "pauses up to 2.5 s) is decoded again before a new utterance, which keeps only its own words "
         "(0: each utterance alone).",
     )

@@ -65,11 +65,11 @@ class Joined:
     offset_s: float
     """Time in the utterance's own audio where its piece starts (0 unless its lead was shortened)."""
     prompt: str
-    """The prompt of the first earlier final (the text before everything heard)."""
+    """The prompt of the first earlier utterance (the text before everything heard)."""
 
 
 class HeardSpeech:
-    """The recent finals' audio, and how to put it before a new final.
+    """The recent utterances' audio, and how to put it before a new final.
 
     A final joins the earlier pieces whose pauses (speech end to the next speech start) are at most
     ``max_gap_s``, back to at most ``max_s`` before its own speech starts; the whole decode stays

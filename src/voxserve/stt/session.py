@@ -198,11 +198,11 @@ class SessionConfig:
     at most this many seconds after the last Final's end: continuity within a speaker's sentence, no
     priming by an unrelated earlier turn ("1. 2. 3." made "eight of spades" come out as "8. 8. 4.")."""
     context_audio_s: float = 10.0
-    """A final decode hears the audio of the previous finals again first, back to this many seconds
+    """A final decode hears the audio of the previous utterances again first, back to this many seconds
     before its speech starts, and keeps only its own words (:mod:`voxserve.stt.context`); 0 never.
     Whisper hears a short piece after a pause much better inside the speech before it."""
     context_audio_gap_s: float = 2.5
-    """Longest pause between finals that ``context_audio_s`` still reaches across."""
+    """Longest pause between utterances that ``context_audio_s`` still reaches across."""
     context_audio_below_s: float = 3.0
     """Only an utterance with less speech than this hears the earlier speech again: a longer one has
     context of its own, and its final would pay the longer decode for little (speech_dev,
@@ -815,7 +815,8 @@ class StreamingSession:
         utt = self._current()
         events.append(SpeechStopped(utt.id, utt.speech_end / self._sr))
         start_s = utt.start / self._sr
-        prompt = self._prompt(start_s)  # what came before it, before its own Final adds to that
+        # What came before it, taken before its own Final adds to that (for the finals that hear it).
+        prompt = self._prompt(start_s) if self._heard.enabled else ""
         job = utt.speculative
         new_job: _FinalJob | None = None
         if job is None:
@@ -1008,26 +1009,23 @@ class StreamingSession:
             if self._heard.enabled and job.end_s - job.start_s < self._config.context_audio_below_s
             else None
         )
-        if joined is None:
-            request = DecodeRequest(
-                inflight.request_id,
-                job.utterance_id,
-                "final",
-                job.audio,
-                job.audio_start_s,
-                self._prompt(job.start_s),
-            )
-        else:
+        request = DecodeRequest(
+            inflight.request_id,
+            job.utterance_id,
+            "final",
+            job.audio,
+            job.audio_start_s,
+            self._prompt(job.start_s),
+        )
+        if joined is not None:
             inflight.joined = joined
             # start_s: where the joined audio would begin in the stream if its earlier speech sat
             # right before the job's own piece (the session maps the kept words to the job's audio).
-            request = DecodeRequest(
-                inflight.request_id,
-                job.utterance_id,
-                "final",
-                joined.audio,
-                job.audio_start_s + joined.offset_s - joined.keep_from_s,
-                joined.prompt,
+            request = dataclasses.replace(
+                request,
+                audio=joined.audio,
+                start_s=job.audio_start_s + joined.offset_s - joined.keep_from_s,
+                prompt=joined.prompt,
                 keep_from_s=joined.keep_from_s,
             )
         events.append(request)
