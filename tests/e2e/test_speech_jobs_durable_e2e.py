@@ -226,3 +226,27 @@ def test_jobs_survive_kill_9_and_restarts(tmp_path: Path) -> None:
         assert set(jobs_of(d, KEYS[1])) == set(ids[1::2])
     finally:
         stop_server(d)
+
+
+def test_a_corrupt_job_store_takes_only_the_jobs_down(tmp_path: Path) -> None:
+    folder = tmp_path / "jobs"
+    folder.mkdir()
+    garbage = b"this is not a database, it is a shopping list\n" * 200
+    (folder / "jobs.db").write_bytes(garbage)
+    srv = start(tmp_path, folder)
+    try:
+        ready = httpx.get(f"{srv.url}/ready", headers=auth(KEYS[0]), timeout=scaled(10))
+        assert "corrupt" in ready.json()["speech_jobs_store"], ready.text
+        for r in (
+            httpx.post(f"{srv.url}{JOBS}", json=body("wav"), headers=auth(KEYS[0])),
+            httpx.get(f"{srv.url}{JOBS}", headers=auth(KEYS[0])),
+        ):
+            assert r.status_code == 503 and r.json()["error"]["code"] == "job_store_unavailable", r.text
+        spoken = httpx.post(
+            f"{srv.url}/v1/audio/speech", json=body("wav", "Still speaking."), headers=auth(KEYS[0])
+        )
+        assert spoken.status_code == 200 and len(spoken.content) > 1000
+    finally:
+        stop_server(srv)
+    # Never deleted or rewritten: the operator decides what to do with it.
+    assert (folder / "jobs.db").read_bytes() == garbage
