@@ -26,7 +26,10 @@ costs. The goal: the framework path adds at most 50 ms.
    received → transcript sent, framework against replay: two runs of the same commits, whose
    difference is decode-to-decode variation and the framework process's share of the CPU) and the
    framework's own path (its VAD's decision → commit on the wire, transcript on the wire → its final
-   frame: one clock, ``time.monotonic()``, in every process).
+   frame: one clock, ``time.monotonic()``, in every process). End of speech → final is compared
+   twice: as the difference of the two medians, and as the median of the turn-by-turn differences
+   (the same file of the same round in both runs), which a few turns decoded during the pause in one
+   run and not in the other do not swing.
 2. **Text → first audio** through each framework's TTS (pipecat ``OpenAITTSService``, LiveKit
    ``openai.TTS.synthesize`` with its defaults, mp3 over SSE, and with pcm); reference: the same
    ``POST /v1/audio/speech`` through httpx (first body chunk), and ``WS /v1/stream/speak``
@@ -90,6 +93,7 @@ def final_latencies(result: dict[str, Any], offsets: list[float], commits: list[
     last commit before that final)."""
     spans = result["spans"]
     eos: list[float] = []
+    turns: list[float | None] = []  # eos per file, None where it had no final (for paired differences)
     commit_to_final: list[float] = []
     missing = 0
     for i, ((start, _end), offset) in enumerate(zip(spans, offsets, strict=False)):
@@ -98,13 +102,15 @@ def final_latencies(result: dict[str, Any], offsets: list[float], commits: list[
         finals = [f["t"] for f in result["finals"] if end - 0.3 <= f["t"] < limit]
         if not finals:
             missing += 1
+            turns.append(None)
             continue
         eos.append(finals[-1] - end)
+        turns.append(finals[-1] - end)
         if commits is not None:
             before = [c for c in commits if start <= c <= finals[-1]]
             if before:
                 commit_to_final.append(finals[-1] - before[-1])
-    return {"eos": eos, "commit": commit_to_final, "missing": missing}
+    return {"eos": eos, "turns": turns, "commit": commit_to_final, "missing": missing}
 
 
 def commits_per_file(spans: list[list[float]], commits: list[float]) -> list[list[float]]:
@@ -265,6 +271,14 @@ def diff(a: list[float], b: list[float]) -> str:
     return f"{(statistics.median(a) - statistics.median(b)) * 1000:+.0f} ms"
 
 
+def paired(a: list[float | None], b: list[float | None]) -> str:
+    """The median of the turn-by-turn differences (the same file of the same round in both runs): a
+    turn decoded during the pause in one run and not in the other weighs once, not as a shifted
+    median of two bimodal sets."""
+    pairs = [x - y for x, y in zip(a, b, strict=True) if x is not None and y is not None]
+    return f"{statistics.median(pairs) * 1000:+.0f} ms" if pairs else "—"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3, help="repeats of the STT play list and TTS texts")
@@ -283,12 +297,13 @@ def main() -> None:
             files = [str(by_name(n).path) for n in FILES]
             offsets = speech_end_offsets(files)
             job = {"files": files, "gap_s": GAP_S, "wait_s": 20}
-            acc: dict[str, dict[str, list[float]]] = {}
+            acc: dict[str, dict[str, list[Any]]] = {}
             missing: dict[str, int] = {}
 
             def add(name: str, lat: dict[str, Any]) -> None:
-                slot = acc.setdefault(name, {"eos": [], "commit": []})
+                slot = acc.setdefault(name, {"eos": [], "turns": [], "commit": []})
                 slot["eos"] += lat["eos"]
+                slot["turns"] += lat.get("turns", [])
                 slot["commit"] += lat["commit"]
                 missing[name] = missing.get(name, 0) + lat["missing"]
 
@@ -368,7 +383,7 @@ def main() -> None:
                         f"{label}: end of speech → final (missed {missing[name]})",
                         ms(a["eos"]),
                         ms(r["eos"]),
-                        diff(a["eos"], r["eos"]),
+                        f"{diff(a['eos'], r['eos'])} (turn by turn {paired(a['turns'], r['turns'])})",
                         ref_name,
                     )
                 )
@@ -446,7 +461,8 @@ def main() -> None:
 
 
 def print_table(rows: list[tuple[str, str, str, str, str]]) -> None:
-    print("\n| path | framework p50 / p90 | reference p50 / p90 | difference (p50) | reference |")
+    header = "difference of the p50s (median turn-by-turn difference)"
+    print(f"\n| path | framework p50 / p90 | reference p50 / p90 | {header} | reference |")
     print("|---|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")

@@ -67,74 +67,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.stt_bench import load16k  # noqa: E402
 from tests.speech_dev import Utterance, utterances  # noqa: E402
+from tests.stream_speech import pauses_stretched, stream_finals  # noqa: E402
 from tests.wer import errors  # noqa: E402
 
 from voxserve.config import Settings  # noqa: E402
 from voxserve.engines.base import TranscribeOptions  # noqa: E402
-from voxserve.engines.vad import SileroVadModel, VadStream  # noqa: E402
+from voxserve.engines.vad import SileroVadModel  # noqa: E402
 from voxserve.engines.whisper import WhisperEngine  # noqa: E402
-from voxserve.stt.session import DecodeRequest, Final, SessionConfig, StreamingSession  # noqa: E402
+from voxserve.stt.session import SessionConfig  # noqa: E402
 from voxserve.stt.transcriber import session_config  # noqa: E402
-from voxserve.stt.vad import FrameVad  # noqa: E402
 
 RATE = 16000
-CHUNK = 320  # 20 ms, as clients send
-
-
-def pauses_stretched(audio: np.ndarray, vad: SileroVadModel, min_pause_ms: int, pause_s: float) -> np.ndarray:
-    """``audio`` with each run of non-speech frames of at least ``min_pause_ms`` between speech
-    lengthened to ``pause_s`` (the silence is inserted in the middle of the run)."""
-    stream = VadStream(vad)
-    frame = FrameVad.frame_samples
-    speech = [stream.process(audio[i : i + frame]) >= 0.5 for i in range(0, len(audio) - frame + 1, frame)]
-    min_frames = max(1, math.ceil(min_pause_ms / 1000 * RATE / frame))
-    cuts: list[int] = []
-    i = 0
-    seen_speech = False
-    while i < len(speech):
-        if speech[i]:
-            seen_speech = True
-            i += 1
-            continue
-        j = i
-        while j < len(speech) and not speech[j]:
-            j += 1
-        if seen_speech and j < len(speech) and j - i >= min_frames:  # inside the speech, not at its ends
-            cuts.append((i + j) // 2 * frame)
-        i = j
-    pieces: list[np.ndarray] = []
-    last = 0
-    for cut in cuts:
-        pieces += [audio[last:cut], np.zeros(int(pause_s * RATE), np.float32)]
-        last = cut
-    pieces.append(audio[last:])
-    return np.concatenate(pieces)
 
 
 def stream_text(engine: WhisperEngine, config: SessionConfig, vad: SileroVadModel, audio: np.ndarray) -> str:
-    """The finals of one stream, joined; each final decode is answered as soon as it is asked for."""
-    session = StreamingSession(config, FrameVad(VadStream(vad)))
-    options = TranscribeOptions(language="en", beam_size=1)
-    finals: list[str] = []
-
-    def handle(events: list[object]) -> None:
-        while events:
-            event = events.pop(0)
-            if isinstance(event, DecodeRequest):
-                opts = dataclasses.replace(
-                    options, prompt=event.prompt or None, word_timestamps=event.keep_from_s is not None
-                )
-                _, segments = engine.transcribe(event.audio, opts)
-                events.extend(session.on_decode_result(event.request_id, list(segments)))
-            elif isinstance(event, Final):
-                finals.append(event.text)
-
-    tail = np.zeros(RATE * 2, np.float32)  # the last utterance ends on silence, as in a live stream
-    padded = np.concatenate([audio, tail])
-    for i in range(0, len(padded), CHUNK):
-        handle(list(session.feed(padded[i : i + CHUNK])))
-    handle(list(session.finish()))
-    return " ".join(finals)
+    """The finals of one stream, joined."""
+    return " ".join(stream_finals(engine, config, vad, audio))
 
 
 def corpus_wer(pairs: list[tuple[str, str]]) -> float:
