@@ -408,8 +408,22 @@ class Settings(BaseSettings):
         ge=0,
         le=20,
         description="Streaming finals: the previous utterances' audio (back this many seconds, across "
-        "pauses up to 2.5 s) is decoded again before a new utterance, which keeps only its own words "
-        "(0: each utterance alone).",
+        "pauses up to stt_context_audio_gap_s) is decoded again before a new utterance, which keeps only "
+        "its own words (0: each utterance alone).",
+    )
+    stt_context_audio_gap_s: float = Field(
+        2.5,
+        ge=0,
+        le=10,
+        description="The longest pause between utterances that stt_context_audio_s reaches across (a "
+        "later utterance after a longer pause is a new turn, decoded without the audio before it).",
+    )
+    stt_context_audio_below_s: float = Field(
+        3.0,
+        ge=0,
+        le=30,
+        description="Only utterances with less speech than this hear the earlier audio (longer ones have "
+        "context of their own, and their finals stay quick); 0: none.",
     )
 
     # --- voice chat (an OpenAI-compatible LLM) ------------------------------------------------------

@@ -51,6 +51,8 @@ def session_config(
         commit_speculation_ms=settings.stt_commit_speculation_ms,
         commit_speculation_threshold=settings.vad_threshold,
         context_audio_s=settings.stt_context_audio_s,
+        context_audio_gap_s=settings.stt_context_audio_gap_s,
+        context_audio_below_s=settings.stt_context_audio_below_s,
     )
 
 

@@ -207,3 +207,12 @@ def test_the_context_audio_setting_reaches_the_session() -> None:
         Settings(stt_context_audio_s=20.5)
     with pytest.raises(ValueError, match="stt_context_audio_s"):
         Settings(stt_context_audio_s=-1)
+    tuned = session_config(
+        Settings(ui_enabled=False, stt_context_audio_gap_s=1.5, stt_context_audio_below_s=6)
+    )
+    assert (tuned.context_audio_gap_s, tuned.context_audio_below_s) == (1.5, 6.0)
+    defaults = session_config(Settings(ui_enabled=False))
+    assert (defaults.context_audio_gap_s, defaults.context_audio_below_s) == (2.5, 3.0)
+    for name, bad in (("stt_context_audio_gap_s", 10.5), ("stt_context_audio_below_s", -1)):
+        with pytest.raises(ValueError, match=name):
+            Settings(**{name: bad})
