@@ -67,7 +67,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.stt_bench import load16k  # noqa: E402
 from tests.speech_dev import Utterance, utterances  # noqa: E402
-from tests.stream_speech import pauses_stretched, stream_finals  # noqa: E402
+from tests.stream_speech import RATE, pauses_stretched, stream_finals  # noqa: E402
 from tests.wer import errors  # noqa: E402
 
 from voxserve.config import Settings  # noqa: E402
@@ -76,8 +76,6 @@ from voxserve.engines.vad import SileroVadModel  # noqa: E402
 from voxserve.engines.whisper import WhisperEngine  # noqa: E402
 from voxserve.stt.session import SessionConfig  # noqa: E402
 from voxserve.stt.transcriber import session_config  # noqa: E402
-
-RATE = 16000
 
 
 def stream_text(engine: WhisperEngine, config: SessionConfig, vad: SileroVadModel, audio: np.ndarray) -> str:
