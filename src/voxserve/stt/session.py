@@ -304,6 +304,8 @@ class _Utterance:
     speculative: _FinalJob | None = None
     heard_end: int | None = None
     """Manual commits with speculation: end (stream sample) of its last frame the VAD heard as speech."""
+    shown_end_s: float = -1.0
+    """End of the audio of the last Partial shown for it (so that no older one follows a newer one)."""
 
 
 @dataclass(eq=False)
@@ -488,8 +490,16 @@ class StreamingSession:
 
         Unknown or superseded requests are ignored. May return the next :class:`DecodeRequest`.
         """
-        if self._take_abandoned(request_id):
-            return []
+        abandoned = self._abandoned
+        if abandoned is not None and abandoned.request_id == request_id:
+            self._abandoned = None
+            # A partial that a final preempted (usually an early final while the speaker pauses after
+            # a few words) is still shown if its utterance goes on and nothing newer was shown: the
+            # first words then appear when they are decoded, not after the final's decode as well.
+            shown: list[Event] = []
+            if not abandoned.cancelled:
+                self._deliver_partial(abandoned, _own(abandoned, segments), shown)
+            return shown
         ahead = self._ahead
         if ahead is not None and ahead.request_id == request_id:
             ahead.segments = _own(ahead, segments)  # delivered when the final before it is
@@ -1048,9 +1058,12 @@ class StreamingSession:
         utt = self._utt
         if utt is None or utt.id != inflight.utterance_id:
             return  # stale: that utterance has ended (its Final is what counts now)
+        if inflight.audio_end_s <= utt.shown_end_s:
+            return  # an abandoned partial answered after a newer one was shown
         self._partial_text(utt, _transcript(segments), inflight.audio_end_s, events)
 
     def _partial_text(self, utt: _Utterance, text: str, audio_end_s: float, events: list[Event]) -> None:
+        utt.shown_end_s = audio_end_s
         _, tail = utt.agreement.update(text.split())
         events.append(
             Partial(

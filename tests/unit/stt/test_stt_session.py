@@ -555,13 +555,19 @@ def test_a_speculative_final_preempts_a_partial_in_flight(preempt: bool) -> None
 
 
 @pytest.mark.parametrize("outcome", ["result", "failure"])
-def test_an_abandoned_partial_frees_nothing_and_emits_nothing(outcome: str) -> None:
+def test_an_abandoned_partial_frees_nothing_and_shows_only_its_words(outcome: str) -> None:
     d = speech_then_partial(SessionConfig())
     (partial,) = d.pending
     (final_request,) = d.feed(silence(frames(1)), FRAME)
     lag = d.session.lag_s
     late = d.answer(partial) if outcome == "result" else d.fail(partial)
-    assert late == []
+    if outcome == "result":
+        # The speaker only paused: the words it decoded show now, not after the final's decode too.
+        (shown,) = late
+        assert isinstance(shown, Partial) and shown.utterance_id == 1
+        assert shown.tentative_text == text_of(word_decoder(partial))
+    else:
+        assert late == []
     assert not d.session.idle and d.session.lag_s == lag  # the final still holds the slot
     assert d.pending == [final_request]
     # Answering it again, or the final's id via the wrong path, changes nothing either.
@@ -571,8 +577,23 @@ def test_an_abandoned_partial_frees_nothing_and_emits_nothing(outcome: str) -> N
     d.feed(silence(1.0), FRAME)
     d.finish()
     check_invariants(d.events)
-    assert not d.of(Partial)
+    assert len(d.of(Partial)) == (1 if outcome == "result" else 0)
     assert [f.utterance_id for f in d.finals()] == [1]
+
+
+def test_an_abandoned_partial_answered_after_a_newer_one_is_not_shown() -> None:
+    d = speech_then_partial(SessionConfig())
+    (partial,) = d.pending
+    (speculative,) = d.feed(silence(frames(1)), FRAME)
+    assert d.answer(speculative) == []
+    d.feed(tone(frames(1)), FRAME)  # speech resumes: the speculative final's words show as a partial
+    (newer,) = d.of(Partial)
+    assert d.answer(partial) == []  # older audio than what is shown: dropped
+    assert d.of(Partial) == [newer]
+    d.delay = 0
+    d.feed(silence(1.0), FRAME)
+    d.finish()
+    check_invariants(d.events)
 
 
 def test_no_partial_while_an_abandoned_one_is_outstanding() -> None:
