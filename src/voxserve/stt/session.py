@@ -60,8 +60,9 @@ Decodes: one slot, partials preempted by finals, finals never dropped
 The session has one decode *slot*. Final decodes wait in a FIFO queue and go out, in utterance
 order, as soon as the slot is free (the request is returned from whichever call freed it). With
 ``preempt_partials`` (the default), a final that must go out while a *partial* holds the slot does
-not wait for it: that partial is *abandoned* (its result or failure, whenever it is reported, is
-ignored: it emits nothing and frees nothing) and the final's request is returned at once. So at any
+not wait for it: that partial is *abandoned* (it frees nothing when it is reported; its result is
+still shown as a Partial if its utterance goes on and nothing newer was shown, as when an early final
+preempts it while the speaker pauses) and the final's request is returned at once. So at any
 time the driver has at most one partial and at most one final outstanding, never two finals; the
 driver must be able to run two decodes at once. Without ``preempt_partials`` at most one decode is
 outstanding and a final waits for the partial's result.
@@ -431,7 +432,7 @@ class StreamingSession:
     def idle(self) -> bool:
         """True when no decode is in flight or queued: after :meth:`finish`, every Final is out.
 
-        An abandoned partial that the driver still runs does not count (its result is ignored).
+        An abandoned partial that the driver still runs does not count (it frees nothing when it ends).
         """
         return self._inflight is None and self._ahead is None and not self._queue
 
