@@ -491,9 +491,8 @@ class StreamingSession:
 
         Unknown or superseded requests are ignored. May return the next :class:`DecodeRequest`.
         """
-        abandoned = self._abandoned
-        if abandoned is not None and abandoned.request_id == request_id:
-            self._abandoned = None
+        abandoned = self._take_abandoned(request_id)
+        if abandoned is not None:
             # A partial that a final preempted (usually an early final while the speaker pauses after
             # a few words) is still shown if its utterance goes on and nothing newer was shown: the
             # first words then appear when they are decoded, not after the final's decode as well.
@@ -533,7 +532,7 @@ class StreamingSession:
 
     def on_decode_failed(self, request_id: int) -> list[Event]:
         """The decode ``request_id`` failed. Finals are retried once, then :class:`UtteranceFailed`."""
-        if self._take_abandoned(request_id):
+        if self._take_abandoned(request_id) is not None:
             return []
         ahead = self._ahead
         if ahead is not None and ahead.request_id == request_id:
@@ -1020,35 +1019,35 @@ class StreamingSession:
             if self._heard.enabled and job.end_s - job.start_s < self._config.context_audio_below_s
             else None
         )
-        request = DecodeRequest(
-            inflight.request_id,
-            job.utterance_id,
-            "final",
-            job.audio,
-            job.audio_start_s,
-            self._prompt(job.start_s),
-        )
-        if joined is not None:
+        if joined is None:
+            audio, start_s, keep_from_s = job.audio, job.audio_start_s, None
+            prompt = self._prompt(job.start_s)
+        else:
             inflight.joined = joined
             # start_s: where the joined audio would begin in the stream if its earlier speech sat
             # right before the job's own piece (the session maps the kept words to the job's audio).
-            request = dataclasses.replace(
-                request,
-                audio=joined.audio,
-                start_s=job.audio_start_s + joined.offset_s - joined.keep_from_s,
-                prompt=joined.prompt,
-                keep_from_s=joined.keep_from_s,
+            audio, prompt, keep_from_s = joined.audio, joined.prompt, joined.keep_from_s
+            start_s = job.audio_start_s + joined.offset_s - joined.keep_from_s
+        events.append(
+            DecodeRequest(
+                inflight.request_id,
+                job.utterance_id,
+                "final",
+                audio,
+                start_s,
+                prompt,
+                keep_from_s=keep_from_s,
             )
-        events.append(request)
+        )
         return inflight
 
-    def _take_abandoned(self, request_id: int) -> bool:
-        """Forget the abandoned partial if ``request_id`` is it (its outcome is then ignored)."""
+    def _take_abandoned(self, request_id: int) -> _InFlight | None:
+        """The abandoned partial, forgotten, if ``request_id`` is it (else None)."""
         abandoned = self._abandoned
         if abandoned is None or abandoned.request_id != request_id:
-            return False
+            return None
         self._abandoned = None
-        return True
+        return abandoned
 
     def _issue(self, utterance_id: int, audio_end_s: float, job: _FinalJob | None) -> _InFlight:
         request_id = self._next_request_id
