@@ -213,6 +213,8 @@ def test_the_context_audio_setting_reaches_the_session() -> None:
     assert (tuned.context_audio_gap_s, tuned.context_audio_below_s) == (1.5, 6.0)
     defaults = session_config(Settings(ui_enabled=False))
     assert (defaults.context_audio_gap_s, defaults.context_audio_below_s) == (2.5, 3.0)
-    for name, bad in (("stt_context_audio_gap_s", 10.5), ("stt_context_audio_below_s", -1)):
-        with pytest.raises(ValueError, match=name):
-            Settings(**{name: bad})
+    for name, limit in (("stt_context_audio_gap_s", 10), ("stt_context_audio_below_s", 30)):
+        assert getattr(Settings(**{name: limit}), name) == limit
+        for bad in (limit + 0.5, -1):
+            with pytest.raises(ValueError, match=name):
+                Settings(**{name: bad})
