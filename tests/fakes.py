@@ -37,9 +37,10 @@ RATE = 16000
 class FakeEngine:
     name = "fake"
 
-    def __init__(self, step_s: float = 0.02, steps: int = 2) -> None:
+    def __init__(self, step_s: float = 0.02, steps: int = 2, word_s: float = 0.05) -> None:
         self.step_s = step_s
         self.steps = steps
+        self.word_s = word_s  # seconds of audio per word
         self._stop = threading.Event()
         self._lone = False
 
@@ -73,7 +74,7 @@ class FakeEngine:
         if text == "SILENT":  # an engine that fails quietly
             yield AudioPiece(audio=np.zeros(RATE // 10, np.float32), sample_rate=RATE, text=text, words=[])
             return
-        n = int(RATE * 0.05 * max(1, len(text.split())) / speed)
+        n = int(RATE * self.word_s * max(1, len(text.split())) / speed)
         t = np.arange(n, dtype=np.float32) / RATE
         audio = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
         for part in np.array_split(audio, self.steps):

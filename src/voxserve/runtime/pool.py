@@ -11,9 +11,13 @@ runs on one worker, its *primary*, which speaks the first fragment at once and e
 order; whenever another worker is idle and no request waits for one, the pool lends it the next
 fragment not yet claimed (:class:`ParallelSynthStream`). A helper renders one fragment into a scratch
 file and goes back to the pool, so under load every request still has its own worker and waits at
-most one fragment for it. A helper that dies or fails hands its fragment back to the primary, which
-renders it itself (one retry, nothing lost or spoken twice); a primary that dies fails the request
-(``worker_crashed``) and stops its helpers; an abort stops every worker speaking for the request.
+most one fragment for it. Under load the oldest request comes first: a primary whose own audio is far
+enough ahead of its client's playback renders the next fragment of an older request before its own
+(first come, first finished: two requests that arrive together no longer both finish late, and the
+younger one's listener hears no gap). A helper that dies or fails hands its fragment back to the
+primary, which renders it itself (one retry, nothing lost or spoken twice); a primary that dies fails
+the request (``worker_crashed``) and stops its helpers; an abort stops every worker speaking for the
+request.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from voxserve.engines.base import VoiceInfo
 from voxserve.errors import EngineFailure, Unavailable, VoxserveError
 from voxserve.runtime import messages as m
 from voxserve.runtime.handle import DEAD, WorkerHandle
+from voxserve.text.markup import Fragment
 
 __all__ = [
     "EnginePool",
@@ -75,11 +80,12 @@ class JobStream:
                 self._finish(dead=True)
                 raise EngineFailure("the worker serving this request stopped", code="worker_crashed")
             if getattr(msg, "job_id", None) != self.job_id:
-                continue  # a late message from a cancelled job
+                self._foreign(msg)  # a late message from a cancelled job, or a lent render's answer
+                continue
             if isinstance(msg, m.Chunk | m.Item):
                 return msg
             if isinstance(msg, m.Claim):
-                self._on_claim()
+                self._on_claim(msg)
                 continue
             if isinstance(msg, m.Done):
                 self.done = msg
@@ -94,7 +100,10 @@ class JobStream:
         self.finished = True
         self._pool._release(self._worker, dead=dead)
 
-    def _on_claim(self) -> None:
+    def _foreign(self, msg: Any) -> None:
+        """A message for another job on this worker's pipe (late ones of cancelled jobs are dropped)."""
+
+    def _on_claim(self, claim: m.Claim) -> None:
         """A job that is not parallel has nothing to hand out."""
         with contextlib.suppress(EngineFailure):
             self._worker.send(m.Assign(self.job_id, -1))
@@ -130,6 +139,22 @@ class ParallelSynthStream(SynthStream):
         """Fragments rendered by other workers."""
         self.retried = 0
         """Fragments handed back to the primary because their helper failed or died."""
+        self.lent = 0
+        """Fragments of older requests this request's primary rendered."""
+        self._started = time.monotonic()
+        self._first_audio_at: float | None = None
+        self._claim_msg = m.Claim(job.job_id)
+        """The primary's pending claim (answered again after each lent render)."""
+        self._lent: dict[int, tuple[ParallelSynthStream, int, str, float]] = {}
+        """Lent renders in progress on the primary: job id → (the older request, its fragment index,
+        scratch file, when sent)."""
+        pool._parallel.append(self)
+
+    async def __anext__(self) -> m.Chunk:
+        chunk = await super().__anext__()
+        if self._first_audio_at is None:
+            self._first_audio_at = time.monotonic()  # the client's playback starts about now
+        return chunk
 
     @property
     def helpers(self) -> int:
@@ -142,11 +167,76 @@ class ParallelSynthStream(SynthStream):
         self._next += 1
         return self._next - 1
 
-    def _on_claim(self) -> None:
-        index = self._claim()
-        with contextlib.suppress(EngineFailure):
-            self._worker.send(m.Assign(self.job_id, index))
+    def _on_claim(self, claim: m.Claim) -> None:
+        self._claim_msg = claim
+        if not self._lend_ahead():
+            index = self._claim()
+            with contextlib.suppress(EngineFailure):
+                self._worker.send(m.Assign(self.job_id, index))
         self._spread()
+
+    def _render_cost(self, index: int) -> float:
+        """Estimated seconds to render fragment ``index`` on one worker (0 past the last one)."""
+        if index >= len(self._job.fragments):
+            return 0.0
+        per_char = self._pool._s_per_char
+        if per_char is None:  # nothing measured in this pool yet: this request's own first fragment
+            spoken = _chars(self._job.fragments[0])
+            per_char = (time.monotonic() - self._started) / max(spoken, 1)
+        return per_char * _chars(self._job.fragments[index])
+
+    def _lend_ahead(self) -> bool:
+        """Answer the primary's claim with the next fragment of the oldest request that has one
+        unclaimed, if this request's audio stays ahead of its playback by ``lend_margin_s`` after that
+        render and its own next one; whether it did."""
+        older = self._pool._older_needing_help(self)
+        if older is None or self._first_audio_at is None:
+            return False
+        index = older._next
+        lead = self._first_audio_at + self._claim_msg.audio_s - time.monotonic()
+        cost = older._render_cost(index) + self._render_cost(self._next)
+        if lead - cost < self._pool.lend_margin_s:
+            return False
+        older._claim()
+        job_id = next(_job_ids)
+        path = str(self._pool._scratch() / f"{older.job_id}-{index}.npy")
+        job = older._job
+        try:
+            self._worker.send(
+                m.RenderJob(job_id, job.voice, job.speed, job.sample_rate, job.fragments[index], path)
+            )
+        except EngineFailure:  # a dead primary: its own stream reports it; the fragment goes back
+            older._rendered(index, None, ())
+            return True
+        self._lent[job_id] = (older, index, path, time.monotonic())
+        return True
+
+    def _foreign(self, msg: Any) -> None:
+        job_id = getattr(msg, "job_id", None)
+        lent = self._lent.pop(job_id, None) if isinstance(job_id, int) else None
+        if lent is None:
+            return
+        older, index, path, sent_at = lent
+        if isinstance(msg, m.Result):
+            self.lent += 1
+            self._pool._observe(older._job.fragments[index], time.monotonic() - sent_at)
+            older._rendered(index, path, msg.value)
+        else:  # cancelled or failed: the older request's primary renders it itself
+            older._rendered(index, None, ())
+            self._pool._spawn(asyncio.to_thread(_unlink, path))
+        if not self.finished:
+            self._on_claim(self._claim_msg)  # the primary still waits for its own answer
+
+    def _return_lent(self) -> None:
+        """This request ends with lent renders in progress: their fragments go back to their owners
+        (whose primaries render them), and the files, if the worker still writes them, are removed
+        with this request's scratch files."""
+        lent, self._lent = self._lent, {}
+        for job_id, (older, index, path, _) in lent.items():
+            with contextlib.suppress(EngineFailure):
+                self._worker.cancel(job_id)
+            older._rendered(index, None, ())
+            self._sent.append(path)
 
     def _spread(self) -> None:
         """Lend idle workers the next unclaimed fragments (only while no request waits for one)."""
@@ -172,6 +262,7 @@ class ParallelSynthStream(SynthStream):
     async def _help(self, helper: WorkerHandle, job_id: int, index: int, path: str) -> None:
         pool = self._pool
         pieces: tuple[m.RenderedPiece, ...] | None = None
+        sent_at = time.monotonic()
         try:
             while True:
                 msg = await helper.recv()
@@ -182,6 +273,7 @@ class ParallelSynthStream(SynthStream):
                     continue
                 if isinstance(msg, m.Result):
                     pieces = msg.value
+                    pool._observe(self._job.fragments[index], time.monotonic() - sent_at)
                     pool._release(helper)
                     break
                 if isinstance(msg, m.Done | m.JobError):
@@ -191,17 +283,23 @@ class ParallelSynthStream(SynthStream):
                     break
         finally:
             self._helpers.pop(index, None)
-        if self.finished:
-            await asyncio.to_thread(_unlink, path)  # nobody will speak it
-            return
         if pieces is None:
-            self.retried += 1
             await asyncio.to_thread(_unlink, path)
-            self._deliver(index, None, ())
+        self._rendered(index, None if pieces is None else path, pieces or ())
+        self._spread()
+
+    def _rendered(self, index: int, path: str | None, pieces: tuple[m.RenderedPiece, ...]) -> None:
+        """Fragment ``index``, rendered by another worker into ``path`` (``None``: it failed, and the
+        primary renders it itself), goes to the primary."""
+        if self.finished:
+            if path is not None:
+                self._pool._spawn(asyncio.to_thread(_unlink, path))  # nobody will speak it
+            return
+        if path is None:
+            self.retried += 1
         else:
             self.helped += 1
-            self._deliver(index, path, pieces)
-        self._spread()
+        self._deliver(index, path, pieces)
 
     def _deliver(self, index: int, path: str | None, pieces: tuple[m.RenderedPiece, ...]) -> None:
         if path is not None:
@@ -227,15 +325,19 @@ class ParallelSynthStream(SynthStream):
         await asyncio.to_thread(_unlink_all, sent)
 
     def _finish(self, *, dead: bool = False) -> None:
+        self._pool._forget(self)
+        self._return_lent()
         super()._finish(dead=dead)
         self._stop_helpers()
-        if dead:
+        if dead or self._sent:
             self._pool._spawn(self._cleanup())
 
     def abort(self) -> None:
         if self.finished:
             return
         self.finished = True
+        self._pool._forget(self)
+        self._return_lent()
         self._stop_helpers()
 
         async def stop_primary() -> None:
@@ -243,6 +345,13 @@ class ParallelSynthStream(SynthStream):
             await self._cleanup()
 
         self._pool._spawn(stop_primary())
+
+
+def _chars(fragment: Fragment) -> int:
+    """How much there is to say in a fragment (a pause costs nothing to render)."""
+    if isinstance(fragment, str):
+        return len(fragment)
+    return len(getattr(fragment, "text", ""))
 
 
 def _unlink(path: str) -> None:
@@ -286,6 +395,10 @@ class BusyLedger:
 
 class EnginePool:
     """Worker processes for one engine, with admission control."""
+
+    lend_margin_s = 0.5
+    """How far a request's audio must stay ahead of its playback (after rendering an older request's
+    fragment and then its own next one) for its worker to render the older one first."""
 
     def __init__(
         self,
@@ -334,6 +447,10 @@ class EnginePool:
         self._started: asyncio.Task[None] | None = None
         self._closing = False
         self._scratch_dir: Path | None = None
+        self._parallel: list[ParallelSynthStream] = []
+        """Parallel syntheses in progress, oldest first."""
+        self._s_per_char: float | None = None
+        """Seconds one worker takes per character of a fragment (moving average of the renders)."""
 
     @property
     def idle_workers(self) -> int:
@@ -512,6 +629,35 @@ class EnginePool:
                 worker = other
         return worker, lone and worker.spec.lone_threads > 0
 
+    def _forget(self, stream: ParallelSynthStream) -> None:
+        with contextlib.suppress(ValueError):
+            self._parallel.remove(stream)
+
+    def _older_needing_help(self, stream: ParallelSynthStream) -> ParallelSynthStream | None:
+        """The oldest parallel synthesis started before ``stream`` with a fragment nobody claimed."""
+        for other in self._parallel:
+            if other is stream:
+                return None
+            if not other.finished and other._next < len(other._job.fragments):
+                return other
+        return None
+
+    def _observe(self, fragment: Fragment, seconds: float) -> None:
+        """A fragment took ``seconds`` to render on one worker (a helper's or a lent render)."""
+        chars = _chars(fragment)
+        if chars < 8:
+            return  # a pause or a word: mostly overhead
+        rate = seconds / chars
+        old = self._s_per_char
+        self._s_per_char = rate if old is None else 0.7 * old + 0.3 * rate
+
+    def _offer_idle(self) -> None:
+        """A worker just went idle: lend it to the parallel syntheses in progress, oldest first."""
+        for stream in list(self._parallel):
+            if self._idle.empty():
+                return
+            stream._spread()
+
     def _lend_idle(self) -> WorkerHandle | None:
         """An idle worker to render a fragment of a request that already has one; None while any
         request waits for a worker (it comes first) or none is idle."""
@@ -532,6 +678,7 @@ class EnginePool:
             self._spawn(self._replace(worker))
         else:
             self._idle.put_nowait(worker)
+            self._offer_idle()
 
     async def _replace(self, old: WorkerHandle) -> None:
         old.kill()

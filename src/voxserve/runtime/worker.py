@@ -141,6 +141,10 @@ class Serve:
         # answer to its pending Claim.
         self._delivered: dict[tuple[int, int], Any] = {}
         self._assigned: dict[int, int] = {}
+        # While a primary waiting for its Assign renders a fragment of an older request (a RenderJob
+        # as the answer to its Claim), the job it waits for, and cancels of it read meanwhile.
+        self._outer: int | None = None
+        self._cancels: set[int] = set()
         self._worked = False
         """A job ran since the heap was last trimmed."""
 
@@ -269,7 +273,7 @@ class Serve:
 
     def _cancelled(self, job_id: int) -> bool:
         """Drain pending messages; True if one of them cancels ``job_id``."""
-        cancelled = False
+        cancelled = job_id in self._cancels
         while self.conn.poll():
             cancelled = self._take(self.conn.recv(), job_id) or cancelled
         return cancelled
@@ -278,32 +282,53 @@ class Serve:
         """File one message read during job ``job_id``; True if it cancels that job."""
         from voxserve.runtime import messages as m
 
+        live = (job_id, self._outer)
         if isinstance(msg, m.Cancel):
+            if msg.job_id == self._outer:
+                self._cancels.add(msg.job_id)  # seen by the outer job once the lent render is over
             return msg.job_id == job_id
         if isinstance(msg, m.Ping):
             self.conn.send(m.Pong(msg.nonce))
         elif isinstance(msg, m.Delivered):
-            if msg.job_id == job_id:
+            if msg.job_id in live:
                 self._delivered[(msg.job_id, msg.index)] = msg
             elif msg.path is not None:  # for a job that is over: nobody will read it
                 _unlink(msg.path)
         elif isinstance(msg, m.Assign):
-            if msg.job_id == job_id:
-                self._assigned[job_id] = msg.index
+            if msg.job_id in live:
+                self._assigned[msg.job_id] = msg.index
         else:
             self.backlog.append(msg)
         return False
 
     def _wait(self, job_id: int, ready: Any) -> bool:
-        """Block until ``ready()`` is true, serving pings; False if ``job_id`` is cancelled first."""
+        """Block until ``ready()`` is true, serving pings and rendering the fragments of older requests
+        the pool lends this worker meanwhile; False if ``job_id`` is cancelled first."""
+        from voxserve.runtime import messages as m
+
         while not ready():
+            if job_id in self._cancels:
+                return False
             try:
                 msg = self.conn.recv()
             except (EOFError, OSError):
                 raise EngineFailure("the server went away") from None
-            if self._take(msg, job_id):
+            if isinstance(msg, m.RenderJob):
+                self._lent(job_id, msg)
+            elif self._take(msg, job_id):
                 return False
-        return True
+        return job_id not in self._cancels
+
+    def _lent(self, outer: int, msg: Any) -> None:
+        """Render ``msg``, a fragment of an older request, inside job ``outer`` (which waits for its
+        next fragment): as a job of its own (its own cancel and interrupt), then back to ``outer``."""
+        self._outer = outer
+        try:
+            self._guard(msg.job_id, self._render, msg)
+        finally:
+            self._outer = None
+            with self._job_lock:
+                self._current_job = outer
 
     def _native_rate(self, voice: str, fallback: int) -> int:
         """The engine's output rate for ``voice`` (pauses before any audio are made at this rate)."""
@@ -432,7 +457,7 @@ class Serve:
                         if not self._wait(job_id, lambda key=(job_id, next_out): key in self._delivered):
                             return False
                         continue
-                    self.conn.send(m.Claim(job_id))
+                    self.conn.send(m.Claim(job_id, out.samples / job.sample_rate))
                     if not self._wait(job_id, lambda: job_id in self._assigned):
                         return False
                     index = self._assigned.pop(job_id)
@@ -456,6 +481,7 @@ class Serve:
             return True
         finally:
             self._assigned.pop(job_id, None)
+            self._cancels.discard(job_id)
             for key in [k for k in self._delivered if k[0] == job_id]:
                 path = self._delivered.pop(key).path
                 if path is not None:

@@ -294,3 +294,117 @@ async def test_a_lone_request_speaks_its_first_fragment_on_every_core() -> None:
         busy.abort()
     finally:
         await asyncio.gather(pool.stop(), other.stop())
+
+
+# Fragments with plenty of audio (4 s a word, 0.3 s to render): a request's audio runs far ahead of
+# its playback, so its worker may render an older request's fragments before its own.
+LONG = EngineSpec(
+    engine="fake", factory="tests.fakes:FakeEngine", options={"step_s": 0.1, "steps": 3, "word_s": 4.0}
+)
+
+
+@pytest.fixture
+async def long_pool() -> AsyncIterator[EnginePool]:
+    pool = await make_pool(LONG, 2)
+    try:
+        yield pool
+    finally:
+        await pool.stop()
+
+
+async def two_at_once(pool: EnginePool) -> tuple[ParallelSynthStream, ParallelSynthStream]:
+    older = await pool.synth(job(*TEXTS))
+    younger = await pool.synth(job(*TEXTS))
+    assert isinstance(older, ParallelSynthStream) and isinstance(younger, ParallelSynthStream)
+    return older, younger
+
+
+async def lending(younger: ParallelSynthStream) -> asyncio.Task[list[Chunk]]:
+    """A task reading ``younger`` (its claims are answered as it is read), returned once its worker
+    renders a fragment of an older request."""
+    reader = asyncio.ensure_future(chunks_of(younger))
+    await until_async(lambda: bool(younger._lent), scaled(20), message="the younger request lends its worker")
+    return reader
+
+
+async def test_the_older_request_comes_first(long_pool: EnginePool) -> None:
+    older, younger = await two_at_once(long_pool)
+    finished: list[str] = []
+
+    async def read(name: str, stream: SynthStream) -> list[Chunk]:
+        chunks = await chunks_of(stream)
+        finished.append(name)
+        return chunks
+
+    a, b = await asyncio.gather(read("older", older), read("younger", younger))
+    expected = audio(await chunks_of(await long_pool.synth(job(*TEXTS, parallel=False))))
+    assert audio(a) == expected and audio(b) == expected  # in order, nothing lost or twice
+    assert younger.lent >= 1 and older.helped >= younger.lent and older.lent == 0
+    assert older.retried == younger.retried == 0
+    # The older one had both workers once the younger's first audio was out: first come, first done.
+    assert finished == ["older", "younger"]
+    await settled(long_pool)
+
+
+async def test_a_request_whose_audio_is_not_far_enough_ahead_keeps_its_worker(long_pool: EnginePool) -> None:
+    long_pool.lend_margin_s = 1e6
+    older, younger = await two_at_once(long_pool)
+    a, b = await asyncio.gather(chunks_of(older), chunks_of(younger))
+    assert younger.lent == 0 and older.helped == 0  # no worker was idle, and none was lent
+    assert audio(a) == audio(b)
+
+
+async def test_aborting_the_lender_mid_render_gives_the_fragment_back(long_pool: EnginePool) -> None:
+    done: list[Done] = []
+    long_pool.on_done = lambda e, d: done.append(d)
+    older, younger = await two_at_once(long_pool)
+    reader_older = asyncio.ensure_future(chunks_of(older))
+    reader = await lending(younger)
+    reader.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+    younger.abort()
+    chunks = await reader_older
+    expected = audio(await chunks_of(await long_pool.synth(job(*TEXTS, parallel=False))))
+    assert audio(chunks) == expected  # the lent fragment rendered by the older request's primary
+    assert older.retried >= 1
+    await settled(long_pool)
+    assert long_pool.restarts == 0  # the lent render and the younger job both stopped by message
+    assert any(d.cancelled for d in done)
+    assert not any(long_pool._scratch().iterdir())
+
+
+async def test_the_lender_dying_mid_render_costs_the_older_request_nothing(long_pool: EnginePool) -> None:
+    older, younger = await two_at_once(long_pool)
+    reader_older = asyncio.ensure_future(chunks_of(older))
+    reader = await lending(younger)
+    kill(younger._worker)
+    with pytest.raises(EngineFailure) as info:
+        await reader
+    assert info.value.code == "worker_crashed"
+    chunks = await reader_older
+    expected = audio(await chunks_of(await long_pool.synth(job(*TEXTS, parallel=False))))
+    assert audio(chunks) == expected
+    await settled(long_pool)
+    assert long_pool.restarts == 1
+    assert not any(long_pool._scratch().iterdir())
+
+
+async def test_the_older_request_aborted_mid_render_leaves_the_lender_speaking(long_pool: EnginePool) -> None:
+    older, younger = await two_at_once(long_pool)
+    reader_older = asyncio.ensure_future(chunks_of(older))
+    reader = await lending(younger)
+    reader_older.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reader_older
+    older.abort()
+    chunks = await reader
+    expected = audio(await chunks_of(await long_pool.synth(job(*TEXTS, parallel=False))))
+    assert audio(chunks) == expected
+    await settled(long_pool)
+    assert long_pool.restarts == 0
+    await until_async(
+        lambda: not any(long_pool._scratch().iterdir()),
+        scaled(10),
+        message="the lent fragment's file is removed",
+    )
