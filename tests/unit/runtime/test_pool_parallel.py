@@ -327,6 +327,18 @@ async def lending(younger: ParallelSynthStream) -> asyncio.Task[list[Chunk]]:
     return reader
 
 
+async def hang_up(reader: asyncio.Task[list[Chunk]], stream: SynthStream) -> None:
+    """The client of ``stream`` goes away: its reader stops, and the route aborts the stream."""
+    reader.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+    stream.abort()
+
+
+async def sequential_audio(pool: EnginePool) -> bytes:
+    return audio(await chunks_of(await pool.synth(job(*TEXTS, parallel=False))))
+
+
 async def test_the_older_request_comes_first(long_pool: EnginePool) -> None:
     older, younger = await two_at_once(long_pool)
     finished: list[str] = []
@@ -337,7 +349,7 @@ async def test_the_older_request_comes_first(long_pool: EnginePool) -> None:
         return chunks
 
     a, b = await asyncio.gather(read("older", older), read("younger", younger))
-    expected = audio(await chunks_of(await long_pool.synth(job(*TEXTS, parallel=False))))
+    expected = await sequential_audio(long_pool)
     assert audio(a) == expected and audio(b) == expected  # in order, nothing lost or twice
     assert younger.lent >= 1 and older.helped >= younger.lent and older.lent == 0
     assert older.retried == younger.retried == 0
@@ -359,14 +371,10 @@ async def test_aborting_the_lender_mid_render_gives_the_fragment_back(long_pool:
     long_pool.on_done = lambda e, d: done.append(d)
     older, younger = await two_at_once(long_pool)
     reader_older = asyncio.ensure_future(chunks_of(older))
-    reader = await lending(younger)
-    reader.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await reader
-    younger.abort()
+    await hang_up(await lending(younger), younger)
     chunks = await reader_older
-    expected = audio(await chunks_of(await long_pool.synth(job(*TEXTS, parallel=False))))
-    assert audio(chunks) == expected  # the lent fragment rendered by the older request's primary
+    # The lent fragment, rendered by the older request's own primary instead.
+    assert audio(chunks) == await sequential_audio(long_pool)
     assert older.retried >= 1
     await settled(long_pool)
     assert long_pool.restarts == 0  # the lent render and the younger job both stopped by message
@@ -382,9 +390,7 @@ async def test_the_lender_dying_mid_render_costs_the_older_request_nothing(long_
     with pytest.raises(EngineFailure) as info:
         await reader
     assert info.value.code == "worker_crashed"
-    chunks = await reader_older
-    expected = audio(await chunks_of(await long_pool.synth(job(*TEXTS, parallel=False))))
-    assert audio(chunks) == expected
+    assert audio(await reader_older) == await sequential_audio(long_pool)
     await settled(long_pool)
     assert long_pool.restarts == 1
     assert not any(long_pool._scratch().iterdir())
@@ -394,13 +400,8 @@ async def test_the_older_request_aborted_mid_render_leaves_the_lender_speaking(l
     older, younger = await two_at_once(long_pool)
     reader_older = asyncio.ensure_future(chunks_of(older))
     reader = await lending(younger)
-    reader_older.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await reader_older
-    older.abort()
-    chunks = await reader
-    expected = audio(await chunks_of(await long_pool.synth(job(*TEXTS, parallel=False))))
-    assert audio(chunks) == expected
+    await hang_up(reader_older, older)
+    assert audio(await reader) == await sequential_audio(long_pool)
     await settled(long_pool)
     assert long_pool.restarts == 0
     await until_async(
