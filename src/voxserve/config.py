@@ -257,6 +257,14 @@ class Settings(BaseSettings):
         description="Idle workers of an engine render a request's later fragments ahead (delivered in "
         "order); a request waiting for a worker always comes first.",
     )
+    tts_lend_margin_s: float = Field(
+        0.5,
+        ge=0,
+        le=3600,
+        description="Under load the oldest request comes first: a request's worker renders an older "
+        "request's next fragment before its own while its own audio stays this far ahead of its "
+        "playback after both renders (a large value: every request keeps its worker).",
+    )
     voice_aliases: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_VOICE_ALIASES))
     output_sample_rate: int = Field(24000, description="Rate of every encoded response (OpenAI uses 24 kHz).")
     trailing_silence_ms: int = Field(

@@ -107,3 +107,11 @@ def test_lone_stt_threads_default_to_the_cores_and_are_off_when_no_wider(
     assert Settings(stt_lone_threads=2, stt_threads_per_worker=2).stt_lone_thread_count() == 0
     monkeypatch.setattr("os.cpu_count", lambda: 1)
     assert Settings().stt_lone_thread_count() == 0
+
+
+def test_the_lend_margin_is_bounded() -> None:
+    assert Settings(tts_lend_margin_s=0).tts_lend_margin_s == 0
+    assert Settings(tts_lend_margin_s=3600).tts_lend_margin_s == 3600
+    for bad in (-0.1, 3600.5):
+        with pytest.raises(ValidationError, match="tts_lend_margin_s"):
+            Settings(tts_lend_margin_s=bad)

@@ -396,10 +396,6 @@ class BusyLedger:
 class EnginePool:
     """Worker processes for one engine, with admission control."""
 
-    lend_margin_s = 0.5
-    """How far a request's audio must stay ahead of its playback (after rendering an older request's
-    fragment and then its own next one) for its worker to render the older one first."""
-
     def __init__(
         self,
         spec: m.EngineSpec,
@@ -416,12 +412,16 @@ class EnginePool:
         name: str | None = None,
         ledger: BusyLedger | None = None,
         initial: int | None = None,
+        lend_margin_s: float = 0.5,
     ) -> None:
         """``initial``: how many of the ``size`` workers :meth:`start` starts (default all); the others
         start in the background after the pool's first job, or when a request finds no worker idle
         (see :meth:`_grow`; each idle worker holds its own model: a pool nobody has used yet keeps
-        one)."""
+        one). ``lend_margin_s``: how far a parallel synthesis's audio must stay ahead of its playback,
+        after rendering an older request's next fragment and then its own next one, for its worker to
+        render the older one first (see :class:`ParallelSynthStream`)."""
         self.spec = spec
+        self.lend_margin_s = lend_margin_s
         self.ledger = ledger or BusyLedger()
         """Shared by the pools of one server (the registry gives them one); a pool alone counts itself."""
         self.name = name or spec.engine

@@ -317,6 +317,7 @@ class EngineRegistry:
             name=name,
             ledger=self.ledger,
             initial=1 if s.lean_start else None,
+            lend_margin_s=s.tts_lend_margin_s,
         )
 
     def _all_pools(self) -> dict[str, EnginePool]:

@@ -69,6 +69,12 @@ def test_building_a_registry_starts_nothing() -> None:
     assert all(isinstance(p, TimedPool) and p.state == "not_started" for p in reg.pools.values())
 
 
+def test_the_lend_margin_reaches_every_tts_pool() -> None:
+    reg, _ = fake_registry(tts_lend_margin_s=2.5)
+    assert {name: pool.lend_margin_s for name, pool in reg.pools.items()} == {"piper": 2.5, "kokoro": 2.5}
+    assert fake_registry()[0].pools["piper"].lend_margin_s == 0.5
+
+
 async def test_start_starts_only_the_preloaded_engines_and_the_default_stt_model(
     reg: tuple[EngineRegistry, list[tuple[str, str, float]]],
 ) -> None:
