@@ -72,6 +72,9 @@ class SynthRequest:
     parallel: bool = False
     """Let idle workers of the pool render later fragments ahead (delivered in order): one request
     on an idle server uses every worker; a busy server gives each request its own worker only."""
+    background: bool = False
+    """Nobody listens as it is made (a speech job's section): a parallel one is never lent another
+    request's worker, and its own worker renders the fragments of live requests before its own."""
 
 
 @dataclass(frozen=True)

@@ -188,15 +188,19 @@ class ParallelSynthStream(SynthStream):
     def _lend_ahead(self) -> bool:
         """Answer the primary's claim with the next fragment of the oldest request that has one
         unclaimed, if this request's audio stays ahead of its playback by ``lend_margin_s`` after that
-        render and its own next one; whether it did."""
-        older = self._pool._older_needing_help(self)
-        if older is None or self._first_audio_at is None:
+        render and its own next one (a background request: of any live request, always); whether it
+        did."""
+        older = self._pool._needing_help(self)
+        if older is None:
             return False
         index = older._next
-        lead = self._first_audio_at + self._claim_msg.audio_s - time.monotonic()
-        cost = older._render_cost(index) + self._render_cost(self._next)
-        if lead - cost < self._pool.lend_margin_s:
-            return False
+        if not self._job.background:
+            if self._first_audio_at is None:
+                return False
+            lead = self._first_audio_at + self._claim_msg.audio_s - time.monotonic()
+            cost = older._render_cost(index) + self._render_cost(self._next)
+            if lead - cost < self._pool.lend_margin_s:
+                return False
         older._claim()
         job_id = next(_job_ids)
         path = str(self._pool._scratch() / f"{older.job_id}-{index}.npy")
@@ -633,12 +637,15 @@ class EnginePool:
         with contextlib.suppress(ValueError):
             self._parallel.remove(stream)
 
-    def _older_needing_help(self, stream: ParallelSynthStream) -> ParallelSynthStream | None:
-        """The oldest parallel synthesis started before ``stream`` with a fragment nobody claimed."""
+    def _needing_help(self, stream: ParallelSynthStream) -> ParallelSynthStream | None:
+        """The oldest live parallel synthesis with a fragment nobody claimed that ``stream``'s worker
+        may render: one started before it (for a background ``stream``, any)."""
         for other in self._parallel:
             if other is stream:
+                if stream._job.background:
+                    continue
                 return None
-            if not other.finished and other._next < len(other._job.fragments):
+            if not other._job.background and not other.finished and other._next < len(other._job.fragments):
                 return other
         return None
 

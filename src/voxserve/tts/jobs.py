@@ -658,6 +658,7 @@ def pool_synthesizer(
                 fragments=fragments,
                 volume=volume,
                 parallel=True,  # idle workers only: a live request waiting for one comes first
+                background=True,  # and live requests' fragments before its own
             )
         )
         try:

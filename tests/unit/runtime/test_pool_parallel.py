@@ -335,6 +335,13 @@ async def hang_up(reader: asyncio.Task[list[Chunk]], stream: SynthStream) -> Non
     stream.abort()
 
 
+async def read(stream: SynthStream, name: str, finished: list[str]) -> list[Chunk]:
+    """All of ``stream``; then ``name`` joins ``finished`` (the order requests end in)."""
+    chunks = await chunks_of(stream)
+    finished.append(name)
+    return chunks
+
+
 async def sequential_audio(pool: EnginePool) -> bytes:
     return audio(await chunks_of(await pool.synth(job(*TEXTS, parallel=False))))
 
@@ -342,13 +349,7 @@ async def sequential_audio(pool: EnginePool) -> bytes:
 async def test_the_older_request_comes_first(long_pool: EnginePool) -> None:
     older, younger = await two_at_once(long_pool)
     finished: list[str] = []
-
-    async def read(name: str, stream: SynthStream) -> list[Chunk]:
-        chunks = await chunks_of(stream)
-        finished.append(name)
-        return chunks
-
-    a, b = await asyncio.gather(read("older", older), read("younger", younger))
+    a, b = await asyncio.gather(read(older, "older", finished), read(younger, "younger", finished))
     expected = await sequential_audio(long_pool)
     assert audio(a) == expected and audio(b) == expected  # in order, nothing lost or twice
     assert younger.lent >= 1 and older.helped >= younger.lent and older.lent == 0
@@ -409,3 +410,16 @@ async def test_the_older_request_aborted_mid_render_leaves_the_lender_speaking(l
         scaled(10),
         message="the lent fragment's file is removed",
     )
+
+
+async def test_live_requests_come_before_a_background_one(long_pool: EnginePool) -> None:
+    background = await long_pool.synth(dataclasses.replace(job(*TEXTS), background=True))
+    live = await long_pool.synth(job(*TEXTS))
+    assert isinstance(background, ParallelSynthStream) and isinstance(live, ParallelSynthStream)
+    finished: list[str] = []
+    a, b = await asyncio.gather(read(background, "background", finished), read(live, "live", finished))
+    assert audio(a) == audio(b) == await sequential_audio(long_pool)
+    # The live request, younger, lends nothing to the speech job; the job's worker renders the live
+    # request's fragments before its own.
+    assert live.lent == 0 and background.lent >= 1 and live.helped >= background.lent
+    assert finished == ["live", "background"]
