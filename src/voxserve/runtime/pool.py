@@ -231,16 +231,17 @@ class ParallelSynthStream(SynthStream):
         if not self.finished:
             self._on_claim(self._claim_msg)  # the primary still waits for its own answer
 
-    def _return_lent(self) -> None:
+    def _return_lent(self) -> bool:
         """This request ends with lent renders in progress: their fragments go back to their owners
         (whose primaries render them), and the files, if the worker still writes them, are removed
-        with this request's scratch files."""
+        with this request's scratch files (by :meth:`_cleanup`); whether there were any."""
         lent, self._lent = self._lent, {}
         for job_id, (older, index, path, _) in lent.items():
             with contextlib.suppress(EngineFailure):
                 self._worker.cancel(job_id)
             older._rendered(index, None, ())
             self._sent.append(path)
+        return bool(lent)
 
     def _spread(self) -> None:
         """Lend idle workers the next unclaimed fragments (only while no request waits for one)."""
@@ -330,10 +331,10 @@ class ParallelSynthStream(SynthStream):
 
     def _finish(self, *, dead: bool = False) -> None:
         self._pool._forget(self)
-        self._return_lent()
+        returned = self._return_lent()
         super()._finish(dead=dead)
         self._stop_helpers()
-        if dead or self._sent:
+        if dead or returned:
             self._pool._spawn(self._cleanup())
 
     def abort(self) -> None:
