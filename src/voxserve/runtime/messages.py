@@ -115,8 +115,9 @@ class Claim:
     """A parallel job's primary is free: which fragment should it render next? ``audio_s``: the
     seconds of audio it has sent so far (how far its client's playback is from running dry).
 
-    The answer is an :class:`Assign`, or a :class:`RenderJob` for a fragment of an older request
-    (rendered at once, while the primary keeps waiting for its own answer)."""
+    The answer is an :class:`Assign`, or a :class:`RenderJob` for a fragment of another request (an
+    older one; any live one for a background job), rendered at once while the primary keeps waiting
+    for its own answer."""
 
     job_id: int
     audio_s: float = 0.0
