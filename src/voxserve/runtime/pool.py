@@ -143,8 +143,9 @@ class ParallelSynthStream(SynthStream):
         """Fragments of older requests this request's primary rendered."""
         self._started = time.monotonic()
         self._first_audio_at: float | None = None
-        self._claim_msg = m.Claim(job.job_id)
-        """The primary's pending claim (answered again after each lent render)."""
+        self._claim_msg: m.Claim | None = None
+        """The primary's last claim (answered again after each lent render); None before the first,
+        while the first fragment is spoken."""
         self._lent: dict[int, tuple[ParallelSynthStream, int, str, float]] = {}
         """Lent renders in progress on the primary: job id → (the older request, its fragment index,
         scratch file, when sent)."""
@@ -195,7 +196,7 @@ class ParallelSynthStream(SynthStream):
             return False
         index = older._next
         if not self._job.background:
-            if self._first_audio_at is None:
+            if self._first_audio_at is None or self._claim_msg is None:
                 return False
             lead = self._first_audio_at + self._claim_msg.audio_s - time.monotonic()
             cost = older._render_cost(index) + self._render_cost(self._next)
@@ -228,7 +229,7 @@ class ParallelSynthStream(SynthStream):
         else:  # cancelled or failed: the older request's primary renders it itself
             older._rendered(index, None, ())
             self._pool._spawn(asyncio.to_thread(_unlink, path))
-        if not self.finished:
+        if not self.finished and self._claim_msg is not None:
             self._on_claim(self._claim_msg)  # the primary still waits for its own answer
 
     def _return_lent(self) -> bool:
@@ -660,15 +661,16 @@ class EnginePool:
         self._s_per_char = rate if old is None else 0.7 * old + 0.3 * rate
 
     def _offer_idle(self) -> None:
-        """A worker just went idle: lend it to the live parallel syntheses in progress, oldest first.
-        Not to a background one, which takes idle workers only at its own claims: a live request
-        that comes right after this one (the next turn of a conversation) finds the worker idle (a
-        speech job offered every freed worker made back-to-back requests beside it wait for one:
-        first audio p50 235 -> 333 ms)."""
+        """A worker just went idle: lend it to the live parallel syntheses in progress that have
+        spoken their first fragment (helpers start at the first claim: the first fragment may be
+        running on every core), oldest first. Not to a background one, which takes idle workers only
+        at its own claims: a live request that comes right after this one (the next turn of a
+        conversation) finds the worker idle (a speech job offered every freed worker made
+        back-to-back requests beside it wait for one: first audio p50 235 -> 333 ms)."""
         for stream in list(self._parallel):
             if self._idle.empty():
                 return
-            if not stream._job.background:
+            if not stream._job.background and stream._claim_msg is not None:
                 stream._spread()
 
     def _lend_idle(self) -> WorkerHandle | None:

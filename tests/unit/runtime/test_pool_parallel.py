@@ -423,3 +423,34 @@ async def test_live_requests_come_before_a_background_one(long_pool: EnginePool)
     # request's fragments before its own.
     assert live.lent == 0 and background.lent >= 1 and live.helped >= background.lent
     assert finished == ["live", "background"]
+
+
+@pytest.mark.parametrize("background", [False, True])
+async def test_a_freed_worker_goes_to_a_live_request_that_has_spoken(
+    long_pool: EnginePool, background: bool
+) -> None:
+    """A worker freed by another request is lent at once to a live parallel synthesis past its first
+    fragment (not only at its next claim); never to one still on its first fragment, nor to a
+    background one (it takes idle workers at its own claims)."""
+    other = await long_pool.synth(job(*TEXTS, parallel=False))
+    stream = await long_pool.synth(dataclasses.replace(job(*TEXTS), background=background))
+    assert isinstance(stream, ParallelSynthStream)
+    head: list[Chunk] = []
+    if not background:
+        while stream._claim_msg is None:  # its first claim is answered as it is read
+            head.append(await anext(stream))
+    # Unread from here on: its next claim waits, so only the freed worker's offer can lend it a helper.
+    await chunks_of(other)
+    assert stream.helpers == (0 if background else 1)
+    assert long_pool.idle_workers == (1 if background else 0)
+    assert audio(head + await chunks_of(stream)) == await sequential_audio(long_pool)
+
+
+async def test_a_freed_worker_is_not_lent_to_a_first_fragment(long_pool: EnginePool) -> None:
+    other = await long_pool.synth(job("one", parallel=False))
+    stream = await long_pool.synth(job(*TEXTS))
+    assert isinstance(stream, ParallelSynthStream)
+    await chunks_of(other)  # unread: its first claim, after its first fragment, is not answered yet
+    assert stream._claim_msg is None
+    assert stream.helpers == 0 and long_pool.idle_workers == 1
+    assert audio(await chunks_of(stream)) == await sequential_audio(long_pool)
