@@ -73,6 +73,29 @@ def test_long_first_sentence_without_clauses_is_cut_at_a_word_boundary() -> None
     ]
 
 
+def test_a_first_sentence_is_not_cut_to_leave_a_few_words_behind() -> None:
+    # Cut at 60 characters this left "river bank." to be rendered on its own after the head.
+    text = "The quick brown fox jumps over the lazy dog near the quiet river bank."
+    assert split_fragments(text, first_fragment_max_chars=60) == [text]
+    assert split_fragments(f"{text} Next one.", first_fragment_max_chars=60) == [text, "Next one."]
+    # Four words after the cut: cut.
+    text = "The quick brown fox jumps over the lazy dog near the quiet green river bank."
+    assert split_fragments(text, first_fragment_max_chars=40) == [
+        "The quick brown fox jumps over the lazy",
+        "dog near the quiet green river bank.",
+    ]
+    assert split_fragments(text, first_fragment_max_chars=58) == [text]  # "green river bank." left
+    # A clause boundary too: "…, my friend." stays with its sentence.
+    text = "We will meet again at the station tomorrow morning, my friend."
+    assert split_fragments(text, first_fragment_max_chars=55) == [text]
+    # A sentence longer than a fragment is cut whatever is left.
+    text = "one two three four five six seven eight nine ten eleven twelve."
+    assert split_fragments(text, first_fragment_max_chars=50, max_fragment_chars=60) == [
+        "one two three four five six seven eight nine ten",
+        "eleven twelve.",
+    ]
+
+
 def test_first_fragment_keeps_three_words_when_it_can() -> None:
     # The only clause boundary within the limit comes after one word: a word boundary is used instead.
     text = "Well, the results of the experiment were inconclusive and we need to run it again tomorrow."
