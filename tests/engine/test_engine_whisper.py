@@ -376,6 +376,35 @@ def test_a_loop_primed_by_the_prompt_is_decoded_again_without_it(
     assert all(c["max_new_tokens"] == whisper.MIN_NEW_TOKENS + whisper.TOKENS_PER_SECOND for c in spy.calls)
 
 
+def test_the_fallback_decode_reuses_the_windows_encoding(
+    tiny: WhisperEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fallback runs faster-whisper again on the same audio: its encoder (0.4 s on one thread, half
+    # the fallback's cost) ran twice before.
+    spy = Spy(tiny, monkeypatch)
+    recorder = tiny._model.model
+    encoded: list[tuple[int, ...]] = []
+
+    class Counting:  # CTranslate2's model, counting its encoder runs
+        def __init__(self, model: object) -> None:
+            self.model = model
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.model, name)
+
+        def encode(self, features: object, *args: object, **kwargs: object) -> object:
+            encoded.append(np.asarray(features).shape)
+            return self.model.encode(features, *args, **kwargs)  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(recorder, "_model", Counting(recorder._model))
+    assert text_of(tiny, three(), TranscribeOptions(language="en", prompt="1. 2.")).strip() == "3."
+    assert len(spy.calls) == 2 and len(encoded) == 1
+    # Other audio is encoded anew; the same audio in a new transcription too (nothing kept across).
+    assert text_of(tiny, load(FILES[0]), TranscribeOptions(language="en"))
+    assert text_of(tiny, three(), TranscribeOptions(language="en")).strip() == "3."
+    assert len(encoded) == 3
+
+
 def sliver() -> np.ndarray:
     """Half a second of silence, then the first 0.4 s of "twentieth century …", then 0.3 s of silence:
     what a voice agent's client VAD committed in a clean-clone CI run (a false start)."""
