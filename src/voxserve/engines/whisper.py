@@ -563,9 +563,9 @@ class _AlignRecorder:
 
     The encoder output is reused when the same features are encoded again: the fallback decode of a
     window that looked failed runs faster-whisper a second time on the same audio, and the encoder
-    (tiny.en reads 30 s whatever the audio) was half its cost. Measured on one thread, the spliced
-    digit string of speech_dev: encoder 0.40-0.46 s of a 1.2-1.7 s transcription. The output is a
-    deterministic function of the features, compared in full, so the result is the same.
+    (tiny.en reads 30 s whatever the audio) was a third of its cost or more. Measured on one thread,
+    the spliced digit string of speech_dev: encoder 0.40-0.46 s of a 1.2-1.7 s transcription. The
+    output is a deterministic function of the features, compared in full, so the result is the same.
     """
 
     def __init__(self, model: Any) -> None:
